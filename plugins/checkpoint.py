@@ -1,0 +1,102 @@
+"""checkpoint: save the run so it survives a crash and resumes exactly.
+
+In the run folder it keeps ``last.npz`` (always, after every epoch), ``epoch-NNN.npz`` every
+``every`` epochs (the newest ``keep`` of them), ``best.npz`` by the monitored metric, and on Ctrl+C
+or any exception ``emergency.npz``, written from the last consistent state (the end of the last
+completed optimizer step). Every write is atomic (see ``trainkit.checkpoint_io``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Literal
+
+from trainkit import hookimpl
+from trainkit.errors import CheckpointError, ConfigError
+from trainkit.monitor import Monitor
+
+
+class Checkpoint:
+    """Save checkpoints: every N epochs, the last K, the best, and always last.npz.
+
+    Args:
+        every: save epoch-NNN.npz every this many epochs (0: never).
+        keep: how many epoch-NNN.npz files to keep (0: all of them).
+        monitor: the logged metric that picks best.npz ('' for no best.npz).
+        mode: min, max, or auto (max for accuracy-like metrics, min otherwise).
+        on_error: when a save fails (disk full, read-only): stop the run, or warn and go on.
+    """
+
+    def __init__(
+        self,
+        every: int = 1,
+        keep: int = 3,
+        monitor: str = "val_loss",
+        mode: Literal["auto", "min", "max"] = "auto",
+        on_error: Literal["stop", "warn"] = "stop",
+    ) -> None:
+        if every < 0:
+            raise ConfigError(f"every must be 0 or more, got {every}", "every")
+        if keep < 0:
+            raise ConfigError(f"keep must be 0 or more, got {keep}", "keep")
+        self.every, self.keep, self.on_error = every, keep, on_error
+        self.monitor = Monitor(monitor, mode) if monitor else None
+        self.kept: list[str] = []
+        self.name = "checkpoint"
+
+    def save(self, trainer, filename: str) -> None:
+        from trainkit.checkpoint_io import save_checkpoint
+        from trainkit.snapshot import capture
+
+        if not trainer.is_main_process or trainer.run_dir is None:
+            return
+        arrays, manifest = capture(trainer)
+        path = trainer.run_dir / filename
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(path, arrays, manifest)
+        except OSError as e:
+            message = (f"{path}: cannot save checkpoint ({e.strerror or e}); "
+                       f"the previous checkpoint is intact")
+            if self.on_error == "stop":
+                raise CheckpointError(message) from None
+            print(f"trainkit: warning: {message}", file=sys.stderr)
+
+    @hookimpl(trylast=True)  # after every other plugin has updated the state it saves
+    def on_epoch_end(self, trainer, epoch, logs):
+        if self.monitor is not None and self.monitor.update(logs):
+            self.save(trainer, "best.npz")
+        if self.every and epoch % self.every == 0:
+            filename = f"epoch-{epoch:03d}.npz"
+            self.save(trainer, filename)
+            if filename not in self.kept:
+                self.kept.append(filename)
+            while self.keep and len(self.kept) > self.keep:
+                (trainer.run_dir / self.kept.pop(0)).unlink(missing_ok=True)
+        self.save(trainer, "last.npz")
+
+    @hookimpl
+    def on_exception(self, trainer, exception):
+        self.save(trainer, "emergency.npz")
+        if trainer.run_dir is not None:
+            print(f"trainkit: emergency checkpoint written to {trainer.run_dir / 'emergency.npz'}",
+                  file=sys.stderr)
+
+    @hookimpl
+    def on_save_checkpoint(self, state):
+        state["checkpoint"] = {
+            "kept": list(self.kept),
+            "monitor": self.monitor.state_dict() if self.monitor else None,
+        }
+
+    @hookimpl
+    def on_load_checkpoint(self, state):
+        mine = state.get("checkpoint") or {}
+        self.kept = list(mine.get("kept") or [])
+        if self.monitor is not None and mine.get("monitor"):
+            self.monitor.load_state_dict(mine["monitor"])
+
+
+@hookimpl
+def register_plugins(register):
+    register("checkpoint", Checkpoint)

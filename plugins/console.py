@@ -1,0 +1,32 @@
+"""console: one summary line per epoch, in the notebook's format.
+
+    [  3/10] loss: 0.123 acc: 0.964 | val_loss: 0.101 val_acc: 0.969
+"""
+
+from __future__ import annotations
+
+from trainkit import hookimpl
+
+
+def format_epoch(epoch: int, epochs: int, logs: dict[str, float]) -> str:
+    width = max(3, len(str(epochs)))
+    train = " ".join(f"{k}: {v:.3f}" for k, v in logs.items()
+                     if not k.startswith("val_") and k != "lr")
+    val = " ".join(f"{k}: {v:.3f}" for k, v in logs.items() if k.startswith("val_"))
+    return f"[{epoch:{width}d}/{epochs}] {train}" + (f" | {val}" if val else "")
+
+
+class Console:
+    """Print one summary line per epoch (through tqdm, so progress bars stay intact)."""
+
+    @hookimpl
+    def on_epoch_end(self, trainer, epoch, logs):
+        if trainer.is_main_process:
+            from tqdm import tqdm
+
+            tqdm.write(format_epoch(epoch, trainer.epochs, logs))
+
+
+@hookimpl
+def register_plugins(register):
+    register("console", Console, default=True)

@@ -1,0 +1,135 @@
+"""Optimizers, in order of growing complexity: SGD, momentum (with Nesterov), Adam, AdamW.
+
+Each update works in place on the flat parameter buffer in a handful of array passes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from trainkit import hookimpl
+from trainkit.optim import Optimizer, check_range
+
+
+class SGD(Optimizer):
+    """Plain stochastic gradient descent: ``p -= lr * g``.
+
+    Args:
+        lr: learning rate.
+    """
+
+    def __init__(self, lr: float = 1e-3) -> None:
+        super().__init__(lr)
+
+    def update(self, t: int) -> None:
+        s = np.multiply(self.grads, self.lr, out=self._scratch)
+        self.params -= s
+
+
+class Momentum(Optimizer):
+    """SGD with momentum: ``v = mu v + g``, then ``p -= lr v`` (or ``lr (g + mu v)`` with Nesterov).
+
+    Args:
+        lr: learning rate.
+        momentum: the decay ``mu`` of the velocity.
+        nesterov: use Nesterov's look-ahead form.
+    """
+
+    state_names = ("velocity",)
+
+    def __init__(self, lr: float = 1e-3, momentum: float = 0.9, nesterov: bool = False) -> None:
+        super().__init__(lr)
+        check_range("momentum", momentum, 0.0, 1.0)
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def update(self, t: int) -> None:
+        v, g, s = self.velocity, self.grads, self._scratch
+        v *= self.momentum
+        v += g
+        if self.nesterov:
+            np.multiply(v, self.momentum, out=s)
+            s += g
+            s *= self.lr
+        else:
+            np.multiply(v, self.lr, out=s)
+        self.params -= s
+
+
+class Adam(Optimizer):
+    """Adam with bias correction (Kingma & Ba, 2015).
+
+    ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
+    ``p -= lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps)``.
+
+    Args:
+        lr: learning rate.
+        beta1: decay of the first-moment estimate.
+        beta2: decay of the second-moment estimate.
+        eps: added to the denominator for stability.
+    """
+
+    state_names = ("m", "v")
+
+    def __init__(
+        self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+    ) -> None:
+        super().__init__(lr)
+        check_range("beta1", beta1, 0.0, 1.0)
+        check_range("beta2", beta2, 0.0, 1.0)
+        check_range("eps", eps, 0.0, low_open=True, high=None)
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+
+    def update(self, t: int) -> None:
+        b1, b2 = self.beta1, self.beta2
+        m, v, g, s = self.m, self.v, self.grads, self._scratch
+        m *= b1
+        np.multiply(g, 1.0 - b1, out=s)
+        m += s
+        v *= b2
+        np.multiply(g, g, out=s)
+        s *= 1.0 - b2
+        v += s
+        np.sqrt(v, out=s)
+        s *= 1.0 / math.sqrt(1.0 - b2**t)
+        s += self.eps
+        np.divide(m, s, out=s)
+        s *= self.lr / (1.0 - b1**t)
+        self.params -= s
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019): ``p -= lr wd p`` first.
+
+    Args:
+        lr: learning rate.
+        beta1: decay of the first-moment estimate.
+        beta2: decay of the second-moment estimate.
+        eps: added to the denominator for stability.
+        weight_decay: decoupled decay rate, applied to every parameter.
+    """
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ) -> None:
+        super().__init__(lr, beta1, beta2, eps)
+        check_range("weight_decay", weight_decay, 0.0, high=None)
+        self.weight_decay = float(weight_decay)
+
+    def update(self, t: int) -> None:
+        self.params *= 1.0 - self.lr * self.weight_decay
+        super().update(t)
+
+
+@hookimpl
+def register_optimizers(register):
+    register("sgd", SGD)
+    register("momentum", Momentum)
+    register("adam", Adam)
+    register("adamw", AdamW)

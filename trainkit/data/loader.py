@@ -1,0 +1,105 @@
+"""The DataLoader: seeded reshuffling every epoch, float32 batches made one at a time.
+
+Images stay in memory as they were read (uint8 for MNIST) and each batch is gathered and converted
+to float32 in [0, 1] on its own, so the full float32 dataset never exists.
+
+For exact resume the loader remembers the state of its random generator at the start of the
+current epoch: restoring that state and redrawing gives the same permutation.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Batch = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class DatasetSplits:
+    """A dataset's train and test arrays. Images are ``(N, ...)``; labels are integer classes."""
+
+    name: str
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    num_classes: int
+
+    @property
+    def input_size(self) -> int:
+        return int(np.prod(self.train_images.shape[1:]))
+
+
+class DataLoader:
+    """Batches of ``(float32 inputs (B, features), integer labels (B,))``.
+
+    ``shuffle=True`` draws a new permutation every epoch from ``rng`` (a seeded
+    ``np.random.Generator``). The last batch may be smaller unless ``drop_last=True``.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        rng: np.random.Generator | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.images = images.reshape(len(images), -1)
+        self.labels = labels.astype(np.intp, copy=False)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.drop_last = drop_last
+        self.scale = np.float32(1 / 255) if images.dtype == np.uint8 else None
+        self.epoch_rng_state: dict[str, Any] = copy.deepcopy(self.rng.bit_generator.state)
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        n = len(self.labels)
+        return len(self) * self.batch_size if self.drop_last else n
+
+    def new_epoch(self) -> np.ndarray:
+        """Remember the generator's state, then draw this epoch's sample order."""
+        self.epoch_rng_state = copy.deepcopy(self.rng.bit_generator.state)
+        if self.shuffle:
+            return self.rng.permutation(len(self.labels))
+        return np.arange(len(self.labels))
+
+    def resume_epoch(self, epoch_rng_state: dict[str, Any]) -> np.ndarray:
+        """Redraw the order of an epoch that started with the generator in ``epoch_rng_state``."""
+        self.rng.bit_generator.state = copy.deepcopy(epoch_rng_state)
+        return self.new_epoch()
+
+    def batches(self, order: np.ndarray, start: int = 0) -> Iterator[Batch]:
+        """Yield the batches of ``order`` from batch index ``start`` on."""
+        bs = self.batch_size
+        for i in range(start, len(self)):
+            index = order[i * bs : (i + 1) * bs]
+            yield self.make_batch(index)
+
+    def make_batch(self, index: np.ndarray) -> Batch:
+        x = self.images[index]
+        if self.scale is not None:
+            x = np.multiply(x, self.scale, dtype=np.float32)
+        elif x.dtype != np.float32:
+            x = x.astype(np.float32)
+        return x, self.labels[index]
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.batches(self.new_epoch())

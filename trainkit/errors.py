@@ -1,0 +1,54 @@
+"""trainkit's exceptions.
+
+Inside the library every expected failure is one of these. The CLI turns them into one clear line
+(usage errors exit with code 2, runtime errors with code 1) and never shows a traceback unless
+``-v`` is given.
+"""
+
+from __future__ import annotations
+
+
+class TrainkitError(Exception):
+    """Base class of every error trainkit raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(TrainkitError):
+    """A bad option value, an unknown component name or a conflicting configuration.
+
+    ``option`` names the parameter at fault (``"lr"``, ``"checkpoint_every"``) when known, so the
+    CLI can point at ``--lr``.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+class RegistrationError(TrainkitError):
+    """A plugin registered a component badly, for example under a name already taken."""
+
+
+class DataError(TrainkitError):
+    """A dataset file is missing, truncated, malformed or failed verification."""
+
+
+class CheckpointError(TrainkitError):
+    """A checkpoint could not be written, or is not safe or valid to load."""
+
+
+class PluginError(TrainkitError):
+    """A plugin raised inside a hook. Names the plugin and the hook."""
+
+    def __init__(self, plugin: str, hook: str, error: BaseException) -> None:
+        super().__init__(f"plugin {plugin!r} failed in hook {hook}: {type(error).__name__}: {error}")
+        self.plugin = plugin
+        self.hook = hook
+        self.error = error
+
+
+class NonFiniteLossError(TrainkitError):
+    """Raised by nan-guard style plugins when the loss is no longer a finite number."""

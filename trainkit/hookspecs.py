@@ -1,0 +1,178 @@
+"""Every hook trainkit calls, grouped: registration, lifecycle, checkpoint.
+
+A plugin is any module or object with functions marked ``@trainkit.hookimpl`` whose names match the
+specs below. An implementation may accept any subset of a spec's arguments (pluggy's rule), so
+``def on_epoch_end(logs): ...`` is a valid implementation of ``on_epoch_end``.
+
+docs/plugins.md documents each hook with its exact signature; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from trainkit.markers import hookspec
+
+if TYPE_CHECKING:
+    import click
+
+    from trainkit.trainer import Batch, Trainer
+
+#: The callback handed to every ``register_*`` hook: ``register(name, factory)``.
+#: ``register_plugins`` also takes ``default=True`` for run plugins that are on unless turned off.
+Register = Callable[..., None]
+
+
+# --------------------------------------------------------------------------- registration hooks
+
+
+@hookspec
+def register_optimizers(register: Register) -> None:
+    """Register optimizer factories: ``register("adam", Adam)``.
+
+    A factory is a class (or callable) whose typed keyword parameters become CLI options, for
+    example ``lr: float = 1e-3`` becomes ``--lr``. It returns an object with ``bind(params, grads)``,
+    ``step()``, ``state_dict()``, ``load_state_dict(state)`` and a settable ``lr``.
+    Chosen with ``trainkit run --optimizer NAME``.
+    """
+
+
+@hookspec
+def register_losses(register: Register) -> None:
+    """Register loss factories: ``register("cross-entropy", CrossEntropy)``.
+
+    A loss has ``forward(outputs, targets) -> float`` and ``backward() -> gradient``.
+    Chosen with ``--loss NAME``.
+    """
+
+
+@hookspec
+def register_metrics(register: Register) -> None:
+    """Register metric factories: ``register("accuracy", Accuracy)``.
+
+    A metric has a ``name`` (the key it logs under, such as ``acc``) and is called as
+    ``metric(outputs, targets) -> float``, the batch mean. Chosen with ``--metric NAME`` (repeatable).
+    """
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register dataset factories: ``register("mnist", MNIST)``.
+
+    A dataset has ``load() -> trainkit.data.DatasetSplits``. Chosen with ``--dataset NAME``.
+    """
+
+
+@hookspec
+def register_models(register: Register) -> None:
+    """Register model factories: ``register("mlp", MLP)``.
+
+    A model factory has ``build(input_size, num_classes, rng) -> trainkit.nn.Module``.
+    Chosen with ``--model NAME``.
+    """
+
+
+@hookspec
+def register_plugins(register: Register) -> None:
+    """Register run plugins: ``register("checkpoint", Checkpoint, default=False)``.
+
+    A run plugin is created once per run from its factory and registered with the plugin manager
+    for that run, so its methods marked ``@hookimpl`` receive the lifecycle hooks. ``default=True``
+    turns it on unless the user passes ``--no-plugin NAME``. Turned on with ``--plugin NAME``.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add click commands to the ``trainkit`` CLI: ``cli.add_command(my_command)``."""
+
+
+# --------------------------------------------------------------------------- lifecycle hooks
+
+
+@hookspec
+def on_fit_start(trainer: Trainer) -> None:
+    """Called once when ``Trainer.fit`` starts, before the first epoch (also on resume)."""
+
+
+@hookspec
+def on_epoch_start(trainer: Trainer, epoch: int) -> None:
+    """Called at the start of every training epoch. ``epoch`` counts from 1."""
+
+
+@hookspec
+def on_batch_start(trainer: Trainer, step: int, batch: Batch) -> None:
+    """Called before the forward pass of every training batch.
+
+    ``step`` is the batch's index within the epoch, from 0. ``batch`` is ``(inputs, targets)``; its
+    arrays may be reused for the next batch, so copy what you keep.
+    """
+
+
+@hookspec
+def on_before_optimizer_step(trainer: Trainer, step: int) -> None:
+    """Called after backward and before the optimizer step.
+
+    ``trainer.model.grads`` is the flat gradient buffer: clip or all-reduce it in place here.
+    """
+
+
+@hookspec
+def on_batch_end(trainer: Trainer, step: int, batch: Batch, logs: dict[str, float]) -> None:
+    """Called after the optimizer step of every training batch.
+
+    ``logs`` holds this batch's ``loss`` and metrics (``acc``, ...). Do not keep the dict.
+    """
+
+
+@hookspec
+def on_validation_start(trainer: Trainer, epoch: int) -> None:
+    """Called before the validation pass of an epoch."""
+
+
+@hookspec
+def on_validation_end(trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
+    """Called after the validation pass. ``logs`` holds ``val_loss`` and ``val_*`` metrics."""
+
+
+@hookspec
+def on_epoch_end(trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
+    """Called at the end of every epoch with its train and validation metrics (and ``lr``).
+
+    ``logs`` is the row that ``trainer.history`` records. A plugin may add keys to it.
+    """
+
+
+@hookspec
+def on_fit_end(trainer: Trainer, reason: str) -> None:
+    """Called once when ``fit`` ends, whatever happened.
+
+    ``reason`` is ``"completed"``, ``"stopped"`` (or the reason given to ``trainer.stop``, such as
+    ``"early-stopping"`` or ``"nan"``), ``"interrupted"`` (Ctrl+C) or ``"failed"`` (an exception).
+    """
+
+
+@hookspec
+def on_exception(trainer: Trainer, exception: BaseException) -> None:
+    """Called when training fails or is interrupted, before ``on_fit_end``.
+
+    The model, optimizer and ``trainer.state`` are at the last consistent point: the end of the last
+    completed optimizer step. The checkpoint plugin writes its emergency checkpoint here.
+    """
+
+
+# --------------------------------------------------------------------------- checkpoint hooks
+
+
+@hookspec
+def on_save_checkpoint(trainer: Trainer, state: dict[str, Any]) -> None:
+    """Add this plugin's own JSON-serialisable state to a checkpoint being written.
+
+    ``state`` is shared by all plugins: store yours under your plugin's name, for example
+    ``state["early-stopping"] = {"wait": 2, "best": 0.1}``.
+    """
+
+
+@hookspec
+def on_load_checkpoint(trainer: Trainer, state: dict[str, Any]) -> None:
+    """Restore this plugin's state from a checkpoint, reading ``state[your plugin's name]``."""

@@ -1,0 +1,72 @@
+"""The optimizer base class. The optimizers themselves live in ``trainkit.plugins.optimizers``.
+
+An optimizer updates the model's flat float32 parameter buffer in place from the flat gradient
+buffer, using preallocated state buffers of the same size and a scratch buffer, so a step allocates
+nothing. Hyperparameters are Python floats, which keep float32 arithmetic in float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trainkit.errors import ConfigError
+
+
+def check_range(name: str, value: float, low: float, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = True) -> None:
+    """Raise ``ConfigError`` naming option ``name`` when ``value`` is outside the range."""
+    too_low = value <= low if low_open else value < low
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high or value != value:
+        lo = f"{'(' if low_open else '['}{low}"
+        hi = f"{high if high is not None else 'inf'}{')' if high_open or high is None else ']'}"
+        raise ConfigError(f"{name} must be in {lo}, {hi}, got {value}", option=name)
+
+
+class Optimizer:
+    """Base class: subclasses set ``state_names`` and implement ``update(t)``.
+
+    ``state_names`` lists per-parameter buffers (``("m", "v")`` for Adam); ``bind`` allocates them as
+    zeros and ``state_dict`` saves them with the step count and learning rate.
+    """
+
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, lr: float) -> None:
+        check_range("lr", lr, 0.0, low_open=True, high=None)
+        self.lr = float(lr)
+        self.iterations = 0
+
+    def bind(self, params: np.ndarray, grads: np.ndarray) -> None:
+        """Attach to the flat parameter and gradient buffers and allocate the state."""
+        self.params, self.grads = params, grads
+        self.iterations = 0
+        self._scratch = np.empty_like(params)
+        for name in self.state_names:
+            setattr(self, name, np.zeros_like(params))
+
+    def step(self) -> None:
+        """Apply one update in place."""
+        self.iterations += 1
+        self.update(self.iterations)
+
+    def update(self, t: int) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, np.ndarray | float | int]:
+        state: dict[str, np.ndarray | float | int] = {"iterations": self.iterations, "lr": self.lr}
+        for name in self.state_names:
+            state[name] = getattr(self, name).copy()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.iterations = int(state["iterations"])
+        self.lr = float(state["lr"])
+        for name in self.state_names:
+            buffer = getattr(self, name)
+            value = np.asarray(state[name])
+            if value.shape != buffer.shape:
+                raise ValueError(
+                    f"optimizer state {name!r} has shape {value.shape}, expected {buffer.shape}"
+                )
+            buffer[...] = value

@@ -1,0 +1,161 @@
+"""Options from typed signatures: a component's keyword parameters are its options.
+
+``Checkpoint(every: int = 1, keep: int = 3)`` declares the options ``every`` and ``keep``; the CLI
+turns them into ``--checkpoint-every`` and ``--checkpoint-keep``, config files set them by name, and
+``trainkit plugins`` lists them. Help text comes from the ``Args:`` section of the docstring.
+
+Supported annotations: ``bool``, ``int``, ``float``, ``str``, ``pathlib.Path``, ``Literal[...]``,
+``tuple[int, ...]`` (written ``256,128``), and ``X | None``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+import typing
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from trainkit.errors import ConfigError
+
+NoneType = type(None)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option of a component: its parameter name, base type, default and help."""
+
+    name: str
+    type: Any
+    default: Any
+    help: str = ""
+    choices: tuple[Any, ...] | None = None
+    optional: bool = False
+
+    @property
+    def is_flag(self) -> bool:
+        return self.type is bool
+
+    def convert(self, value: Any, where: str = "") -> Any:
+        """Coerce ``value`` (from a config file, the environment or Python) to this option's type."""
+        if value is None and (self.optional or self.default is None):
+            return None
+        try:
+            if self.choices is not None:
+                for choice in self.choices:
+                    if value == choice or str(value) == str(choice):
+                        return choice
+                raise ValueError(f"must be one of {', '.join(map(str, self.choices))}")
+            if self.type is bool:
+                if isinstance(value, str):
+                    lowered = value.strip().lower()
+                    if lowered in ("1", "true", "yes", "on"):
+                        return True
+                    if lowered in ("0", "false", "no", "off"):
+                        return False
+                    raise ValueError("must be true or false")
+                if isinstance(value, bool):
+                    return value
+                raise ValueError("must be true or false")
+            if self.type is int:
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError("must be an integer")
+                return int(value)
+            if self.type is float:
+                if isinstance(value, bool):
+                    raise ValueError("must be a number")
+                return float(value)
+            if self.type is Path:
+                return Path(value)
+            if self.type is tuple:
+                return parse_int_tuple(value)
+            return str(value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where or self.name}: {value!r} is invalid: {e}", self.name) from None
+
+
+def parse_int_tuple(value: Any) -> tuple[int, ...]:
+    """``"256,128"`` or ``[256, 128]`` or ``100`` -> ``(256, 128)`` / ``(100,)``."""
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = [value]
+    else:
+        items = [part for part in str(value).replace(" ", "").split(",") if part]
+    try:
+        result = tuple(int(item) for item in items)
+    except (TypeError, ValueError):
+        raise ValueError("must be comma-separated integers such as 256,128") from None
+    if not result:
+        raise ValueError("must name at least one size")
+    return result
+
+
+@lru_cache(maxsize=None)
+def option_specs(factory: Any) -> tuple[OptionSpec, ...]:
+    """The options a factory (class or function) declares through its keyword parameters."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        signature = inspect.signature(target)
+        hints = typing.get_type_hints(target)
+    except (TypeError, ValueError, NameError):
+        return ()
+    docs = _docstring_args(inspect.getdoc(factory) or "")
+    specs = []
+    for param in signature.parameters.values():
+        if param.name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if param.default is inspect.Parameter.empty:
+            continue  # a required parameter is not an option; the caller supplies it
+        base, choices, optional = _describe(hints.get(param.name, type(param.default)))
+        specs.append(OptionSpec(param.name, base, param.default, docs.get(param.name, ""),
+                                choices, optional))
+    return tuple(specs)
+
+
+def _describe(annotation: Any) -> tuple[Any, tuple[Any, ...] | None, bool]:
+    optional = False
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(annotation) if a is not NoneType]
+        optional = len(args) < len(typing.get_args(annotation))
+        annotation = args[0] if len(args) == 1 else str
+        origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        choices = typing.get_args(annotation)
+        return type(choices[0]), choices, optional
+    if origin is tuple:
+        return tuple, None, optional
+    if annotation in (bool, int, float, str, Path):
+        return annotation, None, optional
+    return str, None, optional
+
+
+def _docstring_args(doc: str) -> dict[str, str]:
+    """Parse a Google-style ``Args:`` section into ``{name: first line of its description}``."""
+    result: dict[str, str] = {}
+    in_args = False
+    for line in doc.splitlines():
+        stripped = line.strip()
+        if stripped in ("Args:", "Arguments:", "Options:", "Parameters:"):
+            in_args = True
+            continue
+        if in_args:
+            match = re.match(r"^(\w+)(?:\s*\([^)]*\))?:\s*(.*)$", stripped)
+            if match:
+                result[match.group(1)] = match.group(2)
+            elif stripped and not line.startswith((" ", "\t")):
+                in_args = False
+    return result
+
+
+def instantiate(factory: Any, values: dict[str, Any], *, where: str = "") -> Any:
+    """Call ``factory`` with the options in ``values`` it declares (``None`` means its default)."""
+    kwargs = {}
+    for spec in option_specs(factory):
+        if values.get(spec.name) is not None:
+            kwargs[spec.name] = spec.convert(values[spec.name], where=where or spec.name)
+    return factory(**kwargs)

@@ -1,0 +1,109 @@
+"""The registry of named components that plugins register through the ``register_*`` hooks.
+
+Each registration hook implementation is called on its own with a ``register`` callback that knows
+which plugin is calling, so a duplicate name is an error naming both plugins and a plugin that fails
+while registering can be skipped without losing the others.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainkit.errors import ConfigError, RegistrationError
+from trainkit.options import OptionSpec, option_specs
+
+#: Component kind -> the registration hook that provides it.
+KINDS: dict[str, str] = {
+    "optimizer": "register_optimizers",
+    "loss": "register_losses",
+    "metric": "register_metrics",
+    "dataset": "register_datasets",
+    "model": "register_models",
+    "plugin": "register_plugins",
+}
+
+
+@dataclass(frozen=True)
+class Component:
+    """A named factory registered by a plugin."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    plugin: str
+    default: bool = False
+
+    @property
+    def summary(self) -> str:
+        doc = inspect.getdoc(self.factory) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    @property
+    def options(self) -> tuple[OptionSpec, ...]:
+        return option_specs(self.factory)
+
+
+@dataclass
+class Registry:
+    """Every component by kind and name."""
+
+    components: dict[str, dict[str, Component]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+
+    @classmethod
+    def collect(cls, pm, *, strict: bool = False) -> Registry:
+        """Call every plugin's registration hooks and gather what they register."""
+        registry = cls()
+        for kind, hook_name in KINDS.items():
+            for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+                registry._call(pm, impl, kind, strict)
+        return registry
+
+    def _call(self, pm, impl, kind: str, strict: bool) -> None:
+        added: list[str] = []
+
+        def register(name: str, factory: Callable[..., Any], *, default: bool = False) -> None:
+            self.add(Component(kind, name, factory, impl.plugin_name, default))
+            added.append(name)
+
+        try:
+            impl.function(*[register for _ in impl.argnames])
+        except RegistrationError:
+            raise
+        except Exception as e:
+            for name in added:  # a half-registered plugin registers nothing
+                del self.components[kind][name]
+            if pm.info(impl.plugin_name).source == "built-in":
+                raise
+            pm.skip(impl.plugin_name, e, strict=strict, doing=KINDS[kind])
+
+    def add(self, component: Component) -> None:
+        existing = self.components[component.kind].get(component.name)
+        if existing is not None:
+            raise RegistrationError(
+                f"{component.kind} {component.name!r} is registered by both plugin "
+                f"{existing.plugin!r} and plugin {component.plugin!r}; block one with "
+                f"-p no:{component.plugin}"
+            )
+        self.components[component.kind][component.name] = component
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def get(self, kind: str, name: str) -> Component:
+        try:
+            return self.components[kind][name]
+        except KeyError:
+            known = ", ".join(self.names(kind)) or "none registered"
+            raise ConfigError(f"unknown {kind} {name!r}; choose from: {known}", kind) from None
+
+    def defaults(self) -> list[str]:
+        """The run plugins that are on unless turned off."""
+        return [c.name for c in self.components["plugin"].values() if c.default]
+
+    def all(self) -> list[Component]:
+        return [c for kind in KINDS for c in self.components[kind].values()]

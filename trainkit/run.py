@@ -1,0 +1,221 @@
+"""From a config to a ready run: pick the components, apply their options, build the trainer.
+
+A config is a plain dict, the same in a TOML file, in ``--print-config`` output and in a
+checkpoint's manifest:
+
+* run keys: ``dataset``, ``model``, ``optimizer``, ``loss``, ``metric`` (list), ``plugin`` (list),
+  ``no_plugin`` (list), ``epochs``, ``batch_size``, ``seed``, ``out``, ``threads``;
+* component options by name at the top level: ``lr``, ``hidden``, ``activation``, ``data_dir``, ...;
+* one table per run plugin for its options: ``{"checkpoint": {"every": 1, "keep": 3}}``.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainkit.errors import ConfigError
+from trainkit.options import instantiate
+from trainkit.registry import Registry
+
+RUN_DEFAULTS: dict[str, Any] = {
+    "dataset": "mnist",
+    "model": "mlp",
+    "optimizer": "adam",
+    "loss": "cross-entropy",
+    "metric": ["accuracy"],
+    "plugin": [],
+    "no_plugin": [],
+    "epochs": 10,
+    "batch_size": 64,
+    "seed": 42,
+    "out": None,
+    "threads": None,
+}
+SINGLE_KINDS = ("dataset", "model", "optimizer", "loss")
+
+
+def component_option_owners(registry: Registry) -> dict[str, list[tuple[str, str]]]:
+    """Option name -> ``[(kind, component name), ...]`` for every non-plugin component."""
+    owners: dict[str, list[tuple[str, str]]] = {}
+    for component in registry.all():
+        if component.kind == "plugin":
+            continue
+        for spec in component.options:
+            owners.setdefault(spec.name, []).append((component.kind, component.name))
+    return owners
+
+
+def merge_configs(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Later layers win; plugin tables merge key by key."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def enabled_plugins(config: dict[str, Any], registry: Registry) -> list[str]:
+    """Default run plugins, plus ``plugin``, minus ``no_plugin``; unknown names are errors."""
+    for key in ("plugin", "no_plugin"):
+        for name in config.get(key) or []:
+            registry.get("plugin", name)
+    chosen = [n for n in registry.defaults() if n not in (config.get("no_plugin") or [])]
+    for name in config.get("plugin") or []:
+        if name not in chosen:
+            chosen.append(name)
+    return chosen
+
+
+@dataclass
+class Run:
+    """Everything a training run needs, built and checked, before anything touches the disk."""
+
+    config: dict[str, Any]
+    registry: Registry
+    dataset: Any
+    model_factory: Any
+    optimizer: Any
+    loss: Any
+    metrics: list[Any]
+    plugins: dict[str, Any]
+    splits: Any = None
+    trainer: Any = None
+    train_loader: Any = None
+    val_loader: Any = None
+    run_dir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve(config: dict[str, Any], registry: Registry) -> Run:
+    """Check the config and create every component from it (no data is loaded yet)."""
+    config = merge_configs(RUN_DEFAULTS, config)
+    for key, low in (("epochs", 1), ("batch_size", 1)):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}", key)
+    if isinstance(config["metric"], str):
+        config["metric"] = [config["metric"]]
+    components = {kind: registry.get(kind, config[kind]) for kind in SINGLE_KINDS}
+    metric_components = [registry.get("metric", name) for name in config["metric"]]
+    plugin_names = enabled_plugins(config, registry)
+
+    owners = component_option_owners(registry)
+    selected = {c.name: c for c in [*components.values(), *metric_components]}
+    for key in config:
+        if key in RUN_DEFAULTS or key in registry.components["plugin"]:
+            continue
+        if key not in owners:
+            raise ConfigError(f"unknown option {key!r}", key)
+        if config[key] is not None and not any(name in selected for _, name in owners[key]):
+            applies = ", ".join(f"{kind} {name}" for kind, name in owners[key])
+            raise ConfigError(f"option {key!r} applies to {applies}, none of which is selected", key)
+    for name, plugin in registry.components["plugin"].items():
+        table = config.get(name)
+        if table is None:
+            continue
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{name}] must be a table of options", name)
+        known = {spec.name for spec in plugin.options}
+        for key in table:
+            if key not in known:
+                raise ConfigError(
+                    f"plugin {name!r} has no option {key!r}; it has: {', '.join(sorted(known))}",
+                    f"{name}_{key}",
+                )
+
+    def make(component, values):
+        return instantiate(component.factory, values)
+
+    plugins = {}
+    for name in plugin_names:
+        component = registry.get("plugin", name)
+        try:
+            plugins[name] = make(component, config.get(name) or {})
+        except ConfigError as e:
+            if e.option and not e.option.startswith(name):
+                e.option = f"{name.replace('-', '_')}_{e.option}"
+            raise
+        if getattr(plugins[name], "name", None) is None:
+            try:
+                plugins[name].name = name
+            except AttributeError:
+                pass
+    return Run(
+        config=config,
+        registry=registry,
+        dataset=make(components["dataset"], config),
+        model_factory=make(components["model"], config),
+        optimizer=make(components["optimizer"], config),
+        loss=make(components["loss"], config),
+        metrics=[make(c, config) for c in metric_components],
+        plugins=plugins,
+    )
+
+
+def effective_config(run: Run) -> dict[str, Any]:
+    """The full config of ``run``: every option of every selected component, defaults included."""
+    config = {key: run.config[key] for key in RUN_DEFAULTS}
+    registry = run.registry
+    selected = [registry.get(kind, run.config[kind]) for kind in SINGLE_KINDS]
+    selected += [registry.get("metric", name) for name in run.config["metric"]]
+    for component in selected:
+        for spec in component.options:
+            value = run.config.get(spec.name)
+            config[spec.name] = spec.default if value is None else spec.convert(value)
+    for name in run.plugins:
+        component = registry.get("plugin", name)
+        table = run.config.get(name) or {}
+        config[name] = {spec.name: spec.convert(table[spec.name]) if table.get(spec.name)
+                        is not None else spec.default for spec in component.options}
+    return to_plain(config)
+
+
+def to_plain(value: Any) -> Any:
+    """Paths to strings, tuples to lists: JSON- and TOML-ready."""
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def default_run_dir(root: Path = Path("runs")) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    candidate, n = root / stamp, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{stamp}-{n}"
+    return candidate
+
+
+def build(run: Run, pm, *, load_data: bool = True) -> Run:
+    """Load the data and create the model, loaders and trainer of a resolved run."""
+    import numpy as np
+
+    from trainkit.data import DataLoader
+    from trainkit.trainer import Trainer
+
+    config = run.config
+    model_seed, data_seed = np.random.SeedSequence(config["seed"]).spawn(2)
+    run.splits = run.dataset.load() if load_data else None
+    splits = run.splits
+    model = run.model_factory.build(splits.input_size, splits.num_classes,
+                                    np.random.default_rng(model_seed))
+    run.train_loader = DataLoader(splits.train_images, splits.train_labels, config["batch_size"],
+                                  shuffle=True, rng=np.random.default_rng(data_seed))
+    run.val_loader = DataLoader(splits.test_images, splits.test_labels,
+                                max(config["batch_size"], 1000))
+    out = config.get("out")
+    run.run_dir = Path(out) if out else default_run_dir()
+    run.trainer = Trainer(model, run.loss, run.optimizer, run.metrics, run.plugins,
+                          plugin_manager=pm, run_dir=run.run_dir, config=effective_config(run))
+    return run

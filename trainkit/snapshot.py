@@ -1,0 +1,64 @@
+"""A trainer's complete state as named arrays plus JSON, and back.
+
+This is what a checkpoint holds: the model's parameters, the optimizer's buffers and counters, the
+loop's position (epoch, step, the data order's random state, the partial epoch sums), the history,
+the run's config and every plugin's own state. Restoring it and calling ``fit`` again continues the
+run bit-exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+from trainkit.errors import CheckpointError
+
+
+def capture(trainer) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``(arrays, manifest)`` describing ``trainer`` at its last consistent point."""
+    arrays = {f"model/{name}": value for name, value in trainer.model.state_dict().items()}
+    optimizer_scalars = {}
+    for key, value in trainer.optimizer.state_dict().items():
+        if isinstance(value, np.ndarray):
+            arrays[f"optimizer/{key}"] = value
+        else:
+            optimizer_scalars[key] = value
+    plugin_state: dict[str, Any] = {}
+    trainer.call_hook("on_save_checkpoint", state=plugin_state)
+    loader = trainer.train_loader
+    manifest = {
+        "config": trainer.config,
+        "epoch": trainer.state.epoch,
+        "global_step": trainer.state.global_step,
+        "state": trainer.state.to_json(),
+        "data_rng_state": copy.deepcopy(loader.rng.bit_generator.state) if loader else None,
+        "optimizer": optimizer_scalars,
+        "history": trainer.history.rows,
+        "plugins": plugin_state,
+    }
+    return arrays, manifest
+
+
+def restore(trainer, manifest: dict[str, Any], arrays: dict[str, np.ndarray], source: str = "") -> None:
+    """Put ``trainer`` back in the state ``capture`` saw. ``source`` names the file in errors."""
+    from trainkit.trainer import History, TrainState
+
+    where = f"{source}: " if source else ""
+    model_state = {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
+    try:
+        trainer.model.load_state_dict(model_state)
+    except ValueError as e:
+        raise CheckpointError(f"{where}checkpoint was made for another model: {e}") from None
+    optimizer_state: dict[str, Any] = dict(manifest.get("optimizer") or {})
+    optimizer_state.update(
+        {k.removeprefix("optimizer/"): v for k, v in arrays.items() if k.startswith("optimizer/")}
+    )
+    try:
+        trainer.optimizer.load_state_dict(optimizer_state)
+        trainer.state = TrainState.from_json(manifest["state"])
+        trainer.history = History(manifest.get("history") or [])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}checkpoint does not fit this run: {e}") from None
+    trainer.restore_pending(manifest.get("data_rng_state"), manifest.get("plugins") or {})

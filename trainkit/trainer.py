@@ -1,0 +1,344 @@
+"""The training loop. It calls the lifecycle hooks and owns no optional feature.
+
+Everything optional (progress bars, logging, checkpoints, early stopping, ...) is a plugin that
+implements hooks. The Trainer keeps the run's state consistent at batch boundaries, so that a
+checkpoint written from any hook, or from ``on_exception`` after Ctrl+C, resumes bit-exactly.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainkit.data.loader import Batch, DataLoader
+from trainkit.errors import PluginError
+
+__all__ = ["Batch", "History", "TrainState", "Trainer"]
+
+#: Run plugin objects are registered with the plugin manager as "run:<name>" for one run, so
+#: that a run plugin may share its name with the module that registers it.
+RUN_PLUGIN_PREFIX = "run:"
+
+
+@dataclass
+class TrainState:
+    """Where the run is. Consistent after every completed optimizer step.
+
+    ``epoch`` is the last completed epoch (0 before training); ``step_in_epoch`` counts the steps
+    completed in the epoch under way; ``sums`` are that epoch's running ``[samples, loss*n,
+    metric*n, ...]`` so that a resumed epoch logs exactly what an uninterrupted one would.
+    """
+
+    epoch: int = 0
+    global_step: int = 0
+    step_in_epoch: int = 0
+    epoch_rng_state: dict[str, Any] | None = None
+    sums: list[float] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "step_in_epoch": self.step_in_epoch,
+            "epoch_rng_state": self.epoch_rng_state,
+            "sums": list(self.sums),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainState:
+        return cls(int(data["epoch"]), int(data["global_step"]), int(data["step_in_epoch"]),
+                   data.get("epoch_rng_state"), [float(x) for x in data.get("sums", [])])
+
+
+class History:
+    """Every epoch's logs, in order: ``history.rows[-1]["val_acc"]`` or ``history["loss"]``."""
+
+    def __init__(self, rows: Iterable[dict[str, float]] = ()) -> None:
+        self.rows: list[dict[str, float]] = [dict(r) for r in rows]
+
+    def append(self, row: dict[str, float]) -> None:
+        self.rows.append(row)
+
+    def __getitem__(self, key: str) -> list[float]:
+        return [row[key] for row in self.rows if key in row]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self) -> str:
+        return f"History({len(self.rows)} epochs)"
+
+
+class _Hooks:
+    """Calls hooks by name, skips hooks nobody implements, and names the plugin that fails."""
+
+    def __init__(self, pm) -> None:
+        self.pm = pm
+
+    def caller(self, name: str):
+        """The hook's caller, or ``None`` when no plugin implements it (the cheap skip)."""
+        hook = getattr(self.pm.hook, name)
+        if not hook.get_hookimpls():
+            return None
+        return lambda **kwargs: self._call(hook, name, kwargs)
+
+    def __call__(self, name: str, **kwargs: Any) -> None:
+        hook = getattr(self.pm.hook, name)
+        if hook.get_hookimpls():
+            self._call(hook, name, kwargs)
+
+    def _call(self, hook, name: str, kwargs: dict[str, Any]) -> None:
+        try:
+            hook(**kwargs)
+        except PluginError:
+            raise
+        except Exception as e:
+            raise PluginError(self.culprit(hook, e), name, e) from e
+
+    @staticmethod
+    def culprit(hook, error: BaseException) -> str:
+        codes = {}
+        for impl in hook.get_hookimpls():
+            function = getattr(impl.function, "__func__", impl.function)
+            code = getattr(function, "__code__", None)
+            if code is not None:
+                codes[code] = impl.plugin_name
+        tb = error.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code in codes:
+                return codes[tb.tb_frame.f_code].removeprefix(RUN_PLUGIN_PREFIX)
+            tb = tb.tb_next
+        return "unknown"
+
+
+class Trainer:
+    """Trains ``model`` with ``loss`` and ``optimizer``, calling the lifecycle hooks on the way.
+
+    Usable from Python without the CLI::
+
+        trainer = Trainer(model, CrossEntropy(), Adam(lr=1e-3), metrics=[Accuracy()],
+                          plugins=[MyPlugin()])
+        history = trainer.fit(train_loader, val_loader, epochs=10)
+
+    ``plugins`` are run plugin objects: they are registered with the plugin manager for the
+    duration of ``fit``. ``plugin_manager`` defaults to one with trainkit's hook specs and no
+    plugins at all, which is what library use usually wants.
+    """
+
+    def __init__(
+        self,
+        model,
+        loss,
+        optimizer,
+        metrics: Sequence[Any] = (),
+        plugins: Iterable[Any] | dict[str, Any] = (),
+        *,
+        plugin_manager=None,
+        run_dir: str | Path | None = None,
+        config: dict[str, Any] | None = None,
+        is_main_process: bool = True,
+    ) -> None:
+        if plugin_manager is None:
+            from trainkit.plugin_manager import PluginManager
+
+            plugin_manager = PluginManager()
+        self.plugin_manager = plugin_manager
+        self.model = model
+        self.loss = loss
+        self.optimizer = optimizer
+        self.metrics = list(metrics)
+        if isinstance(plugins, dict):
+            self.plugins = dict(plugins)
+        else:
+            self.plugins = {getattr(p, "name", None) or f"{type(p).__name__}-{id(p):x}": p
+                            for p in plugins}
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.config = config or {}
+        self.is_main_process = is_main_process
+        self.state = TrainState()
+        self.history = History()
+        self.epochs = 0
+        self.train_loader: DataLoader | None = None
+        self.val_loader: DataLoader | None = None
+        self.stop_reason: str | None = None
+        self._interrupt_requested = False
+        self._pending_plugin_state: dict[str, Any] | None = None
+        self._pending_data_rng: dict[str, Any] | None = None
+        self.exception_hook_error: BaseException | None = None
+        self._hooks = _Hooks(plugin_manager)
+        optimizer.bind(model.params, model.grads)
+
+    # ------------------------------------------------------------------ control
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask the loop to stop: after this batch (from a batch hook) or this epoch."""
+        self.stop_reason = reason
+
+    def restore_pending(self, data_rng_state: dict[str, Any] | None,
+                        plugin_state: dict[str, Any]) -> None:
+        """Remember state that can only be applied inside ``fit``: the training data's random
+        generator and the plugins' own state (see ``trainkit.snapshot.restore``)."""
+        self._pending_data_rng = data_rng_state
+        self._pending_plugin_state = plugin_state
+
+    def call_hook(self, name: str, **kwargs: Any) -> None:
+        """Call a hook on every plugin, with ``trainer=self``; failures name the plugin."""
+        self._hooks(name, trainer=self, **kwargs)
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, train: DataLoader, val: DataLoader | None = None, epochs: int = 10) -> History:
+        """Train until ``epochs`` epochs are complete (counting epochs already done on resume)."""
+        self.train_loader, self.val_loader, self.epochs = train, val, epochs
+        self.stop_reason = None
+        self._interrupt_requested = False
+        registered = [self.plugin_manager.register(p, name=RUN_PLUGIN_PREFIX + name)
+                      for name, p in self.plugins.items()
+                      if not self.plugin_manager.is_registered(p)]
+        if self._pending_data_rng is not None:
+            train.rng.bit_generator.state = self._pending_data_rng
+            self._pending_data_rng = None
+        reason = "failed"
+        previous_handler = self._install_sigint_handler()
+        try:
+            self.call_hook("on_fit_start")
+            if self._pending_plugin_state is not None:
+                self.call_hook("on_load_checkpoint", state=self._pending_plugin_state)
+                self._pending_plugin_state = None
+            while self.state.epoch < epochs and self.stop_reason is None:
+                self._run_epoch(self.state.epoch + 1)
+                if self._interrupt_requested:
+                    raise KeyboardInterrupt
+            reason = self.stop_reason or "completed"
+        except KeyboardInterrupt as e:
+            reason = "interrupted"
+            self._notify_exception(e)
+            raise
+        except BaseException as e:
+            self._notify_exception(e)
+            raise
+        finally:
+            self._restore_sigint_handler(previous_handler)
+            try:
+                self.call_hook("on_fit_end", reason=reason)
+            finally:
+                for name in registered:
+                    if name is not None:
+                        self.plugin_manager.unregister(name=name)
+        return self.history
+
+    def _notify_exception(self, error: BaseException) -> None:
+        try:
+            self.call_hook("on_exception", exception=error)
+        except Exception as hook_error:  # never mask the original failure
+            self.exception_hook_error = hook_error
+
+    def _run_epoch(self, epoch: int) -> None:
+        state, loader = self.state, self.train_loader
+        if state.step_in_epoch and state.epoch_rng_state is not None:
+            order = loader.resume_epoch(state.epoch_rng_state)  # continue a resumed epoch
+            start, sums = state.step_in_epoch, state.sums
+        else:
+            order = loader.new_epoch()
+            start, sums = 0, [0.0] * (2 + len(self.metrics))
+            state.step_in_epoch, state.sums = 0, sums
+        state.epoch_rng_state = loader.epoch_rng_state
+        self.call_hook("on_epoch_start", epoch=epoch)
+        if start < len(loader):
+            completed = self._train_batches(loader.batches(order, start), start, sums)
+            if not completed:
+                return  # stopped mid-epoch: no validation, no epoch end
+        n = sums[0]
+        logs = {"loss": sums[1] / n}
+        for i, metric in enumerate(self.metrics):
+            logs[metric.name] = sums[2 + i] / n
+        if self.val_loader is not None:
+            self.call_hook("on_validation_start", epoch=epoch)
+            val_logs = self.evaluate(self.val_loader, prefix="val_")
+            self.call_hook("on_validation_end", epoch=epoch, logs=val_logs)
+            logs.update(val_logs)
+        logs["lr"] = self.optimizer.lr
+        state.epoch, state.step_in_epoch, state.sums = epoch, 0, []
+        self.history.append(logs)
+        self.call_hook("on_epoch_end", epoch=epoch, logs=logs)
+
+    def _train_batches(self, batches, start: int, sums: list[float]) -> bool:
+        model, loss_fn, optimizer, metrics, state = (
+            self.model, self.loss, self.optimizer, self.metrics, self.state)
+        hooks = self._hooks
+        batch_start = hooks.caller("on_batch_start")
+        before_step = hooks.caller("on_before_optimizer_step")
+        batch_end = hooks.caller("on_batch_end")
+        for step, batch in enumerate(batches, start):
+            if batch_start is not None:
+                batch_start(trainer=self, step=step, batch=batch)
+            x, y = batch
+            outputs = model.forward(x)
+            loss = loss_fn.forward(outputs, y)
+            logs = {"loss": loss}
+            for metric in metrics:
+                logs[metric.name] = metric(outputs, y)
+            model.backward(loss_fn.backward())
+            if before_step is not None:
+                before_step(trainer=self, step=step)
+            optimizer.step()
+            n = len(y)
+            sums[0] += n
+            sums[1] += loss * n
+            for i, metric in enumerate(metrics):
+                sums[2 + i] += logs[metric.name] * n
+            state.global_step += 1
+            state.step_in_epoch = step + 1
+            if batch_end is not None:
+                batch_end(trainer=self, step=step, batch=batch, logs=logs)
+            if self._interrupt_requested:
+                raise KeyboardInterrupt
+            if self.stop_reason is not None:
+                return False
+        return True
+
+    # ------------------------------------------------------------------ evaluate
+
+    def evaluate(self, data: DataLoader, prefix: str = "") -> dict[str, float]:
+        """Loss and metrics over ``data`` (sample-weighted means), without touching the weights."""
+        order = np.arange(len(data.labels))
+        totals = [0.0] * (1 + len(self.metrics))
+        n = 0
+        for x, y in data.batches(order):
+            outputs = self.model.forward(x)
+            size = len(y)
+            totals[0] += self.loss.forward(outputs, y) * size
+            for i, metric in enumerate(self.metrics):
+                totals[1 + i] += metric(outputs, y) * size
+            n += size
+        logs = {f"{prefix}loss": totals[0] / n}
+        for i, metric in enumerate(self.metrics):
+            logs[f"{prefix}{metric.name}"] = totals[1 + i] / n
+        return logs
+
+    # ------------------------------------------------------------------ Ctrl+C
+
+    def _install_sigint_handler(self):
+        """Defer the first Ctrl+C to the next batch boundary, where the state is consistent."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return None
+
+        def handler(signum, frame):
+            if self._interrupt_requested:  # a second Ctrl+C: stop right now
+                raise KeyboardInterrupt
+            self._interrupt_requested = True
+
+        return signal.signal(signal.SIGINT, handler)
+
+    @staticmethod
+    def _restore_sigint_handler(previous) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
