@@ -32,7 +32,7 @@ class CrossEntropy:
         log_probs = log_softmax(logits, axis=1)
         rows = np.arange(len(targets))
         self._log_probs, self._rows, self._targets = log_probs, rows, targets
-        return -float(log_probs[rows, targets].mean(dtype=np.float32))
+        return -float(log_probs[rows, targets].mean())
 
     def backward(self) -> np.ndarray:
         grad = np.exp(self._log_probs, out=self._log_probs)  # softmax, in place
@@ -46,7 +46,7 @@ class MeanSquaredError:
 
     def forward(self, outputs: np.ndarray, targets: np.ndarray) -> float:
         self._diff = outputs - one_hot(targets, outputs.shape[1])
-        return float(np.mean(self._diff * self._diff, dtype=np.float32))
+        return float(np.mean(self._diff * self._diff))
 
     def backward(self) -> np.ndarray:
         return self._diff * np.float32(2.0 / self._diff.size)
@@ -63,7 +63,7 @@ class BinaryCrossEntropy:
         t = one_hot(targets, logits.shape[1])
         loss = np.maximum(logits, 0) - logits * t + np.log1p(np.exp(-np.abs(logits)))
         self._logits, self._t = logits, t
-        return float(loss.mean(dtype=np.float32))
+        return float(loss.mean())
 
     def backward(self) -> np.ndarray:
         from scipy.special import expit

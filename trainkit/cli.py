@@ -54,6 +54,8 @@ class AppState:
             warnings.simplefilter("always", PluginWarning)
             try:
                 pm = get_plugin_manager(extra_modules=(), blocked=blocked, strict=strict)
+                for plugin in getattr(group, "extra_plugins", ()):
+                    pm.register(plugin)
                 for module in modules:
                     try:
                         pm.load_module(module)
@@ -345,6 +347,10 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
         if resume_from is not None and "out" not in cli_layer:
             config["out"] = str(resume_from.parent)
         run = runlib.resolve(config, app.registry)
+        for param_name, (plugin, _) in plugin_params.items():
+            if param_name in given and plugin not in run.plugins:
+                raise ConfigError(f"{flag_of(param_name)} is an option of plugin {plugin!r}, "
+                                  f"which is off; turn it on with --plugin {plugin}", param_name)
         if kwargs.get("print_config"):
             click.echo(dump_toml(runlib.effective_config(run)), nl=False)
             return
@@ -362,8 +368,8 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
             click.echo(
                 f"trainkit: {what} {run.config['model']} ({trainer.model.describe()}) on "
                 f"{run.config['dataset']} with {run.config['optimizer']}, "
-                f"{run.config['epochs']} epochs, batch {run.config['batch_size']}, "
-                f"{threads} BLAS thread{'s' if threads > 1 else ''}; run folder {run.run_dir}"
+                f"{plural(run.config['epochs'], 'epoch')}, batch {run.config['batch_size']}, "
+                f"{plural(threads, 'BLAS thread')}; run folder {run.run_dir}"
             )
             try:
                 trainer.fit(run.train_loader, run.val_loader, epochs=run.config["epochs"])
@@ -377,6 +383,10 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
             raise click.ClickException("training stopped: the loss is not finite (nan-guard)")
         click.echo(f"trainkit: {reason} after epoch {trainer.state.epoch}; "
                    f"run folder {run.run_dir}")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def is_entry_point(name: str) -> bool:
@@ -495,8 +505,12 @@ def evaluate_command(app: AppState, checkpoint: Path, data_dir: Path | None, bat
                    f"test: {parts}")
 
 
-def make_cli() -> click.Group:
-    """A fresh ``trainkit`` command group (plugins may add commands to it)."""
+def make_cli(plugins: Sequence[object] = ()) -> click.Group:
+    """A fresh ``trainkit`` command group (plugins may add commands to it).
+
+    ``plugins`` are extra plugin objects registered next to the installed ones, for embedding the
+    CLI or testing a plugin without installing it.
+    """
 
     @click.group(cls=TrainkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(__version__, prog_name="trainkit")
@@ -510,6 +524,7 @@ def make_cli() -> click.Group:
 
     cli.add_command(plugins_command)
     cli.add_command(evaluate_command)
+    cli.extra_plugins = list(plugins)  # type: ignore[attr-defined]
     return cli
 
 

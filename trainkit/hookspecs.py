@@ -9,7 +9,8 @@ docs/plugins.md documents each hook with its exact signature; a test keeps the t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from trainkit.markers import hookspec
 

@@ -15,7 +15,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ def parse_int_tuple(value: Any) -> tuple[int, ...]:
     return result
 
 
-@lru_cache(maxsize=None)
+@cache
 def option_specs(factory: Any) -> tuple[OptionSpec, ...]:
     """The options a factory (class or function) declares through its keyword parameters."""
     target = factory.__init__ if inspect.isclass(factory) else factory

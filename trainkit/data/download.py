@@ -88,15 +88,17 @@ def _download(url: str, target: Path, sha256: str, timeout: float, progress: boo
                 show = sys.stderr.isatty() if progress is None else progress
                 with tqdm(total=total, unit="B", unit_scale=True, desc=target.name,
                           disable=not show, leave=False) as bar:
+                    received = 0
                     try:
                         while chunk := response.read(CHUNK):
                             out.write(chunk)
                             digest.update(chunk)
+                            received += len(chunk)
                             bar.update(len(chunk))
                     except (OSError, http.client.HTTPException) as e:  # timeouts are OSErrors
                         raise _MirrorFailed(_reason(e)) from None
-                if total is not None and bar.n != total:
-                    raise _MirrorFailed(f"truncated: got {bar.n} of {total} bytes")
+                if total is not None and received != total:
+                    raise _MirrorFailed(f"truncated: got {received} of {total} bytes")
             out.flush()
             os.fsync(out.fileno())
         if digest.hexdigest() != sha256:

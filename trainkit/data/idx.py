@@ -100,7 +100,7 @@ def write_idx(path: str | Path, array: np.ndarray) -> Path:
     """Write ``array`` as an IDX file (gzip-compressed when ``path`` ends in ``.gz``)."""
     path = Path(path)
     array = np.asarray(array)
-    for code, dtype in IDX_TYPES.items():
+    for code, dtype in IDX_TYPES.items():  # noqa: B007 (code is used after the loop)
         if dtype.kind == array.dtype.kind and dtype.itemsize == array.dtype.itemsize:
             break
     else:

@@ -1,0 +1,63 @@
+"""Shared fixtures: small synthetic IDX datasets, the real MNIST in ../shared, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainkit.data import write_idx
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+DATA_DIR_FROM_ENV = os.environ.get("TRAINKIT_DATA_DIR")
+
+
+def make_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable 28x28 uint8 images: class k lights up row band k, plus noise."""
+    labels = rng.integers(0, 10, size=n).astype(np.uint8)
+    images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        images[i, 2 * k + 4 : 2 * k + 6, :] = 230
+    return images, labels
+
+
+def write_dataset(folder: Path, n_train: int = 512, n_test: int = 256, seed: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    train_x, train_y = make_images(n_train, rng)
+    test_x, test_y = make_images(n_test, rng)
+    write_idx(folder / "train-images-idx3-ubyte.gz", train_x)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", train_y)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", test_x)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", test_y)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> Path:
+    """A folder holding a tiny learnable MNIST-shaped dataset as the four IDX .gz files."""
+    return write_dataset(tmp_path_factory.mktemp("synthetic-mnist"))
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    """The real MNIST: TRAINKIT_DATA_DIR, else ../shared/data/mnist; skipped when absent."""
+    candidates = [Path(p) for p in [DATA_DIR_FROM_ENV] if p] + [SHARED_MNIST]
+    for folder in candidates:
+        if (folder / "train-images-idx3-ubyte.gz").exists():
+            return folder
+    pytest.skip("real MNIST not found: set TRAINKIT_DATA_DIR or provide ../shared/data/mnist")
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch, tmp_path):
+    """Tests never read the developer's data dir, cache or TRAINKIT_* settings by accident."""
+    for key in list(os.environ):
+        if key.startswith("TRAINKIT_") and key != "TRAINKIT_DATA_DIR":
+            monkeypatch.delenv(key)
+    monkeypatch.delenv("TRAINKIT_DATA_DIR", raising=False)
+    monkeypatch.setenv("TRAINKIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)

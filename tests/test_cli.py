@@ -1,0 +1,163 @@
+"""The CLI through click's CliRunner: runs, listings, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from trainkit import hookimpl
+from trainkit.cli import make_cli
+from trainkit.optim import Optimizer
+
+
+def invoke(args, plugins=(), env=None):
+    result = CliRunner().invoke(make_cli(plugins), args, env=env, catch_exceptions=False)
+    return result
+
+
+def quick(data_dir, *extra):
+    return ["run", "--data-dir", str(data_dir), "--epochs", "1", "--batch-size", "64",
+            "--out", "out", *extra]
+
+
+def test_run_trains_and_prints_one_line_per_epoch(synthetic_dir):
+    result = invoke(quick(synthetic_dir, "--epochs", "2"))
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("[")]
+    assert len(lines) == 2
+    assert lines[1].startswith("[  2/2] loss: ") and " | val_loss: " in lines[1]
+    assert "acc: " in lines[1] and "val_acc: " in lines[1]
+
+
+def test_checkpoint_plugin_leaves_npz_files_without_pickle(synthetic_dir, tmp_path):
+    result = invoke(quick(synthetic_dir, "--plugin", "checkpoint"))
+    assert result.exit_code == 0, result.output
+    last = tmp_path / "out" / "last.npz"
+    with np.load(last, allow_pickle=False) as npz:
+        assert "model/0.weight" in npz.files
+
+
+def test_data_dir_from_the_environment(synthetic_dir):
+    result = invoke(["run", "--epochs", "1", "--out", "o"],
+                    env={"TRAINKIT_DATA_DIR": str(synthetic_dir)})
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--optimizer", "nope"], "'nope' is not one of 'adam', 'adamw', 'momentum', 'sgd'"),
+    (["--loss", "nope"], "'bce', 'cross-entropy', 'mse'"),
+    (["--metric", "nope"], "'accuracy', 'top-k-accuracy'"),
+    (["--dataset", "nope"], "'fashion-mnist', 'mnist'"),
+    (["--model", "nope"], "'mlp'"),
+    (["--plugin", "nope"], "'checkpoint'"),
+    (["--no-plugin", "nope"], "'console'"),
+    (["--epochs", "0"], "--epochs"),
+    (["--batch-size", "-1"], "--batch-size"),
+    (["--lr", "-1"], "--lr"),
+    (["--lr", "abc"], "'abc' is not a valid float"),
+    (["--hidden", "10,x"], "--hidden"),
+    (["--activation", "gelu"], "'sigmoid', 'relu', 'tanh'"),
+    (["--beta1", "0.5", "--optimizer", "sgd"], "--beta1"),
+    (["--checkpoint-every", "2"], "checkpoint"),
+    (["-p", "no:nothing-like-it"], "unknown plugin"),
+])
+def test_usage_errors_exit_2_with_one_clear_message(synthetic_dir, args, needle):
+    result = invoke(quick(synthetic_dir, *args))
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
+    assert "Traceback" not in result.output
+
+
+def test_truncated_idx_is_one_line_naming_the_file(synthetic_dir, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in synthetic_dir.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    target = bad / "train-images-idx3-ubyte.gz"
+    target.write_bytes(gzip.compress(gzip.decompress(target.read_bytes())[:5000]))
+    result = invoke(quick(bad))
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(error_lines) == 1 and str(target) in error_lines[0]
+    assert "truncated" in error_lines[0]
+
+
+def test_wrong_magic_names_the_file(synthetic_dir, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in synthetic_dir.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    target = bad / "t10k-labels-idx1-ubyte.gz"
+    target.write_bytes(gzip.compress(b"\x12\x34" + gzip.decompress(target.read_bytes())[2:]))
+    result = invoke(quick(bad))
+    assert result.exit_code == 1 and "magic" in result.output and str(target) in result.output
+
+
+def test_missing_data_dir_names_it(tmp_path):
+    result = invoke(quick(tmp_path / "nowhere"))
+    assert result.exit_code == 1 and "nowhere" in result.output
+
+
+def test_plugins_lists_the_builtins():
+    result = invoke(["plugins"])
+    assert result.exit_code == 0
+    for kind, name, plugin in [("optimizer", "adam", "optimizers"), ("loss", "cross-entropy",
+                               "losses"), ("metric", "accuracy", "metrics"),
+                               ("dataset", "mnist", "datasets"), ("model", "mlp", "models"),
+                               ("plugin", "progress", "progress"),
+                               ("plugin", "checkpoint", "checkpoint")]:
+        assert any(line.split()[:3] == [kind, name, plugin] for line in result.output.splitlines())
+    assert "[built-in, trainkit" in result.output
+
+
+class Halving(Optimizer):
+    """Moves every parameter half way to zero, ignoring the gradient.
+
+    Args:
+        lr: unused but required by the base class.
+        factor: how much of each parameter to keep.
+    """
+
+    def __init__(self, lr: float = 1.0, factor: float = 0.5) -> None:
+        super().__init__(lr)
+        self.factor = factor
+
+    def update(self, t):
+        self.params *= self.factor
+
+
+class ThrowawayPlugin:
+    @hookimpl
+    def register_optimizers(self, register):
+        register("halving", Halving)
+
+
+def test_a_plugin_object_adds_an_optimizer_the_cli_can_select(synthetic_dir):
+    listing = invoke(["plugins"], plugins=[ThrowawayPlugin()])
+    assert any(line.split()[:2] == ["optimizer", "halving"] for line in listing.output.splitlines())
+    help_text = invoke(["run", "--help"], plugins=[ThrowawayPlugin()]).output
+    assert "--factor" in help_text
+    result = invoke(quick(synthetic_dir, "--optimizer", "halving", "--factor", "0.25",
+                          "--plugin", "checkpoint"), plugins=[ThrowawayPlugin()])
+    assert result.exit_code == 0, result.output
+    with np.load("out/last.npz") as npz:
+        init_limit = np.sqrt(6 / (784 + 100))  # Glorot-uniform bound of the first layer
+        steps = 512 // 64
+        assert np.abs(npz["model/0.weight"]).max() <= init_limit * 0.25**steps
+
+
+def test_version():
+    result = invoke(["--version"])
+    assert result.exit_code == 0 and "0.1.0" in result.output
+
+
+def test_run_help_groups_options_by_component_and_plugin():
+    text = invoke(["run", "--help"]).output
+    for heading in ("Run options:", "Optimizer options:", "Model options:",
+                    "Plugin checkpoint (--plugin checkpoint):"):
+        assert heading in text
+    assert text.index("Plugin checkpoint") < text.index("--checkpoint-every")

@@ -1,0 +1,57 @@
+"""The DataLoader: a new seeded order every epoch, float32 batches made one at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trainkit.data import DataLoader
+
+
+def make(n=10, batch=4, seed=0, **kw):
+    images = np.arange(n * 4, dtype=np.uint8).reshape(n, 2, 2)
+    return DataLoader(images, np.arange(n), batch, rng=np.random.default_rng(seed), **kw)
+
+
+def epoch_labels(loader) -> list[int]:
+    return [int(v) for _, y in loader for v in y]
+
+
+def test_reshuffles_every_epoch():
+    # The notebook's loader shuffled once, at construction: every epoch saw the same order.
+    loader = make(n=50, shuffle=True)
+    first, second = epoch_labels(loader), epoch_labels(loader)
+    assert sorted(first) == sorted(second) == list(range(50))
+    assert first != second
+
+
+def test_same_seed_same_orders():
+    a, b = make(n=30, shuffle=True, seed=7), make(n=30, shuffle=True, seed=7)
+    assert [epoch_labels(a) for _ in range(3)] == [epoch_labels(b) for _ in range(3)]
+
+
+def test_no_shuffle_keeps_order_and_last_batch_is_partial():
+    loader = make(n=10, batch=4)
+    sizes = [len(y) for _, y in loader]
+    assert sizes == [4, 4, 2] and len(loader) == 3
+    assert epoch_labels(loader) == list(range(10))
+    assert len(make(n=10, batch=4, drop_last=True)) == 2
+
+
+def test_batches_are_float32_in_unit_range_and_flattened():
+    x, y = next(iter(make(n=4, batch=2)))
+    assert x.dtype == np.float32 and x.shape == (2, 4)
+    np.testing.assert_allclose(x[0], np.arange(4) / 255, rtol=1e-6)
+    assert y.dtype == np.intp
+
+
+def test_resume_epoch_redraws_the_same_order():
+    loader = make(n=40, batch=8, shuffle=True, seed=3)
+    loader.new_epoch()
+    order = loader.new_epoch()
+    state = loader.epoch_rng_state
+    after = loader.rng.bit_generator.state
+    resumed = make(n=40, batch=8, shuffle=True, seed=99)
+    np.testing.assert_array_equal(resumed.resume_epoch(state), order)
+    assert resumed.rng.bit_generator.state == after
+    rest = [y.tolist() for _, y in resumed.batches(order, start=2)]
+    assert rest == [order[i * 8:(i + 1) * 8].tolist() for i in range(2, 5)]

@@ -1,0 +1,48 @@
+"""Packaging: every built-in plugin is declared in the entry-point group, like a third party's."""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def declared() -> dict[str, str]:
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())
+    return data["project"]["entry-points"]["trainkit"]
+
+
+def test_every_module_in_plugins_is_declared_as_an_entry_point():
+    modules = {p.stem for p in (REPO / "plugins").glob("*.py") if p.stem != "__init__"}
+    targets = {value.removeprefix("trainkit.plugins.") for value in declared().values()}
+    assert modules == targets
+    assert all(value.startswith("trainkit.plugins.") for value in declared().values())
+
+
+def test_the_installed_entry_points_match_pyproject():
+    installed = {ep.name: ep.value for ep in entry_points(group="trainkit")
+                 if ep.dist is not None and ep.dist.metadata["Name"] == "trainkit"}
+    assert installed == declared(), "reinstall with: pip install -e '.[dev]'"
+
+
+def test_no_code_imports_the_top_level_name_plugins():
+    for path in [*REPO.glob("trainkit/**/*.py"), *REPO.glob("plugins/*.py"),
+                 *REPO.glob("tests/*.py")]:
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            assert not stripped.startswith(("from plugins", "import plugins")), path
+
+
+def test_importing_trainkit_loads_nothing_numeric():
+    import subprocess
+
+    code = "import sys, trainkit; print('numpy' in sys.modules, 'scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
