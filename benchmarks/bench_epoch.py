@@ -12,13 +12,13 @@ import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
-
-from trainkit.data import DataLoader
 from trainkit.plugins.datasets import MNIST
 from trainkit.plugins.losses import CrossEntropy
 from trainkit.plugins.metrics import Accuracy
 from trainkit.plugins.models import MLP
 from trainkit.plugins.optimizers import Adam
+
+from trainkit.data import DataLoader
 from trainkit.trainer import Trainer
 
 

@@ -139,7 +139,9 @@ def resolve(config: dict[str, Any], registry: Registry) -> Run:
         try:
             plugins[name] = make(component, config.get(name) or {})
         except ConfigError as e:
-            if e.option and not e.option.startswith(name):
+            if e.option is None:
+                e.option = "plugin"
+            elif e.option != "plugin" and not e.option.startswith(name):
                 e.option = f"{name.replace('-', '_')}_{e.option}"
             raise
         if getattr(plugins[name], "name", None) is None:

@@ -15,6 +15,9 @@ import numpy as np
 
 from trainkit.errors import CheckpointError
 
+#: How a plugin's array is referred to in the JSON manifest: {"__array__": "plugins/<name>/<key>"}.
+ARRAY_REF = "__array__"
+
 
 def capture(trainer) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """``(arrays, manifest)`` describing ``trainer`` at its last consistent point."""
@@ -27,6 +30,12 @@ def capture(trainer) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
             optimizer_scalars[key] = value
     plugin_state: dict[str, Any] = {}
     trainer.call_hook("on_save_checkpoint", state=plugin_state)
+    for plugin, mine in plugin_state.items():  # arrays in a plugin's state go to the .npz
+        if isinstance(mine, dict):
+            for key, value in mine.items():
+                if isinstance(value, np.ndarray):
+                    arrays[f"plugins/{plugin}/{key}"] = value
+                    mine[key] = {ARRAY_REF: f"plugins/{plugin}/{key}"}
     loader = trainer.train_loader
     manifest = {
         "config": trainer.config,
@@ -61,4 +70,12 @@ def restore(trainer, manifest: dict[str, Any], arrays: dict[str, np.ndarray], so
         trainer.history = History(manifest.get("history") or [])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{where}checkpoint does not fit this run: {e}") from None
-    trainer.restore_pending(manifest.get("data_rng_state"), manifest.get("plugins") or {})
+    plugin_state = copy.deepcopy(manifest.get("plugins") or {})
+    for mine in plugin_state.values():
+        if isinstance(mine, dict):
+            for key, value in mine.items():
+                if isinstance(value, dict) and set(value) == {ARRAY_REF}:
+                    if value[ARRAY_REF] not in arrays:
+                        raise CheckpointError(f"{where}plugin array {value[ARRAY_REF]!r} missing")
+                    mine[key] = arrays[value[ARRAY_REF]]
+    trainer.restore_pending(manifest.get("data_rng_state"), plugin_state)

@@ -1,0 +1,87 @@
+"""early-stopping: stop when a monitored metric stops improving, optionally keeping the best weights.
+
+Its counters, the best value and the best weights are saved in checkpoints, so patience survives a
+resume.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Literal
+
+from trainkit import hookimpl
+from trainkit.errors import ConfigError
+from trainkit.monitor import Monitor
+
+
+class EarlyStopping:
+    """Stop training when a monitored metric has stopped improving.
+
+    Args:
+        monitor: the logged metric to watch, such as val_loss or val_acc.
+        mode: min, max, or auto (max for accuracy-like metrics, min otherwise).
+        patience: epochs without improvement before stopping.
+        min_delta: the smallest change that counts as an improvement.
+        baseline: a value the metric must beat before anything counts as an improvement.
+        restore_best: put the best epoch's weights back when training ends.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        mode: Literal["auto", "min", "max"] = "auto",
+        patience: int = 3,
+        min_delta: float = 0.0,
+        baseline: float | None = None,
+        restore_best: bool = False,
+    ) -> None:
+        if patience < 1:
+            raise ConfigError(f"patience must be at least 1, got {patience}", "patience")
+        self.monitor = Monitor(monitor, mode, min_delta, baseline)
+        self.patience, self.restore_best = patience, restore_best
+        self.wait = 0
+        self.stopped_epoch: int | None = None
+        self.best_weights = None
+        self.name = "early-stopping"
+
+    @hookimpl
+    def on_epoch_end(self, trainer, epoch, logs):
+        if self.monitor.update(logs, epoch):
+            self.wait = 0
+            if self.restore_best:
+                self.best_weights = trainer.model.params.copy()
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            trainer.stop("early-stopping")
+            if trainer.is_main_process:
+                print(f"trainkit: early stopping at epoch {epoch}: {self.monitor.metric} has not "
+                      f"improved for {self.wait} epochs (best {self.monitor.best:.4g} at epoch "
+                      f"{self.monitor.best_epoch})", file=sys.stderr)
+
+    @hookimpl
+    def on_fit_end(self, trainer, reason):
+        if self.restore_best and self.best_weights is not None and reason in (
+                "completed", "early-stopping"):
+            trainer.model.params[...] = self.best_weights
+
+    @hookimpl
+    def on_save_checkpoint(self, state):
+        state["early-stopping"] = {"wait": self.wait, "stopped_epoch": self.stopped_epoch,
+                                   "monitor": self.monitor.state_dict(),
+                                   "best_weights": self.best_weights}
+
+    @hookimpl
+    def on_load_checkpoint(self, state):
+        mine = state.get("early-stopping")
+        if mine:
+            self.wait = int(mine["wait"])
+            self.stopped_epoch = mine.get("stopped_epoch")
+            self.monitor.load_state_dict(mine["monitor"])
+            self.best_weights = mine.get("best_weights")
+
+
+@hookimpl
+def register_plugins(register):
+    register("early-stopping", EarlyStopping)

@@ -1,0 +1,51 @@
+"""history: every epoch's metrics (and lr) as history.csv and history.jsonl in the run folder.
+
+Both files are rewritten from ``trainer.history`` after every epoch (atomically, through a temporary
+file), so after a resume they hold exactly the epochs the run really has.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from trainkit import hookimpl
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class History:
+    """Write every epoch's metrics to history.csv and history.jsonl in the run folder."""
+
+    def __init__(self) -> None:
+        self.name = "history"
+
+    @hookimpl
+    def on_epoch_end(self, trainer):
+        if not trainer.is_main_process or trainer.run_dir is None:
+            return
+        rows = [{"epoch": i + 1, **row} for i, row in enumerate(trainer.history.rows)]
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        trainer.run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(trainer.run_dir / "history.csv", buffer.getvalue())
+        write_atomically(trainer.run_dir / "history.jsonl",
+                         "".join(json.dumps(row) + "\n" for row in rows))
+
+
+@hookimpl
+def register_plugins(register):
+    register("history", History)
