@@ -62,6 +62,13 @@ class Checkpoint:
                 raise CheckpointError(message) from None
             print(f"trainkit: warning: {message}", file=sys.stderr)
 
+    @hookimpl
+    def on_fit_start(self, trainer):
+        """Remove temporary files left by a save that was killed half way."""
+        if trainer.is_main_process and trainer.run_dir is not None and trainer.run_dir.is_dir():
+            for stale in trainer.run_dir.glob(".*.npz.*.tmp"):
+                stale.unlink(missing_ok=True)
+
     @hookimpl(trylast=True)  # after every other plugin has updated the state it saves
     def on_epoch_end(self, trainer, epoch, logs):
         if self.monitor is not None and self.monitor.update(logs):

@@ -7,7 +7,6 @@ last good one with broken weights.
 from __future__ import annotations
 
 import math
-import sys
 
 from trainkit import hookimpl
 
@@ -17,17 +16,13 @@ class NanGuard:
 
     def __init__(self) -> None:
         self.name = "nan-guard"
-        self.message: str | None = None
 
     @hookimpl
     def on_batch_end(self, trainer, step, logs):
         loss = logs["loss"]
         if not math.isfinite(loss):
-            self.message = (f"loss is {loss} at epoch {trainer.state.epoch + 1}, step {step} "
-                            f"(global step {trainer.state.global_step})")
-            trainer.stop("nan")
-            if trainer.is_main_process:
-                print(f"trainkit: nan-guard: {self.message}; stopping", file=sys.stderr)
+            trainer.stop("nan", f"loss is {loss} at epoch {trainer.state.epoch + 1}, step {step} "
+                                f"(global step {trainer.state.global_step})")
 
 
 @hookimpl

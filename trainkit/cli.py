@@ -363,7 +363,11 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
         prepare_run_dir(run.run_dir)
         from trainkit.threads import blas_threads
 
-        with blas_threads(config.get("threads")) as threads:
+        threads_wanted = config.get("threads")
+        if threads_wanted is None and resume_from is not None:
+            threads_wanted = manifest.get("blas_threads")
+        with blas_threads(threads_wanted) as threads:
+            trainer.blas_threads = threads
             what = "resuming" if resume_from else "training"
             click.echo(
                 f"trainkit: {what} {run.config['model']} ({trainer.model.describe()}) on "
@@ -380,7 +384,9 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
                 ctx.exit(EXIT_INTERRUPTED)
         reason = trainer.stop_reason or "completed"
         if reason == "nan":
-            raise click.ClickException("training stopped: the loss is not finite (nan-guard)")
+            raise click.ClickException(
+                f"training stopped by nan-guard: {trainer.stop_message or 'the loss is not finite'}; "
+                f"the last good checkpoint (if any) is in {run.run_dir}")
         click.echo(f"trainkit: {reason} after epoch {trainer.state.epoch}; "
                    f"run folder {run.run_dir}")
 

@@ -43,6 +43,7 @@ def capture(trainer) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "global_step": trainer.state.global_step,
         "state": trainer.state.to_json(),
         "data_rng_state": copy.deepcopy(loader.rng.bit_generator.state) if loader else None,
+        "blas_threads": trainer.blas_threads,
         "optimizer": optimizer_scalars,
         "history": trainer.history.rows,
         "plugins": plugin_state,

@@ -161,12 +161,16 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.config = config or {}
         self.is_main_process = is_main_process
+        #: BLAS threads of this run, recorded in checkpoints: results are bit-identical only for
+        #: the same count, so a resume without --threads uses the recorded one.
+        self.blas_threads: int | None = None
         self.state = TrainState()
         self.history = History()
         self.epochs = 0
         self.train_loader: DataLoader | None = None
         self.val_loader: DataLoader | None = None
         self.stop_reason: str | None = None
+        self.stop_message: str | None = None
         self._interrupt_requested = False
         self._pending_plugin_state: dict[str, Any] | None = None
         self._pending_data_rng: dict[str, Any] | None = None
@@ -176,9 +180,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ control
 
-    def stop(self, reason: str = "stopped") -> None:
-        """Ask the loop to stop: after this batch (from a batch hook) or this epoch."""
+    def stop(self, reason: str = "stopped", message: str | None = None) -> None:
+        """Ask the loop to stop: after this batch (from a batch hook) or this epoch.
+
+        ``reason`` becomes ``on_fit_end``'s reason; ``message`` says why, for the user.
+        """
         self.stop_reason = reason
+        self.stop_message = message
 
     def restore_pending(self, data_rng_state: dict[str, Any] | None,
                         plugin_state: dict[str, Any]) -> None:

@@ -1,0 +1,66 @@
+"""lr-schedule: each schedule's closed form, and the lr logged every epoch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from click.testing import CliRunner
+from trainkit.plugins.lr_schedule import LRSchedule
+
+from trainkit.cli import make_cli
+
+
+def schedule(**kw):
+    plugin = LRSchedule(**kw)
+    plugin.base_lr = 1.0
+    return plugin
+
+
+def test_step():
+    plugin = schedule(schedule="step", step_size=2, gamma=0.5)
+    assert [plugin.lr_at(e, 6) for e in range(1, 7)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
+
+
+def test_exponential():
+    plugin = schedule(schedule="exponential", gamma=0.9)
+    assert plugin.lr_at(3, 10) == pytest.approx(0.81)
+
+
+def test_cosine_with_warmup_reaches_min_lr_at_the_last_epoch():
+    plugin = schedule(schedule="cosine", warmup=2, min_lr=0.1)
+    lrs = [plugin.lr_at(e, 7) for e in range(1, 8)]
+    assert lrs[:3] == [0.5, 1.0, 1.0]
+    assert lrs[-1] == pytest.approx(0.1)
+    assert lrs[4] == pytest.approx(0.1 + 0.9 * (1 + math.cos(math.pi * 2 / 4)) / 2)
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))
+
+
+class Opt:
+    lr = 1.0
+
+
+class FakeTrainer:
+    optimizer = Opt()
+
+
+def test_reduce_on_plateau_decays_after_patience():
+    plugin = LRSchedule(schedule="reduce-on-plateau", patience=2, gamma=0.5)
+    trainer = FakeTrainer()
+    plugin.on_fit_start(trainer)
+    seen = []
+    for value in [1.0, 0.9, 0.95, 0.96, 0.97, 0.98]:
+        plugin.on_epoch_end(trainer, {"val_loss": value})
+        seen.append(trainer.optimizer.lr)
+    assert seen == [1.0, 1.0, 1.0, 0.5, 0.5, 0.25]
+
+
+def test_the_lr_is_logged_every_epoch(synthetic_dir, tmp_path):
+    result = CliRunner().invoke(make_cli(), [
+        "run", "--data-dir", str(synthetic_dir), "--epochs", "3", "--out", "run", "--lr", "0.01",
+        "--plugin", "lr-schedule", "--lr-schedule-schedule", "step", "--lr-schedule-step-size",
+        "1", "--lr-schedule-gamma", "0.5", "--plugin", "history"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    lr_column = lines[0].split(",").index("lr")
+    assert [float(line.split(",")[lr_column]) for line in lines[1:]] == [0.01, 0.005, 0.0025]

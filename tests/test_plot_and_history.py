@@ -1,0 +1,56 @@
+"""plot writes a real PNG of both curves; history writes CSV and JSON Lines every epoch."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from trainkit.cli import make_cli
+
+pytest.importorskip("matplotlib")
+
+
+def test_plot_and_history_files(synthetic_dir, tmp_path):
+    result = CliRunner().invoke(make_cli(), [
+        "run", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out", "run",
+        "--plugin", "plot", "--plugin", "history", "--plot-width", "4", "--plot-height", "3"],
+        catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    from matplotlib.image import imread
+
+    image = imread(tmp_path / "run" / "curves.png")
+    assert image.shape[:2] == (300, 800)  # two panels (loss, acc) of 4x3 inches at 100 dpi
+    assert image[..., :3].std() > 0.05  # something was drawn
+
+    with open(tmp_path / "run" / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert set(rows[0]) == {"epoch", "loss", "acc", "val_loss", "val_acc", "lr"}
+    lines = (tmp_path / "run" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    assert float(rows[1]["val_acc"]) == json.loads(lines[1])["val_acc"]
+
+
+def test_plot_draws_train_and_validation_curves(tmp_path):
+    from matplotlib.image import imread
+    from trainkit.plugins.plot import Plot
+
+    rows = [{"loss": 1.0, "val_loss": 1.2, "lr": 0.1}, {"loss": 0.5, "val_loss": 0.9, "lr": 0.1}]
+    plot = Plot(width=3, height=2)
+    plot.draw(rows, tmp_path / "p.png")
+    assert imread(tmp_path / "p.png").shape[:2] == (200, 300)  # one panel: lr is not a curve
+
+
+def test_without_matplotlib_the_plot_plugin_says_how_to_get_it(synthetic_dir, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    result = CliRunner().invoke(make_cli(), ["run", "--data-dir", str(synthetic_dir),
+                                             "--plugin", "plot"])
+    assert result.exit_code == 2
+    assert "pip install 'trainkit[plot]'" in result.output and "Traceback" not in result.output

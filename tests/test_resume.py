@@ -1,0 +1,112 @@
+"""Exact resume: a run split by a stop, or by Ctrl+C mid-epoch, ends bit-identical to one in one go."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from trainkit import hookimpl
+from trainkit.checkpoint_io import load_checkpoint
+from trainkit.cli import EXIT_INTERRUPTED, make_cli
+
+PLUGINS = ["--plugin", "checkpoint", "--plugin", "history", "--plugin", "early-stopping",
+           "--plugin", "lr-schedule", "--lr-schedule-schedule", "exponential",
+           "--lr-schedule-gamma", "0.7", "--early-stopping-patience", "2",
+           "--early-stopping-restore-best", "--early-stopping-min-delta", "0.05"]
+
+
+def invoke(args, plugins=()):
+    return CliRunner().invoke(make_cli(plugins), args, catch_exceptions=False)
+
+
+def train(data_dir, out, epochs, *extra, plugins=()):
+    args = ["run", "--data-dir", str(data_dir), "--batch-size", "64", "--seed", "3", "--threads", "1",
+            "--epochs", str(epochs), "--out", str(out), *PLUGINS, *extra]
+    return invoke(args, plugins)
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    manifest_a, arrays_a = load_checkpoint(a / "last.npz")
+    manifest_b, arrays_b = load_checkpoint(b / "last.npz")
+    assert sorted(arrays_a) == sorted(arrays_b)
+    assert any(k.startswith("optimizer/") for k in arrays_a)
+    assert any(k.startswith("plugins/early-stopping/") for k in arrays_a)
+    for name in arrays_a:
+        np.testing.assert_array_equal(arrays_a[name], arrays_b[name], err_msg=name)
+    for key in ("epoch", "global_step", "state", "optimizer", "history", "plugins",
+                "data_rng_state"):
+        assert manifest_a[key] == manifest_b[key], key
+    assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(synthetic_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("whole") / "run"
+    result = train(synthetic_dir, out, 4)
+    assert result.exit_code == 0, result.output
+    assert len(load_checkpoint(out / "last.npz")[0]["history"]) == 4
+    return out
+
+
+def test_stop_then_resume_is_bit_exact(synthetic_dir, uninterrupted, tmp_path):
+    split = tmp_path / "split"
+    assert train(synthetic_dir, split, 2).exit_code == 0
+    resumed = invoke(["run", "--resume", str(split / "last.npz"), "--epochs", "4",
+                      "--data-dir", str(synthetic_dir)])
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.output.count("[  ") == 2  # epochs 3 and 4 only
+    assert_same_run(uninterrupted, split)
+
+
+class InterruptAt:
+    """Sends this process a real SIGINT in the middle of an epoch."""
+
+    def __init__(self, global_step: int):
+        self.global_step = global_step
+
+    @hookimpl
+    def on_batch_end(self, trainer):
+        if trainer.state.global_step == self.global_step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_sigint_mid_epoch_writes_an_emergency_checkpoint_that_resumes_exactly(
+        synthetic_dir, uninterrupted, tmp_path):
+    out = tmp_path / "interrupted"
+    result = train(synthetic_dir, out, 4, plugins=[InterruptAt(global_step=11)])
+    assert result.exit_code == EXIT_INTERRUPTED
+    assert "emergency checkpoint written" in result.output
+    manifest, _ = load_checkpoint(out / "emergency.npz")
+    assert manifest["epoch"] == 1 and manifest["state"]["step_in_epoch"] == 3
+    resumed = invoke(["run", "--resume", str(out / "emergency.npz"), "--data-dir",
+                      str(synthetic_dir)])
+    assert resumed.exit_code == 0, resumed.output
+    assert_same_run(uninterrupted, out)
+
+
+def test_resume_last_takes_the_newest_checkpoint_of_a_run_folder(synthetic_dir, tmp_path):
+    out = tmp_path / "runs" / "a"
+    assert train(synthetic_dir, out, 1).exit_code == 0
+    result = invoke(["run", "--resume", "last", "--out", str(out), "--epochs", "2",
+                     "--data-dir", str(synthetic_dir)])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(out / "last.npz")[0]["epoch"] == 2
+
+
+def test_a_resume_reuses_the_recorded_blas_thread_count(synthetic_dir, tmp_path):
+    # BLAS results differ in the last bits between thread counts, so an automatic pick is
+    # recorded and reused, never re-picked, on resume.
+    out = tmp_path / "auto"
+    result = invoke(["run", "--data-dir", str(synthetic_dir), "--epochs", "1", "--out", str(out),
+                     "--plugin", "checkpoint"])
+    assert result.exit_code == 0
+    recorded = load_checkpoint(out / "last.npz")[0]["blas_threads"]
+    assert isinstance(recorded, int) and recorded >= 1
+    resumed = invoke(["run", "--resume", str(out), "--epochs", "2",
+                      "--data-dir", str(synthetic_dir)])
+    assert f" {recorded} BLAS thread" in resumed.output
