@@ -55,7 +55,7 @@ class AppState:
             try:
                 pm = get_plugin_manager(extra_modules=(), blocked=blocked, strict=strict)
                 for plugin in getattr(group, "extra_plugins", ()):
-                    pm.register(plugin)
+                    pm.register(plugin, name=getattr(plugin, "name", None) or type(plugin).__name__)
                 for module in modules:
                     try:
                         pm.load_module(module)
@@ -250,6 +250,8 @@ def make_run_command(app: AppState) -> click.Command:
                       help="TOML file of options; command-line flags override it."),
         GroupedOption(["--print-config"], is_flag=True,
                       help="Print the full effective config as TOML and exit."),
+        GroupedOption(["--profile-hooks"], is_flag=True,
+                      help="Print the time each plugin spends in each hook at the end."),
         GroupedOption(["--strict-plugins"], is_flag=True,
                       help="Fail when a plugin cannot be loaded instead of skipping it."),
         GroupedOption(["-v", "--verbose"], is_flag=True, help="Show tracebacks of errors."),
@@ -377,6 +379,8 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
             )
             try:
                 trainer.fit(run.train_loader, run.val_loader, epochs=run.config["epochs"])
+                if kwargs.get("profile_hooks"):
+                    click.echo(trainer.profiler.table(trainer.loop_seconds))
             except KeyboardInterrupt:
                 click.echo(f"trainkit: interrupted at epoch {trainer.state.epoch + 1}, "
                            f"step {trainer.state.step_in_epoch}; run folder {run.run_dir}",
@@ -450,12 +454,45 @@ class cli_errors:
 # --------------------------------------------------------------------------- other commands
 
 
+def hook_call_order(app: AppState) -> dict[str, list[str]]:
+    """Every lifecycle hook's implementations in the order pluggy calls them, with one instance
+    of every run plugin that can be created with its default options registered."""
+    from trainkit.options import instantiate
+    from trainkit.profiler import LIFECYCLE_HOOKS
+    from trainkit.trainer import RUN_PLUGIN_PREFIX
+
+    registered = []
+    for name in app.registry.names("plugin"):
+        try:
+            plugin = instantiate(app.registry.get("plugin", name).factory, {})
+        except Exception:  # e.g. plot without matplotlib: it cannot run, so it has no place
+            continue
+        registered.append(app.pm.register(plugin, name=RUN_PLUGIN_PREFIX + name))
+    try:
+        order = {}
+        for hook_name in [*LIFECYCLE_HOOKS, "on_fit_end", "on_exception", "on_save_checkpoint",
+                          "on_load_checkpoint"]:
+            impls = getattr(app.pm.hook, hook_name).get_hookimpls()
+            order[hook_name] = [impl.plugin_name for impl in reversed(impls)]
+        return order
+    finally:
+        for name in registered:
+            app.pm.unregister(name=name)
+
+
 @click.command("plugins")
 @click.option("--all", "show_all", is_flag=True, help="Also show every option and hook.")
+@click.option("--hooks", "show_hooks", is_flag=True,
+              help="Show the order in which plugins are called for every lifecycle hook.")
 @click.pass_obj
-def plugins_command(app: AppState, show_all: bool) -> None:
+def plugins_command(app: AppState, show_all: bool, show_hooks: bool) -> None:
     """List the plugins and the components they register."""
     registry, pm = app.registry, app.pm
+    if show_hooks:
+        click.echo("Lifecycle hooks, in call order ('run:NAME' is a run plugin):")
+        for hook_name, names in hook_call_order(app).items():
+            click.echo(f"  {hook_name}: {' -> '.join(names) if names else '(none)'}")
+        return
     rows = [(c.kind, c.name, c.plugin, c.summary) for c in registry.all()]
     width = [max(len(r[i]) for r in rows) for i in range(3)] if rows else [0, 0, 0]
     click.echo("Components:")

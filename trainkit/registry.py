@@ -59,7 +59,7 @@ class Registry:
         """Call every plugin's registration hooks and gather what they register."""
         registry = cls()
         for kind, hook_name in KINDS.items():
-            for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+            for impl in getattr(pm.hook, hook_name).get_hookimpls():  # in registration order
                 registry._call(pm, impl, kind, strict)
         return registry
 

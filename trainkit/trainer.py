@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from trainkit.data.loader import Batch, DataLoader
 from trainkit.errors import PluginError
+from trainkit.profiler import HookProfiler
 
 __all__ = ["Batch", "History", "TrainState", "Trainer"]
 
@@ -105,7 +107,8 @@ class _Hooks:
     def culprit(hook, error: BaseException) -> str:
         codes = {}
         for impl in hook.get_hookimpls():
-            function = getattr(impl.function, "__func__", impl.function)
+            function = getattr(impl.function, "__wrapped__", impl.function)  # the profiler's
+            function = getattr(function, "__func__", function)
             code = getattr(function, "__code__", None)
             if code is not None:
                 codes[code] = impl.plugin_name
@@ -214,6 +217,9 @@ class Trainer:
             self._pending_data_rng = None
         reason = "failed"
         previous_handler = self._install_sigint_handler()
+        self.profiler = HookProfiler(self.plugin_manager)
+        self.profiler.attach()
+        self.loop_seconds = 0.0
         try:
             self.call_hook("on_fit_start")
             if self._pending_plugin_state is not None:
@@ -232,6 +238,7 @@ class Trainer:
             self._notify_exception(e)
             raise
         finally:
+            self.profiler.detach()
             self._restore_sigint_handler(previous_handler)
             try:
                 self.call_hook("on_fit_end", reason=reason)
@@ -257,9 +264,13 @@ class Trainer:
             start, sums = 0, [0.0] * (2 + len(self.metrics))
             state.step_in_epoch, state.sums = 0, sums
         state.epoch_rng_state = loader.epoch_rng_state
+        started = time.perf_counter()
         self.call_hook("on_epoch_start", epoch=epoch)
         if start < len(loader):
-            completed = self._train_batches(loader.batches(order, start), start, sums)
+            try:
+                completed = self._train_batches(loader.batches(order, start), start, sums)
+            finally:
+                self.loop_seconds += time.perf_counter() - started
             if not completed:
                 return  # stopped mid-epoch: no validation, no epoch end
         n = sums[0]
@@ -274,7 +285,10 @@ class Trainer:
         logs["lr"] = self.optimizer.lr
         state.epoch, state.step_in_epoch, state.sums = epoch, 0, []
         self.history.append(logs)
+        started = time.perf_counter()
         self.call_hook("on_epoch_end", epoch=epoch, logs=logs)
+        self.loop_seconds += time.perf_counter() - started
+        self.profiler.warn_slow(self.loop_seconds)
 
     def _train_batches(self, batches, start: int, sums: list[float]) -> bool:
         model, loss_fn, optimizer, metrics, state = (

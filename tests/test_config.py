@@ -1,0 +1,64 @@
+"""--config and --print-config: TOML in, TOML out, command-line flags on top."""
+
+from __future__ import annotations
+
+import numpy as np
+from click.testing import CliRunner
+
+from trainkit.checkpoint_io import load_checkpoint
+from trainkit.cli import make_cli
+
+
+def invoke(args):
+    return CliRunner().invoke(make_cli(), args, catch_exceptions=False)
+
+
+def test_print_config_fed_back_reproduces_the_run(synthetic_dir, tmp_path):
+    args = ["--data-dir", str(synthetic_dir), "--epochs", "2", "--seed", "9", "--optimizer",
+            "momentum", "--nesterov", "--lr", "0.05", "--hidden", "32,16", "--activation", "relu",
+            "--plugin", "checkpoint", "--checkpoint-keep", "1", "--threads", "1"]
+    printed = invoke(["run", *args, "--out", "a", "--print-config"])
+    assert printed.exit_code == 0
+    text = printed.output
+    assert 'optimizer = "momentum"' in text and "nesterov = true" in text
+    assert "hidden = [32, 16]" in text and "[checkpoint]\nevery = 1\nkeep = 1" in text
+    assert not (tmp_path / "a").exists()  # printing the config trains nothing
+    (tmp_path / "run.toml").write_text(text.replace('out = "a"', 'out = "b"'))
+    assert invoke(["run", *args, "--out", "a"]).exit_code == 0
+    assert invoke(["run", "--config", "run.toml"]).exit_code == 0
+    a, b = load_checkpoint(tmp_path / "a" / "last.npz"), load_checkpoint(tmp_path / "b" / "last.npz")
+    for name in a[1]:
+        np.testing.assert_array_equal(a[1][name], b[1][name])
+    assert a[0]["config"] == {**b[0]["config"], "out": "a"}
+    assert invoke(["run", "--config", "run.toml", "--print-config"]).output == text.replace(
+        'out = "a"', 'out = "b"')
+
+
+def test_flags_override_the_config_file(synthetic_dir, tmp_path):
+    (tmp_path / "run.toml").write_text(
+        f'epochs = 3\nbatch-size = 32\nlr = 0.5\ndata_dir = "{synthetic_dir}"\n'
+        "plugin = [\"checkpoint\"]\n[checkpoint]\nkeep = 2\n")
+    result = invoke(["run", "--config", "run.toml", "--lr", "0.01", "--checkpoint-keep", "5",
+                     "--print-config"])
+    assert result.exit_code == 0, result.output
+    for line in ("epochs = 3", "batch_size = 32", "lr = 0.01", "keep = 5"):
+        assert line in result.output.splitlines()
+
+
+def test_bad_config_files_are_usage_errors(tmp_path):
+    (tmp_path / "broken.toml").write_text("epochs = = 3\n")
+    (tmp_path / "unknown.toml").write_text("epoks = 3\n")
+    (tmp_path / "badtable.toml").write_text("[checkpoint]\nevery = 'often'\n")
+    for name, needle in (("broken.toml", "invalid TOML"), ("unknown.toml", "unknown option 'epoks'"),
+                         ("missing.toml", "config file not found"),
+                         ("badtable.toml", "'often' is invalid")):
+        result = CliRunner().invoke(make_cli(), ["run", "--config", name, "--plugin", "checkpoint"])
+        assert result.exit_code == 2, (name, result.output)
+        assert needle in result.output and "Traceback" not in result.output
+
+
+def test_environment_variables_set_options(synthetic_dir):
+    result = CliRunner().invoke(make_cli(), ["run", "--print-config"],
+                                env={"TRAINKIT_EPOCHS": "7", "TRAINKIT_LR": "0.2",
+                                     "TRAINKIT_DATA_DIR": str(synthetic_dir)})
+    assert "epochs = 7" in result.output and "lr = 0.2" in result.output

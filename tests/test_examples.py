@@ -1,0 +1,84 @@
+"""The examples: the Python-API script, and the plugin package installed into a fresh venv offline."""
+
+from __future__ import annotations
+
+import os
+import site
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXTRAS = REPO / "examples" / "trainkit-extras"
+
+
+def test_python_api_example_trains_with_a_custom_plugin(synthetic_dir):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "python_api.py"), "--epochs", "2"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TRAINKIT_DATA_DIR": str(synthetic_dir)})
+    assert result.returncode == 0, result.stderr
+    assert "gradient norm over the last" in result.stdout
+    assert "final test accuracy" in result.stdout and "[  2/2]" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def venv_python(tmp_path_factory) -> Path:
+    """A fresh venv that sees this environment's packages (trainkit and its dependencies, pip,
+    setuptools) and gets trainkit-extras installed offline, with no index and no build isolation."""
+    root = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+    python = root / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    parents = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib"),
+                             *site.getsitepackages()])
+    lines = [f"import site; site.addsitedir({p!r})" for p in parents if Path(p).is_dir()]
+    (Path(purelib) / "_parent_environment.pth").write_text("\n".join(lines) + "\n")
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-index", "--no-build-isolation", "--no-deps",
+         "--quiet", str(EXTRAS)], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PIP_NO_INDEX": "1"})
+    assert install.returncode == 0, install.stderr
+    return python
+
+
+def trainkit_in(python: Path, *args, **env):
+    return subprocess.run([str(python), "-m", "trainkit", *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **env})
+
+
+def test_installed_plugin_package_is_listed_with_its_distribution(venv_python):
+    result = trainkit_in(venv_python, "plugins", "--all")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.split()[:3] == ["optimizer", "rmsprop", "rmsprop"] for line in lines)
+    assert any(line.split()[:3] == ["plugin", "confusion-matrix", "confusion-matrix"]
+               for line in lines)
+    assert "rmsprop  [entry point, trainkit-extras 0.1.0]  hooks: register_optimizers" in result.stdout
+    assert "--confusion-matrix-top = 3" in result.stdout
+
+
+def test_installed_plugin_options_show_in_run_help(venv_python):
+    result = trainkit_in(venv_python, "run", "--help")
+    assert "Plugin confusion-matrix (--plugin confusion-matrix):" in result.stdout
+    assert "--confusion-matrix-top" in result.stdout and "--rho" in result.stdout
+
+
+def test_installed_plugins_train_and_their_hooks_run(venv_python, synthetic_dir, tmp_path):
+    result = trainkit_in(venv_python, "run", "--data-dir", str(synthetic_dir), "--epochs", "2",
+                         "--optimizer", "rmsprop", "--rho", "0.95", "--plugin", "confusion-matrix",
+                         "--confusion-matrix-top", "2", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert "with rmsprop" in result.stdout
+    assert "confusion-matrix: per-class accuracy: 0:" in result.stdout
+    assert "confusion-matrix: most confused:" in result.stdout
+    assert (tmp_path / "run" / "confusion.csv").read_text().count("\n") == 10
+
+
+def test_autoload_off_leaves_the_third_party_plugins_out(venv_python):
+    result = trainkit_in(venv_python, "plugins", TRAINKIT_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert result.returncode == 0 and "rmsprop" not in result.stdout and "adam" in result.stdout
