@@ -1,0 +1,276 @@
+"""trainkit's performance, as ratios measured within one run (absolute times drift on shared
+machines). Prints one table; BENCHMARKS.md holds the latest numbers.
+
+    TRAINKIT_DATA_DIR=../shared/data/mnist python benchmarks/run.py            # everything
+    TRAINKIT_DATA_DIR=../shared/data/mnist python benchmarks/run.py --quick    # fewer repeats
+
+Configuration: the notebook's MLP 784-100-10 with sigmoid, Adam (lr 1e-3), batch 64, MNIST.
+PyTorch is compared whenever it can be imported: `pip install torch==2.13.0` (a CPU build from
+local disk on the project's machines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from trainkit.plugins.datasets import MNIST
+from trainkit.plugins.losses import CrossEntropy
+from trainkit.plugins.metrics import Accuracy
+from trainkit.plugins.models import MLP
+from trainkit.plugins.optimizers import Adam
+
+from trainkit import hookimpl
+from trainkit.data import DataLoader
+from trainkit.threads import available_cores, pick_threads
+
+
+def _load_reference_loop():
+    path = Path(__file__).resolve().with_name("reference_loop.py")
+    spec = importlib.util.spec_from_file_location("reference_loop", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.train_reference
+
+
+train_reference = _load_reference_loop()
+
+ROWS: list[tuple[str, str, str]] = []
+
+
+def row(name: str, value: str, note: str = "") -> None:
+    ROWS.append((name, value, note))
+    print(f"  {name:<58} {value:>12}  {note}", flush=True)
+
+
+def default_plugins():
+    """progress (forced on, drawing to a null device), console, nan-guard, history."""
+    from trainkit.plugins.console import Console
+    from trainkit.plugins.history import History
+    from trainkit.plugins.nan_guard import NanGuard
+    from trainkit.plugins.progress import Progress
+
+    return [Progress(force=True), Console(), NanGuard(), History()]
+
+
+class EpochTimer:
+    """Records when every epoch starts (and, appended by the caller, when the last one ends)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    @hookimpl
+    def on_epoch_start(self):
+        self.times.append(time.perf_counter())
+
+
+def trainkit_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: int = 64,
+                           plugins: bool = True, run_dir: Path | None = None) -> float:
+    """Median seconds of one training epoch (no validation) after a warm-up epoch."""
+    from trainkit.plugin_manager import get_plugin_manager
+    from trainkit.trainer import Trainer
+
+    model = MLP().build(784, 10, np.random.default_rng(0))
+    trainer = Trainer(model, CrossEntropy(), Adam(), [Accuracy()],
+                      default_plugins() if plugins else [],
+                      plugin_manager=get_plugin_manager(), run_dir=run_dir)
+    loader = DataLoader(images, labels, batch, shuffle=True, rng=np.random.default_rng(1))
+    timer = EpochTimer()
+    trainer.plugin_manager.register(timer, name="bench-timer")
+    sink = io.StringIO()
+    with threadpool_limits(threads, user_api="blas"), contextlib.redirect_stderr(sink), \
+            contextlib.redirect_stdout(sink):
+        trainer.fit(loader, None, epochs=1 + epochs)
+        timer.times.append(time.perf_counter())
+    durations = np.diff(timer.times)[1:]  # drop the warm-up epoch
+    return float(np.median(durations))
+
+
+def reference_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: int = 64) -> float:
+    with threadpool_limits(threads, user_api="blas"):
+        train_reference(images, labels, epochs=1, batch=batch)
+        times = []
+        for _ in range(epochs):
+            start = time.perf_counter()
+            train_reference(images, labels, epochs=1, batch=batch)
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def torch_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: int = 64) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    x_all = torch.from_numpy(images.reshape(len(images), -1))
+    y_all = torch.from_numpy(labels.astype(np.int64))
+    model = torch.nn.Sequential(torch.nn.Linear(784, 100), torch.nn.Sigmoid(),
+                                torch.nn.Linear(100, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(1)
+
+    def epoch():
+        order = torch.randperm(len(y_all), generator=generator)
+        for start in range(0, len(y_all), batch):
+            index = order[start:start + batch]
+            x = x_all[index].float().div_(255)
+            y = y_all[index]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+
+    epoch()
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        epoch()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+@contextlib.contextmanager
+def competing_process():
+    """Another CPU-bound process on the machine for the duration of the block."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    time.sleep(0.5)
+    try:
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def gemm_rate_single_core() -> float:
+    """FLOP/s of a large float32 matrix product on one thread."""
+    a = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((1024, 1024), dtype=np.float32)
+    out = np.empty_like(a)
+    with threadpool_limits(1, user_api="blas"):
+        np.matmul(a, b, out=out)
+        best = min(_time(lambda: np.matmul(a, b, out=out)) for _ in range(5))
+    return 2 * 1024**3 / best
+
+
+def _time(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def flops_per_sample(hidden: int = 100, features: int = 784, classes: int = 10) -> int:
+    forward = 2 * (features * hidden + hidden * classes)
+    backward = 2 * (features * hidden + hidden * classes) + 2 * hidden * classes  # no dx for layer 1
+    return forward + backward
+
+
+def startup_seconds(args: list[str], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "trainkit", *args], capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_rss_mib_of_full_run(data_dir: str) -> float:
+    """Peak RSS of a 10-epoch MNIST `trainkit run` with its default plugins, in a child process."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([sys.executable, "-m", "trainkit", "run", "--data-dir", data_dir,
+                        "--epochs", "10", "--out", out], capture_output=True, check=True)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args()
+    epochs = 2 if args.quick else 4
+    splits = MNIST().load()
+    images, labels = splits.train_images, splits.train_labels
+    n = len(labels)
+    cores = available_cores()
+    all_threads = sorted({1, cores})
+    print(f"trainkit benchmarks: MLP 784-100-10 sigmoid, Adam, batch 64, MNIST ({n:,} samples); "
+          f"{cores} cores; median of {epochs} epochs after a warm-up")
+
+    print("\nAgainst the numpy floor (benchmarks/reference_loop.py), same thread count:")
+    for threads in all_threads:
+        floor = reference_epoch_seconds(images, labels, threads=threads, epochs=epochs)
+        mine = trainkit_epoch_seconds(images, labels, threads=threads, epochs=epochs)
+        bare = trainkit_epoch_seconds(images, labels, threads=threads, epochs=epochs, plugins=False)
+        row(f"reference loop, {threads} thread(s): s/epoch", f"{floor:.3f}", f"{n / floor:,.0f} samples/s")
+        row(f"trainkit + default plugins, {threads} thread(s): s/epoch", f"{mine:.3f}",
+            f"{n / mine:,.0f} samples/s")
+        row(f"trainkit, no plugins, {threads} thread(s): s/epoch", f"{bare:.3f}")
+        row(f"  ratio trainkit / floor ({threads} thr)", f"{mine / floor:.3f}", "target <= 1.10")
+        row(f"  ratio default plugins / no plugins ({threads} thr)", f"{mine / bare:.3f}",
+            "target <= 1.03")
+
+    print("\nAgainst PyTorch CPU, each side at its best thread count (training only):")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        row("PyTorch", "skipped", "not installed: pip install torch==2.13.0")
+    else:
+        torch_best = min(torch_epoch_seconds(images, labels, threads=t, epochs=epochs)
+                         for t in all_threads)
+        mine_best = min(trainkit_epoch_seconds(images, labels, threads=t, epochs=epochs)
+                        for t in all_threads)
+        row("PyTorch CPU, best threads: s/epoch", f"{torch_best:.3f}", f"torch {torch.__version__}")
+        row("  ratio trainkit / PyTorch", f"{mine_best / torch_best:.3f}", "target <= 0.40")
+
+    print("\nBLAS threads: trainkit's pick against the best fixed count (1 or all cores):")
+    for label, context in (("idle", contextlib.nullcontext()), ("one competing process",
+                                                                 competing_process())):
+        with context:
+            picked = pick_threads()
+            fixed = {t: trainkit_epoch_seconds(images, labels, threads=t, epochs=epochs)
+                     for t in all_threads}
+            pick_time = fixed[picked] if picked in fixed else trainkit_epoch_seconds(
+                images, labels, threads=picked, epochs=epochs)
+            best = min(fixed.values())
+            detail = ", ".join(f"{t} thr {s:.3f}s" for t, s in fixed.items())
+            row(f"{label}: picks {picked} thread(s); pick / best", f"{pick_time / best:.3f}",
+                f"target <= 1.10 ({detail})")
+
+    print("\nScale, 1 BLAS thread: samples/s and share of the single-core float32 GEMM rate:")
+    rate = gemm_rate_single_core()
+    row("single-core float32 GEMM (1024^3)", f"{rate / 1e9:.1f}", "GFLOP/s")
+    for batch in (16, 64, 256, 1024):
+        seconds = trainkit_epoch_seconds(images, labels, threads=1, epochs=max(epochs // 2, 1),
+                                         batch=batch, plugins=True)
+        share = n * flops_per_sample() / seconds / rate
+        row(f"batch {batch}: samples/s", f"{n / seconds:,.0f}", f"{share:.0%} of GEMM peak")
+    for size in (10_000, 30_000, 60_000):
+        seconds = trainkit_epoch_seconds(images[:size], labels[:size], threads=1, epochs=epochs)
+        row(f"{size:,} samples: s/epoch", f"{seconds:.3f}", f"{seconds / size * 1e6:.2f} us/sample")
+
+    print("\nStart-up (median wall time) and memory:")
+    repeats = 5 if args.quick else 11
+    for command in (["--help"], ["plugins"]):
+        row(f"trainkit {' '.join(command)}", f"{startup_seconds(command, repeats):.3f}",
+            "s, target <= 0.35")
+    data_dir = str(MNIST().data_dir) if MNIST().data_dir else None
+    if data_dir:
+        row("peak RSS, 10-epoch `trainkit run`", f"{peak_rss_mib_of_full_run(data_dir):.0f}",
+            "MiB, target <= 160")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()
