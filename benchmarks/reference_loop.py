@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import expit
 
 
 def train_reference(images: np.ndarray, labels: np.ndarray, *, epochs: int = 1, batch: int = 64,
@@ -62,7 +61,10 @@ def train_reference(images: np.ndarray, labels: np.ndarray, *, epochs: int = 1, 
             np.multiply(xu, scale, out=x)
             np.matmul(x, w1, out=h)
             h += b1
-            expit(h, out=h)
+            h *= 0.5  # sigmoid(a) = (1 + tanh(a / 2)) / 2: numpy's tanh is vectorised
+            np.tanh(h, out=h)
+            h *= 0.5
+            h += 0.5
             np.matmul(h, w2, out=z)
             z += b2
             z -= z.max(axis=1, keepdims=True)
@@ -88,11 +90,11 @@ def train_reference(images: np.ndarray, labels: np.ndarray, *, epochs: int = 1, 
             np.multiply(grads, grads, out=s)
             s *= 1 - b2_
             v += s
+            root_correction = math.sqrt(1 - b2_**t)
             np.sqrt(v, out=s)
-            s *= 1 / math.sqrt(1 - b2_**t)
-            s += eps
+            s += eps * root_correction
             np.divide(m, s, out=s)
-            s *= lr / (1 - b1_**t)
+            s *= lr * root_correction / (1 - b1_**t)
             params -= s
         losses.append(loss_sum / n)
     return losses

@@ -22,22 +22,33 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
 class CrossEntropy:
     """Softmax cross-entropy from logits: the mean over samples of ``-log softmax(z)[y]``.
 
-    The softmax is taken row by row (``scipy.special.log_softmax`` along axis 1) and the gradient is
-    ``(softmax(z) - onehot(y)) / N``.
+    The softmax is taken row by row, with the row maximum subtracted first (log-sum-exp), so any
+    finite logit is safe: ``loss_i = log(sum_j exp(z_ij - m_i)) - (z_iy - m_i)``. The gradient is
+    ``(softmax(z) - onehot(y)) / N``. The logits are left untouched (metrics read them next); the
+    work happens in one buffer that ``backward`` returns.
     """
 
-    def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
-        from scipy.special import log_softmax
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[tuple[int, ...], str], np.ndarray] = {}
 
-        log_probs = log_softmax(logits, axis=1)
+    def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
+        key = (logits.shape, logits.dtype.char)
+        work = self._buffers.get(key)
+        if work is None:
+            work = self._buffers[key] = np.empty_like(logits)
         rows = np.arange(len(targets))
-        self._log_probs, self._rows, self._targets = log_probs, rows, targets
-        return -float(log_probs[rows, targets].mean())
+        np.subtract(logits, logits.max(axis=1, keepdims=True), out=work)
+        picked = work[rows, targets]
+        np.exp(work, out=work)
+        sums = work.sum(axis=1)
+        self._work, self._sums, self._rows, self._targets = work, sums, rows, targets
+        return float(np.mean(np.log(sums) - picked))
 
     def backward(self) -> np.ndarray:
-        grad = np.exp(self._log_probs, out=self._log_probs)  # softmax, in place
+        grad = self._work
+        grad /= self._sums[:, None]  # softmax
         grad[self._rows, self._targets] -= 1.0
-        grad *= np.float32(1.0 / len(self._targets))
+        grad *= grad.dtype.type(1.0 / len(self._targets))
         return grad
 
 
@@ -49,7 +60,7 @@ class MeanSquaredError:
         return float(np.mean(self._diff * self._diff))
 
     def backward(self) -> np.ndarray:
-        return self._diff * np.float32(2.0 / self._diff.size)
+        return self._diff * self._diff.dtype.type(2.0 / self._diff.size)
 
 
 class BinaryCrossEntropy:
@@ -69,7 +80,7 @@ class BinaryCrossEntropy:
         from scipy.special import expit
 
         grad = expit(self._logits) - self._t
-        grad *= np.float32(1.0 / grad.size)
+        grad *= grad.dtype.type(1.0 / grad.size)
         return grad
 
 

@@ -61,7 +61,9 @@ class Adam(Optimizer):
     """Adam with bias correction (Kingma & Ba, 2015).
 
     ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
-    ``p -= lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps)``.
+    ``p -= lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps)``, computed with both corrections
+    folded into scalars (``lr_t = lr sqrt(1-b2^t) / (1-b1^t)``, ``eps_t = eps sqrt(1-b2^t)``),
+    which is the same value with one array pass less.
 
     Args:
         lr: learning rate.
@@ -91,11 +93,11 @@ class Adam(Optimizer):
         np.multiply(g, g, out=s)
         s *= 1.0 - b2
         v += s
+        root_correction = math.sqrt(1.0 - b2**t)
         np.sqrt(v, out=s)
-        s *= 1.0 / math.sqrt(1.0 - b2**t)
-        s += self.eps
+        s += self.eps * root_correction
         np.divide(m, s, out=s)
-        s *= self.lr / (1.0 - b1**t)
+        s *= self.lr * root_correction / (1.0 - b1**t)
         self.params -= s
 
 

@@ -63,6 +63,7 @@ class DataLoader:
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.drop_last = drop_last
         self.scale = np.float32(1 / 255) if images.dtype == np.uint8 else None
+        self._buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.epoch_rng_state: dict[str, Any] = copy.deepcopy(self.rng.bit_generator.state)
 
     def __len__(self) -> int:
@@ -94,11 +95,19 @@ class DataLoader:
             yield self.make_batch(index)
 
     def make_batch(self, index: np.ndarray) -> Batch:
-        x = self.images[index]
+        """Gather and convert one batch into buffers reused by the next batch of the same size."""
+        size = len(index)
+        buffers = self._buffers.get(size)
+        if buffers is None:
+            features = self.images.shape[1]
+            buffers = self._buffers[size] = (np.empty((size, features), self.images.dtype),
+                                             np.empty((size, features), np.float32))
+        raw, x = buffers
+        np.take(self.images, index, axis=0, out=raw)
         if self.scale is not None:
-            x = np.multiply(x, self.scale, dtype=np.float32)
-        elif x.dtype != np.float32:
-            x = x.astype(np.float32)
+            np.multiply(raw, self.scale, out=x)
+        else:
+            x[...] = raw
         return x, self.labels[index]
 
     def __iter__(self) -> Iterator[Batch]:

@@ -31,7 +31,25 @@ class Module:
 
     ``backward(grad_output)`` writes the gradients of the parameters in place and returns the
     gradient with respect to the input (or ``None`` when nobody needs it).
+
+    For speed, layers work in preallocated buffers: an activation's ``forward`` overwrites its
+    input, ``backward`` may overwrite ``grad_output``, and the arrays a layer returns are reused
+    by its next call with the same shape. Copy what you keep.
     """
+
+    _buffers: dict[tuple[str, tuple[int, ...], str], np.ndarray]
+
+    def buffer(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+        """A scratch array owned by this module, allocated once per name, shape and dtype."""
+        try:
+            buffers = self._buffers
+        except AttributeError:
+            buffers = self._buffers = {}
+        key = (name, shape, np.dtype(dtype).char)
+        array = buffers.get(key)
+        if array is None:
+            array = buffers[key] = np.empty(shape, dtype=dtype)
+        return array
 
     def parameters(self) -> Iterator[Parameter]:
         return iter(())
