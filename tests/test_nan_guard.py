@@ -38,7 +38,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(synthetic_dir, tmp
     ExplodingLoss.calls = 0
     result = CliRunner().invoke(make_cli([Exploding()]), [
         "run", "--data-dir", str(synthetic_dir), "--epochs", "3", "--out", "run",
-        "--loss", "exploding", "--plugin", "checkpoint"], catch_exceptions=False)
+        "--loss", "exploding", "--plugin", "checkpoint", "--threads", "1"], catch_exceptions=False)
     assert result.exit_code == 1
     assert ("Error: training stopped by nan-guard: loss is nan at epoch 2, step 2 "
             "(global step 11)") in result.output
@@ -52,5 +52,5 @@ def test_nan_guard_can_be_turned_off(synthetic_dir):
     ExplodingLoss.calls = 0
     result = CliRunner().invoke(make_cli([Exploding()]), [
         "run", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out", "run",
-        "--loss", "exploding", "--no-plugin", "nan-guard"], catch_exceptions=False)
+        "--loss", "exploding", "--no-plugin", "nan-guard", "--threads", "1"], catch_exceptions=False)
     assert result.exit_code == 0 and "loss: nan" in result.output

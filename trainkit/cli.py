@@ -363,11 +363,14 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
 
             restore(trainer, manifest, arrays, source=str(resume_from))
         prepare_run_dir(run.run_dir)
-        from trainkit.threads import blas_threads
+        from trainkit.threads import blas_threads, calibrate, training_step_probe
 
-        threads_wanted = config.get("threads")
+        threads_wanted = run.config.get("threads")
         if threads_wanted is None and resume_from is not None:
             threads_wanted = manifest.get("blas_threads")
+        if threads_wanted is None:
+            threads_wanted = calibrate(training_step_probe(
+                trainer.model, trainer.loss, run.config["batch_size"], run.splits.input_size))
         with blas_threads(threads_wanted) as threads:
             trainer.blas_threads = threads
             what = "resuming" if resume_from else "training"

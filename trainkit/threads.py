@@ -1,23 +1,25 @@
-"""How many BLAS threads to use.
+"""How many BLAS threads to use: measured, not assumed.
 
-On a small machine the right count depends on what else is running: with idle cores, all of them
-are fastest; once another CPU-bound process competes, OpenBLAS threads spin waiting for each other
-and run several times slower than one thread. trainkit picks the count itself when a run starts: it
-counts the threads of other processes that are runnable (``/proc/loadavg`` minus our own, over a
-few samples) and uses the cores they leave free, at least one. ``--threads N`` (or
-``TRAINKIT_THREADS``) overrides the pick.
+On a small machine the right count depends on what else is running. With idle cores, all of them
+are fastest; once another CPU-bound process competes (or the hypervisor steals time), OpenBLAS
+threads spin waiting for each other and run several times slower than one thread. So when a run
+starts, trainkit times a few real training steps (forward and backward on a zero batch of the
+run's shape, which touches no weight, no optimizer state and no random generator) with one thread
+and with every core, alternating, and keeps the faster. That takes a few tens of milliseconds.
+``--threads N`` (or ``TRAINKIT_THREADS``) overrides the pick.
 
 The count is fixed for the whole run and recorded in its checkpoints: BLAS results differ in the
 last bits between thread counts, so changing it mid-run (or on resume) would break bit-exact
-reproducibility.
+reproducibility. Pin it with ``--threads`` to compare runs bit for bit across machines or loads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 
 def available_cores() -> int:
@@ -27,58 +29,47 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def runnable_others() -> int:
-    """Threads of other processes that are runnable right now.
+def calibrate(step: Callable[[], object], candidates: Sequence[int] | None = None, *,
+              rounds: int = 3, steps: int = 6) -> int:
+    """The thread count among ``candidates`` (default: 1 and every core) that runs ``step``
+    fastest, timed in alternating rounds so that a change in load hits every candidate alike."""
+    from threadpoolctl import threadpool_limits
 
-    The 4th field of /proc/loadavg counts every runnable thread on the machine, ours included
-    (our BLAS threads may still be spinning after earlier work), so our own runnable threads,
-    from /proc/self/task, are taken off.
-    """
-    try:
-        with open("/proc/loadavg") as f:
-            running = int(f.read().split()[3].split("/")[0])
-    except (OSError, ValueError, IndexError):
-        return 0
-    return max(running - own_runnable_threads(), 0)
-
-
-def own_runnable_threads() -> int:
-    count = 0
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return 1
-    for task in tasks:
-        try:
-            with open(f"/proc/self/task/{task}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        count += state == "R"
-    return max(count, 1)
+    candidates = sorted(set(candidates or (1, available_cores())))
+    if len(candidates) == 1:
+        return candidates[0]
+    timings: dict[int, list[float]] = {c: [] for c in candidates}
+    for _ in range(rounds):
+        for count in candidates:
+            with threadpool_limits(limits=count, user_api="blas"):
+                step()  # wake the thread pool up
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                timings[count].append(time.perf_counter() - start)
+    return min(candidates, key=lambda c: (statistics.median(timings[c]), c))
 
 
-def pick_threads(samples: int = 5, interval: float = 0.01) -> int:
-    """All cores when the machine is idle; otherwise the cores nobody else keeps busy (at least 1).
+def training_step_probe(model, loss, batch_size: int, input_size: int) -> Callable[[], object]:
+    """A forward and backward pass on a zero batch: the shape of the real work, no side effects
+    on anything that training keeps (weights, optimizer state, random generators)."""
+    import numpy as np
 
-    A CPU-bound neighbour is runnable in every sample; a short-lived command is not, so the
-    fewest others seen over a few samples (50 ms) is what counts.
-    """
-    cores = available_cores()
-    others = runnable_others()
-    for _ in range(samples - 1):
-        if others == 0:
-            break
-        time.sleep(interval)
-        others = min(others, runnable_others())
-    return max(1, min(cores, cores - others))
+    x = np.zeros((batch_size, input_size), dtype=np.float32)
+    y = np.zeros(batch_size, dtype=np.intp)
+
+    def step():
+        outputs = model.forward(x)
+        loss.forward(outputs, y)
+        return model.backward(loss.backward())
+
+    return step
 
 
 @contextlib.contextmanager
-def blas_threads(count: int | None) -> Iterator[int]:
-    """Limit BLAS to ``count`` threads (``None``: pick) for the duration of the block."""
+def blas_threads(count: int) -> Iterator[int]:
+    """Limit BLAS to ``count`` threads for the duration of the block."""
     from threadpoolctl import threadpool_limits
 
-    count = pick_threads() if count is None else count
     with threadpool_limits(limits=count, user_api="blas"):
         yield count

@@ -216,25 +216,24 @@ class Trainer:
             train.rng.bit_generator.state = self._pending_data_rng
             self._pending_data_rng = None
         reason = "failed"
+        in_flight: BaseException | None = None
         previous_handler = self._install_sigint_handler()
         self.profiler = HookProfiler(self.plugin_manager)
         self.profiler.attach()
         self.loop_seconds = 0.0
         try:
-            self.call_hook("on_fit_start")
             if self._pending_plugin_state is not None:
                 self.call_hook("on_load_checkpoint", state=self._pending_plugin_state)
                 self._pending_plugin_state = None
+            self.call_hook("on_fit_start")
             while self.state.epoch < epochs and self.stop_reason is None:
                 self._run_epoch(self.state.epoch + 1)
                 if self._interrupt_requested:
                     raise KeyboardInterrupt
             reason = self.stop_reason or "completed"
-        except KeyboardInterrupt as e:
-            reason = "interrupted"
-            self._notify_exception(e)
-            raise
         except BaseException as e:
+            in_flight = e
+            reason = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
             self._notify_exception(e)
             raise
         finally:
@@ -242,6 +241,10 @@ class Trainer:
             self._restore_sigint_handler(previous_handler)
             try:
                 self.call_hook("on_fit_end", reason=reason)
+            except Exception as e:
+                if in_flight is None:  # otherwise the first failure is the one to report
+                    self._notify_exception(e)
+                    raise
             finally:
                 for name in registered:
                     if name is not None:

@@ -84,7 +84,7 @@ def _read(f, path: Path, size_on_disk: int, compressed: bool) -> np.ndarray:
             f"{size_on_disk - header_size:,} bytes after the header"
             + ("; truncated?" if nbytes > size_on_disk - header_size else "")
         )
-    data = f.read(nbytes)
+    data = _read_at_most(f, nbytes)
     if len(data) < nbytes:
         raise DataError(
             f"{path}: truncated: header declares shape {dims} ({nbytes:,} data bytes), "
@@ -94,6 +94,18 @@ def _read(f, path: Path, size_on_disk: int, compressed: bool) -> np.ndarray:
         raise DataError(f"{path}: trailing bytes after the {nbytes:,} data bytes of shape {dims}")
     array = np.frombuffer(data, dtype=dtype).reshape(dims)
     return array.astype(dtype.newbyteorder("="), copy=False) if dtype.itemsize > 1 else array
+
+
+def _read_at_most(f, nbytes: int, chunk: int = 1 << 20) -> bytearray:
+    """Read up to ``nbytes`` in chunks, so memory grows with the data really there, never with
+    what a header merely declares."""
+    data = bytearray()
+    while len(data) < nbytes:
+        piece = f.read(min(chunk, nbytes - len(data)))
+        if not piece:
+            break
+        data += piece
+    return data
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+
 from trainkit.nn.module import Module, Parameter
 
 

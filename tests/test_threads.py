@@ -1,0 +1,32 @@
+"""The BLAS thread pick keeps whichever count really runs the step faster."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from trainkit.plugins.losses import CrossEntropy
+from trainkit.plugins.models import MLP
+from trainkit.threads import calibrate, training_step_probe
+
+
+def blas_threads_now() -> int:
+    return max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+
+
+@pytest.mark.parametrize("slow_count,expected", [(2, 1), (1, 2)])
+def test_calibrate_picks_the_faster_count(slow_count, expected):
+    def step():
+        time.sleep(0.002 if blas_threads_now() == slow_count else 0.0002)
+
+    assert calibrate(step, [1, 2]) == expected
+
+
+def test_the_probe_touches_no_weight():
+    model = MLP().build(784, 10, np.random.default_rng(0))
+    before = model.params.copy()
+    training_step_probe(model, CrossEntropy(), 16, 784)()
+    np.testing.assert_array_equal(model.params, before)
