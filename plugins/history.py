@@ -9,19 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-from pathlib import Path
 
 from trainkit import hookimpl
-
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from trainkit.atomic import atomic_write
 
 
 class History:
@@ -41,8 +31,8 @@ class History:
         writer.writeheader()
         writer.writerows(rows)
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(trainer.run_dir / "history.csv", buffer.getvalue())
-        write_atomically(trainer.run_dir / "history.jsonl",
+        atomic_write(trainer.run_dir / "history.csv", buffer.getvalue())
+        atomic_write(trainer.run_dir / "history.jsonl",
                          "".join(json.dumps(row) + "\n" for row in rows))
 
 

@@ -7,9 +7,10 @@ turned on, and drawn with the Agg canvas directly (no pyplot, no display needed)
 from __future__ import annotations
 
 import importlib.util
-import os
+import io
 
 from trainkit import hookimpl
+from trainkit.atomic import atomic_write
 from trainkit.errors import ConfigError
 
 
@@ -58,9 +59,9 @@ class Plot:
             axes.xaxis.set_major_locator(MaxNLocator(integer=True))
             axes.legend()
         figure.tight_layout()
-        tmp = path.with_name(f".{path.name}.tmp")
-        figure.savefig(tmp, format="png", dpi=self.dpi)
-        os.replace(tmp, path)
+        png = io.BytesIO()
+        figure.savefig(png, format="png", dpi=self.dpi)
+        atomic_write(path, png.getvalue())
 
 
 @hookimpl

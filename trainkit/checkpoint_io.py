@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from trainkit.atomic import current_umask, fsync_dir
 from trainkit.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -56,7 +57,7 @@ def save_checkpoint(path: str | Path, arrays: dict[str, np.ndarray], manifest: d
     manifest_bytes = json.dumps(full_manifest, indent=1, allow_nan=True).encode()
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
+        os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, "wb") as raw:
             with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as zf:
                 zf.writestr(MANIFEST, manifest_bytes)
@@ -72,25 +73,6 @@ def save_checkpoint(path: str | Path, arrays: dict[str, np.ndarray], manifest: d
         raise
     fsync_dir(path.parent)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

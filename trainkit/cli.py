@@ -21,6 +21,7 @@ from click.core import ParameterSource
 
 from trainkit import __version__
 from trainkit.errors import ConfigError, TrainkitError
+from trainkit.run_lock import RunLock
 
 CORE_OPTIONS = ("dataset", "model", "optimizer", "loss", "metric", "plugin", "no_plugin",
                 "epochs", "batch_size", "seed", "out", "threads")
@@ -363,14 +364,28 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
 
             restore(trainer, manifest, arrays, source=str(resume_from))
         prepare_run_dir(run.run_dir)
-        from trainkit.threads import blas_threads, calibrate, training_step_probe
+        with RunLock(run.run_dir) as lock:
+            if lock.stale_owner:
+                click.echo(f"trainkit: took over the lock of process {lock.stale_owner.get('pid')}, "
+                           f"which is no longer running", err=True)
+            train(ctx, run, kwargs, resume_from, manifest if resume_from else None)
 
-        threads_wanted = run.config.get("threads")
-        if threads_wanted is None and resume_from is not None:
-            threads_wanted = manifest.get("blas_threads")
-        if threads_wanted is None:
-            threads_wanted = calibrate(training_step_probe(
-                trainer.model, trainer.loss, run.config["batch_size"], run.splits.input_size))
+
+def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest) -> None:
+    """Pick the BLAS threads, fit, and keep run.json's status true at every moment."""
+    from trainkit.run import write_status
+    from trainkit.threads import blas_threads, calibrate, training_step_probe
+
+    trainer = run.trainer
+    threads_wanted = run.config.get("threads")
+    if threads_wanted is None and manifest is not None:
+        threads_wanted = manifest.get("blas_threads")
+    if threads_wanted is None:
+        threads_wanted = calibrate(training_step_probe(
+            trainer.model, trainer.loss, run.config["batch_size"], run.splits.input_size))
+    status = "failed"
+    write_status(run, "running")
+    try:
         with blas_threads(threads_wanted) as threads:
             trainer.blas_threads = threads
             what = "resuming" if resume_from else "training"
@@ -382,20 +397,22 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
             )
             try:
                 trainer.fit(run.train_loader, run.val_loader, epochs=run.config["epochs"])
-                if kwargs.get("profile_hooks"):
-                    click.echo(trainer.profiler.table(trainer.loop_seconds))
             except KeyboardInterrupt:
+                status = "interrupted"
                 click.echo(f"trainkit: interrupted at epoch {trainer.state.epoch + 1}, "
                            f"step {trainer.state.step_in_epoch}; run folder {run.run_dir}",
                            err=True)
                 ctx.exit(EXIT_INTERRUPTED)
-        reason = trainer.stop_reason or "completed"
-        if reason == "nan":
-            raise click.ClickException(
-                f"training stopped by nan-guard: {trainer.stop_message or 'the loss is not finite'}; "
-                f"the last good checkpoint (if any) is in {run.run_dir}")
-        click.echo(f"trainkit: {reason} after epoch {trainer.state.epoch}; "
-                   f"run folder {run.run_dir}")
+            if kwargs.get("profile_hooks"):
+                click.echo(trainer.profiler.table(trainer.loop_seconds))
+        status = trainer.stop_reason or "completed"
+    finally:
+        write_status(run, status)
+    if status == "nan":
+        raise click.ClickException(
+            f"training stopped by nan-guard: {trainer.stop_message or 'the loss is not finite'}; "
+            f"the last good checkpoint (if any) is in {run.run_dir}")
+    click.echo(f"trainkit: {status} after epoch {trainer.state.epoch}; run folder {run.run_dir}")
 
 
 def plural(count: int, noun: str) -> str:

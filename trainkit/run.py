@@ -66,6 +66,9 @@ def enabled_plugins(config: dict[str, Any], registry: Registry) -> list[str]:
     for key in ("plugin", "no_plugin"):
         for name in config.get(key) or []:
             registry.get("plugin", name)
+    both = sorted(set(config.get("plugin") or []) & set(config.get("no_plugin") or []))
+    if both:
+        raise ConfigError(f"--plugin and --no-plugin both name {', '.join(both)}", "no_plugin")
     chosen = [n for n in registry.defaults() if n not in (config.get("no_plugin") or [])]
     for name in config.get("plugin") or []:
         if name not in chosen:
@@ -102,6 +105,9 @@ def resolve(config: dict[str, Any], registry: Registry) -> Run:
             raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}", key)
     if isinstance(config["metric"], str):
         config["metric"] = [config["metric"]]
+    repeated = sorted({m for m in config["metric"] if config["metric"].count(m) > 1})
+    if repeated:
+        raise ConfigError(f"metric {', '.join(repeated)} is listed more than once", "metric")
     components = {kind: registry.get(kind, config[kind]) for kind in SINGLE_KINDS}
     metric_components = [registry.get("metric", name) for name in config["metric"]]
     plugin_names = enabled_plugins(config, registry)
@@ -221,3 +227,27 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
     run.trainer = Trainer(model, run.loss, run.optimizer, run.metrics, run.plugins,
                           plugin_manager=pm, run_dir=run.run_dir, config=effective_config(run))
     return run
+
+
+STATUS_FILE = "run.json"
+
+
+def write_status(run: Run, status: str) -> None:
+    """Record in ``run.json`` whether the run is running, completed, stopped, failed or
+    interrupted, with its config and progress, so a folder never looks more complete than it is."""
+    import json
+
+    from trainkit.atomic import atomic_write
+
+    trainer = run.trainer
+    record = {
+        "status": status,
+        "epoch": trainer.state.epoch,
+        "global_step": trainer.state.global_step,
+        "epochs": run.config["epochs"],
+        "stop_message": trainer.stop_message,
+        "blas_threads": trainer.blas_threads,
+        "updated": _dt.datetime.now().isoformat(timespec="seconds"),
+        "config": trainer.config,
+    }
+    atomic_write(run.run_dir / STATUS_FILE, json.dumps(record, indent=1) + "\n")
