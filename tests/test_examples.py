@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -38,9 +39,11 @@ def venv_python(tmp_path_factory) -> Path:
                              *site.getsitepackages()])
     lines = [f"import site; site.addsitedir({p!r})" for p in parents if Path(p).is_dir()]
     (Path(purelib) / "_parent_environment.pth").write_text("\n".join(lines) + "\n")
+    source = root / "trainkit-extras"  # build from a copy: the build leaves files behind
+    shutil.copytree(EXTRAS, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "--no-index", "--no-build-isolation", "--no-deps",
-         "--quiet", str(EXTRAS)], capture_output=True, text=True, timeout=300,
+         "--quiet", str(source)], capture_output=True, text=True, timeout=300,
         env={**os.environ, "PIP_NO_INDEX": "1"})
     assert install.returncode == 0, install.stderr
     return python

@@ -92,7 +92,10 @@ def _read(f, path: Path, size_on_disk: int, compressed: bool) -> np.ndarray:
         )
     if f.read(1):
         raise DataError(f"{path}: trailing bytes after the {nbytes:,} data bytes of shape {dims}")
-    array = np.frombuffer(data, dtype=dtype).reshape(dims)
+    try:
+        array = np.frombuffer(data, dtype=dtype).reshape(dims)
+    except ValueError:
+        raise DataError(f"{path}: dimensions {dims} do not make a valid array shape") from None
     return array.astype(dtype.newbyteorder("="), copy=False) if dtype.itemsize > 1 else array
 
 
