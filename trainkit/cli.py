@@ -461,10 +461,13 @@ class cli_errors:
         return None
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None or not isinstance(exc, TrainkitError):
+        if exc is None or not isinstance(exc, (TrainkitError, OSError)):
             return False
         if self.verbose:
             traceback.print_exception(exc_type, exc, tb)
+        if isinstance(exc, OSError):  # a disk or system failure nobody anticipated
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
         if isinstance(exc, ConfigError):
             hint = f"'{flag_of(exc.option)}'" if exc.option else None
             raise click.BadParameter(str(exc), param_hint=hint) from None

@@ -250,4 +250,10 @@ def write_status(run: Run, status: str) -> None:
         "updated": _dt.datetime.now().isoformat(timespec="seconds"),
         "config": trainer.config,
     }
-    atomic_write(run.run_dir / STATUS_FILE, json.dumps(record, indent=1) + "\n")
+    try:
+        atomic_write(run.run_dir / STATUS_FILE, json.dumps(record, indent=1) + "\n")
+    except OSError as e:  # the status is a record, not the work: never fail a run over it
+        import sys
+
+        print(f"trainkit: warning: {run.run_dir / STATUS_FILE}: cannot write the run status "
+              f"({e.strerror or e})", file=sys.stderr)

@@ -1,0 +1,58 @@
+"""A plugin raising in each lifecycle hook in turn: the run stops naming the plugin and the hook,
+the emergency checkpoint is written and loads, and the exit code is non-zero."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from trainkit import hookimpl
+from trainkit.checkpoint_io import load_checkpoint
+from trainkit.cli import make_cli
+
+HOOKS = ["on_fit_start", "on_epoch_start", "on_batch_start", "on_before_optimizer_step",
+         "on_batch_end", "on_validation_start", "on_validation_end", "on_epoch_end", "on_fit_end"]
+
+
+class Failing:
+    """Raises in one chosen hook.
+
+    Args:
+        hook: the lifecycle hook to raise in.
+    """
+
+    def __init__(self, hook: str = "on_batch_end") -> None:
+        self.hook = hook
+
+    def fail(self, hook):
+        if hook == self.hook:
+            raise RuntimeError(f"deliberate failure in {hook}")
+
+
+for _name in HOOKS:
+    def _method(self, _hook=_name):
+        self.fail(_hook)
+
+    _method.__name__ = _name
+    setattr(Failing, _name, hookimpl(_method))
+
+
+class FailingFactory:
+    @hookimpl
+    def register_plugins(self, register):
+        register("failing", Failing)
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_a_failing_hook_stops_the_run_cleanly(hook, synthetic_dir, tmp_path):
+    result = CliRunner().invoke(make_cli([FailingFactory()]), [
+        "run", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out", "run",
+        "--plugin", "checkpoint", "--plugin", "failing", "--failing-hook", hook])
+    assert result.exit_code == 1, result.output
+    assert (f"Error: plugin 'failing' failed in hook {hook}: RuntimeError: deliberate failure "
+            f"in {hook}") in result.output
+    assert "Traceback" not in result.output
+    manifest, arrays = load_checkpoint(tmp_path / "run" / "emergency.npz")
+    assert "model/0.weight" in arrays
+    expected_epoch = {"on_fit_end": 2, "on_epoch_end": 1}.get(hook, 0)
+    assert manifest["epoch"] == expected_epoch

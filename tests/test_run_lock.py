@@ -1,0 +1,62 @@
+"""Two runs aimed at the same run folder: the second is refused; a dead run's lock is taken over."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from trainkit.cli import make_cli
+
+HOLD = ("import sys, time; from trainkit.run_lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+        "print('locked', flush=True); time.sleep(120)")
+
+
+def hold_lock(folder):
+    child = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE,
+                             text=True)
+    assert child.stdout.readline().strip() == "locked"
+    return child
+
+
+def run(data_dir, out):
+    return CliRunner().invoke(make_cli(), ["run", "--data-dir", str(data_dir), "--epochs", "1",
+                                           "--out", str(out)])
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused(synthetic_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    child = hold_lock(out)
+    try:
+        result = run(synthetic_dir, out)
+    finally:
+        child.kill()
+        child.wait()
+    assert result.exit_code == 1
+    assert f"run folder is in use by process {child.pid}" in result.output
+    assert "Traceback" not in result.output
+    assert not (out / "run.json").exists()
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(synthetic_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    child = hold_lock(out)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    result = run(synthetic_dir, out)
+    assert result.exit_code == 0, result.output
+    assert f"took over the lock of process {child.pid}" in result.output
+    assert json.loads((out / "run.json").read_text())["status"] == "completed"
+
+
+def test_a_finished_run_releases_its_lock(synthetic_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(synthetic_dir, out).exit_code == 0
+    second = run(synthetic_dir, out)
+    assert second.exit_code == 0 and "took over" not in second.output
