@@ -363,6 +363,9 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
             from trainkit.snapshot import restore
 
             restore(trainer, manifest, arrays, source=str(resume_from))
+        if not trainer.is_main_process:  # other data-parallel ranks write nothing
+            train(ctx, run, kwargs, resume_from, manifest if resume_from else None)
+            return
         prepare_run_dir(run.run_dir)
         with RunLock(run.run_dir) as lock:
             if lock.stale_owner:
@@ -377,19 +380,26 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest) 
     from trainkit.threads import blas_threads, calibrate, training_step_probe
 
     trainer = run.trainer
+    main = trainer.is_main_process
+    say = click.echo if main else (lambda *args, **kwargs: None)
     threads_wanted = run.config.get("threads")
     if threads_wanted is None and manifest is not None:
         threads_wanted = manifest.get("blas_threads")
+    preferred = [p.preferred_blas_threads for p in run.plugins.values()
+                 if getattr(p, "preferred_blas_threads", None)]
+    if threads_wanted is None and preferred:
+        threads_wanted = min(preferred)
     if threads_wanted is None:
         threads_wanted = calibrate(training_step_probe(
             trainer.model, trainer.loss, run.config["batch_size"], run.splits.input_size))
     status = "failed"
-    write_status(run, "running")
+    if main:
+        write_status(run, "running")
     try:
         with blas_threads(threads_wanted) as threads:
             trainer.blas_threads = threads
             what = "resuming" if resume_from else "training"
-            click.echo(
+            say(
                 f"trainkit: {what} {run.config['model']} ({trainer.model.describe()}) on "
                 f"{run.config['dataset']} with {run.config['optimizer']}, "
                 f"{plural(run.config['epochs'], 'epoch')}, batch {run.config['batch_size']}, "
@@ -399,20 +409,20 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest) 
                 trainer.fit(run.train_loader, run.val_loader, epochs=run.config["epochs"])
             except KeyboardInterrupt:
                 status = "interrupted"
-                click.echo(f"trainkit: interrupted at epoch {trainer.state.epoch + 1}, "
-                           f"step {trainer.state.step_in_epoch}; run folder {run.run_dir}",
-                           err=True)
+                say(f"trainkit: interrupted at epoch {trainer.state.epoch + 1}, "
+                    f"step {trainer.state.step_in_epoch}; run folder {run.run_dir}", err=True)
                 ctx.exit(EXIT_INTERRUPTED)
-            if kwargs.get("profile_hooks"):
+            if kwargs.get("profile_hooks") and main:
                 click.echo(trainer.profiler.table(trainer.loop_seconds))
         status = trainer.stop_reason or "completed"
     finally:
-        write_status(run, status)
+        if main:
+            write_status(run, status)
     if status == "nan":
         raise click.ClickException(
             f"training stopped by nan-guard: {trainer.stop_message or 'the loss is not finite'}; "
             f"the last good checkpoint (if any) is in {run.run_dir}")
-    click.echo(f"trainkit: {status} after epoch {trainer.state.epoch}; run folder {run.run_dir}")
+    say(f"trainkit: {status} after epoch {trainer.state.epoch}; run folder {run.run_dir}")
 
 
 def plural(count: int, noun: str) -> str:

@@ -50,14 +50,29 @@ def component_option_owners(registry: Registry) -> dict[str, list[tuple[str, str
 
 
 def merge_configs(*layers: dict[str, Any]) -> dict[str, Any]:
-    """Later layers win; plugin tables merge key by key."""
+    """Later layers win; plugin tables merge key by key.
+
+    ``plugin`` and ``no_plugin`` are not replaced but applied in turn, as on a command line:
+    each layer's ``plugin`` names are turned on and its ``no_plugin`` names off, so
+    ``--resume CKPT --no-plugin ddp`` keeps the checkpoint's other plugins.
+    """
     merged: dict[str, Any] = {}
     for layer in layers:
+        on, off = list(layer.get("plugin") or []), list(layer.get("no_plugin") or [])
+        both = sorted(set(on) & set(off))
+        if both:
+            raise ConfigError(f"--plugin and --no-plugin both name {', '.join(both)}", "no_plugin")
         for key, value in layer.items():
+            if key in ("plugin", "no_plugin"):
+                continue
             if isinstance(value, dict) and isinstance(merged.get(key), dict):
                 merged[key] = {**merged[key], **value}
             else:
                 merged[key] = copy.deepcopy(value)
+        plugins = [p for p in merged.get("plugin", []) if p not in off]
+        disabled = [p for p in merged.get("no_plugin", []) if p not in on]
+        merged["plugin"] = plugins + [p for p in on if p not in plugins]
+        merged["no_plugin"] = disabled + [p for p in off if p not in disabled]
     return merged
 
 
@@ -66,9 +81,6 @@ def enabled_plugins(config: dict[str, Any], registry: Registry) -> list[str]:
     for key in ("plugin", "no_plugin"):
         for name in config.get(key) or []:
             registry.get("plugin", name)
-    both = sorted(set(config.get("plugin") or []) & set(config.get("no_plugin") or []))
-    if both:
-        raise ConfigError(f"--plugin and --no-plugin both name {', '.join(both)}", "no_plugin")
     chosen = [n for n in registry.defaults() if n not in (config.get("no_plugin") or [])]
     for name in config.get("plugin") or []:
         if name not in chosen:
@@ -224,8 +236,10 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
                                 max(config["batch_size"], 1000))
     out = config.get("out")
     run.run_dir = Path(out) if out else default_run_dir()
+    is_main = all(getattr(p, "is_main_process", True) for p in run.plugins.values())
     run.trainer = Trainer(model, run.loss, run.optimizer, run.metrics, run.plugins,
-                          plugin_manager=pm, run_dir=run.run_dir, config=effective_config(run))
+                          plugin_manager=pm, run_dir=run.run_dir, config=effective_config(run),
+                          is_main_process=is_main)
     return run
 
 

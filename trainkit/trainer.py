@@ -167,6 +167,9 @@ class Trainer:
         #: BLAS threads of this run, recorded in checkpoints: results are bit-identical only for
         #: the same count, so a resume without --threads uses the recorded one.
         self.blas_threads: int | None = None
+        #: The current batch's logs and sample count, for ``on_before_optimizer_step``.
+        self.batch_logs: dict[str, float] = {}
+        self.batch_samples = 0
         self.state = TrainState()
         self.history = History()
         self.epochs = 0
@@ -190,6 +193,15 @@ class Trainer:
         """
         self.stop_reason = reason
         self.stop_message = message
+
+    @property
+    def interrupt_requested(self) -> bool:
+        """True once Ctrl+C was pressed: the loop stops at the next batch boundary."""
+        return self._interrupt_requested
+
+    def request_interrupt(self) -> None:
+        """Stop at the next batch boundary as if Ctrl+C had been pressed here."""
+        self._interrupt_requested = True
 
     def restore_pending(self, data_rng_state: dict[str, Any] | None,
                         plugin_state: dict[str, Any]) -> None:
@@ -310,10 +322,15 @@ class Trainer:
             for metric in metrics:
                 logs[metric.name] = metric(outputs, y)
             model.backward(loss_fn.backward())
-            if before_step is not None:
-                before_step(trainer=self, step=step)
-            optimizer.step()
             n = len(y)
+            if before_step is not None:
+                # A plugin may replace this batch's logs and sample count here (data-parallel
+                # training puts the global ones in), so they are read again below.
+                self.batch_logs, self.batch_samples = logs, n
+                before_step(trainer=self, step=step)
+                n = self.batch_samples
+                loss = logs["loss"]
+            optimizer.step()
             sums[0] += n
             sums[1] += loss * n
             for i, metric in enumerate(metrics):

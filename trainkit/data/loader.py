@@ -64,16 +64,24 @@ class DataLoader:
         self.drop_last = drop_last
         self.scale = np.float32(1 / 255) if images.dtype == np.uint8 else None
         self._buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.rank, self.world = 0, 1
+        self.global_batch_size = 0
         self.epoch_rng_state: dict[str, Any] = copy.deepcopy(self.rng.bit_generator.state)
 
-    def __len__(self) -> int:
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+    def shard(self, rank: int, world: int) -> None:
+        """Data parallelism: every epoch's order is cut into global batches of
+        ``batch_size * world`` samples, the same on every process, and this process (``rank``)
+        takes its own slice of each. A last global batch with fewer samples than processes is
+        dropped; a short last batch is split as evenly as possible."""
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not in 0..{world - 1}")
+        self.rank, self.world = rank, world
 
-    @property
-    def num_samples(self) -> int:
-        n = len(self.labels)
-        return len(self) * self.batch_size if self.drop_last else n
+    def __len__(self) -> int:
+        """Batches per epoch (global batches, when sharded)."""
+        size = self.batch_size * self.world
+        full, rest = divmod(len(self.labels), size)
+        return full + (1 if rest >= self.world and not self.drop_last else 0)
 
     def new_epoch(self) -> np.ndarray:
         """Remember the generator's state, then draw this epoch's sample order."""
@@ -89,9 +97,15 @@ class DataLoader:
 
     def batches(self, order: np.ndarray, start: int = 0) -> Iterator[Batch]:
         """Yield the batches of ``order`` from batch index ``start`` on."""
-        bs = self.batch_size
+        size = self.batch_size * self.world
         for i in range(start, len(self)):
-            index = order[i * bs : (i + 1) * bs]
+            index = order[i * size : (i + 1) * size]
+            self.global_batch_size = len(index)
+            if self.world > 1:
+                if len(index) == size:
+                    index = index[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+                else:
+                    index = np.array_split(index, self.world)[self.rank]
             yield self.make_batch(index)
 
     def make_batch(self, index: np.ndarray) -> Batch:

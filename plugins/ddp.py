@@ -1,0 +1,155 @@
+"""ddp: synchronous data-parallel training over MPI, with mpi4py.
+
+    mpiexec -n 2 trainkit run --plugin ddp --batch-size 32
+
+Every rank builds the same model from the same seed and draws the same data order; each takes its
+own slice of every global batch (``--batch-size`` per rank, times the number of ranks). After each
+backward pass, one ``Allreduce`` over a single flat buffer sums the sample-weighted gradients
+together with the batch's loss and metrics, the sample count and a Ctrl+C flag, so every rank
+takes the same optimizer step and sees the same global numbers: the console, history, early
+stopping and the NaN guard decide identically everywhere. Only rank 0 shows progress and writes
+files. The ranks' weights are compared at every epoch end (and every ``check_every`` steps); a
+divergence stops the run on every rank. An exception on one rank aborts the whole job
+(``MPI_Abort``), so no rank waits forever in a collective another rank has left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+
+import numpy as np
+
+from trainkit import hookimpl
+from trainkit.errors import ConfigError, TrainkitError
+
+
+class DivergenceError(TrainkitError):
+    """The ranks' weights are no longer identical."""
+
+
+class DDP:
+    """Data-parallel training across MPI processes (run under mpiexec).
+
+    Args:
+        check_every: also compare the ranks' weights every this many steps (0: at epoch ends only).
+    """
+
+    def __init__(self, check_every: int = 0) -> None:
+        try:
+            from mpi4py import MPI
+        except ImportError:
+            raise ConfigError("plugin 'ddp' needs mpi4py: pip install 'trainkit[mpi]'",
+                              "plugin") from None
+        if check_every < 0:
+            raise ConfigError(f"check_every must be 0 or more, got {check_every}", "check_every")
+        self.MPI, self.comm = MPI, MPI.COMM_WORLD
+        self.rank, self.world = self.comm.Get_rank(), self.comm.Get_size()
+        self.check_every = check_every
+        self.is_main_process = self.rank == 0
+        local_ranks = self.comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
+        from trainkit.threads import available_cores
+
+        # One BLAS thread per core this rank can have: more would oversubscribe the machine.
+        self.preferred_blas_threads = max(1, available_cores() // local_ranks)
+        self.allreduce_seconds = 0.0
+        self.allreduce_calls = 0
+        self.name = "ddp"
+        self._buffer: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ setup
+
+    @hookimpl(tryfirst=True)
+    def on_fit_start(self, trainer):
+        from trainkit.data import DataLoader
+
+        trainer.train_loader.shard(self.rank, self.world)
+        val = trainer.val_loader
+        if val is not None and self.world > 1:
+            part = np.array_split(np.arange(len(val.labels)), self.world)[self.rank]
+            start, stop = (int(part[0]), int(part[-1]) + 1) if len(part) else (0, 0)
+            trainer.val_loader = DataLoader(val.images[start:stop], val.labels[start:stop],
+                                            val.batch_size)
+        extras = 3 + len(trainer.metrics)  # loss, metrics, samples, interrupt flag
+        self._buffer = np.empty(trainer.model.grads.size + extras, dtype=np.float32)
+
+    # ------------------------------------------------------------------ every step
+
+    @hookimpl(tryfirst=True)
+    def on_before_optimizer_step(self, trainer):
+        grads, buffer, logs = trainer.model.grads, self._buffer, trainer.batch_logs
+        size = grads.size
+        n_local = trainer.batch_samples
+        np.multiply(grads, n_local / trainer.train_loader.global_batch_size, out=buffer[:size])
+        extras = buffer[size:]
+        extras[0] = logs["loss"] * n_local
+        for i, metric in enumerate(trainer.metrics, 1):
+            extras[i] = logs[metric.name] * n_local
+        extras[-2] = n_local
+        extras[-1] = 1.0 if trainer.interrupt_requested else 0.0
+        start = time.perf_counter()
+        self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
+        self.allreduce_seconds += time.perf_counter() - start
+        self.allreduce_calls += 1
+        grads[...] = buffer[:size]
+        n_global = float(extras[-2])
+        logs["loss"] = float(extras[0]) / n_global
+        for i, metric in enumerate(trainer.metrics, 1):
+            logs[metric.name] = float(extras[i]) / n_global
+        trainer.batch_samples = int(round(n_global))
+        if extras[-1] > 0:
+            trainer.request_interrupt()  # Ctrl+C on any rank: every rank stops at this step
+
+    @hookimpl
+    def on_batch_end(self, trainer):
+        if self.check_every and trainer.state.global_step % self.check_every == 0:
+            self.check_weights(trainer)
+
+    # ------------------------------------------------------------------ every epoch
+
+    @hookimpl(tryfirst=True)
+    def on_validation_end(self, trainer, logs):
+        keys = sorted(logs)
+        n_local = len(trainer.val_loader.labels)
+        totals = np.array([logs[k] * n_local for k in keys] + [n_local], dtype=np.float64)
+        self.comm.Allreduce(self.MPI.IN_PLACE, totals, op=self.MPI.SUM)
+        for i, key in enumerate(keys):
+            logs[key] = float(totals[i] / totals[-1])
+
+    @hookimpl(tryfirst=True)
+    def on_epoch_end(self, trainer):
+        self.check_weights(trainer)
+
+    def check_weights(self, trainer) -> None:
+        digest = hashlib.sha256(trainer.model.params.tobytes()).hexdigest()
+        digests = self.comm.allgather(digest)
+        if len(set(digests)) > 1:
+            differ = [r for r, d in enumerate(digests) if d != digests[0]]
+            raise DivergenceError(
+                f"the weights of rank(s) {differ} differ from rank 0's at step "
+                f"{trainer.state.global_step}; the ranks no longer train the same model")
+
+    @hookimpl
+    def on_fit_end(self, trainer):
+        if trainer.is_main_process and self.allreduce_calls:
+            each = self.allreduce_seconds / self.allreduce_calls
+            share = self.allreduce_seconds / trainer.loop_seconds if trainer.loop_seconds else 0
+            print(f"trainkit: ddp: {self.world} ranks, {self.allreduce_calls} allreduces of "
+                  f"{self._buffer.nbytes:,} bytes, {each * 1e3:.3f} ms each ({share:.1%} of the "
+                  f"training time)", file=sys.stderr)
+
+    # ------------------------------------------------------------------ failures
+
+    @hookimpl(trylast=True)  # after the checkpoint plugin has written its emergency checkpoint
+    def on_exception(self, trainer, exception):
+        consistent = isinstance(exception, (KeyboardInterrupt, DivergenceError))
+        if self.world > 1 and not consistent:
+            print(f"trainkit: rank {self.rank} failed ({type(exception).__name__}: {exception}); "
+                  f"aborting all {self.world} ranks", file=sys.stderr, flush=True)
+            self.comm.Abort(1)
+
+
+@hookimpl
+def register_plugins(register):
+    register("ddp", DDP)

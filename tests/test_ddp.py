@@ -1,0 +1,149 @@
+"""Data-parallel training under a real `mpiexec -n 2`. Skipped, with the reason, without mpi4py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainkit.checkpoint_io import load_checkpoint
+from trainkit.data import DataLoader
+
+pytest.importorskip("mpi4py", reason="mpi4py is not installed: pip install 'trainkit[mpi]'")
+MPIEXEC = shutil.which("mpiexec")
+pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec on PATH (pip install mpich)")
+
+RANK_DUMP = textwrap.dedent("""
+    import os
+    from pathlib import Path
+    import numpy as np
+    from trainkit import hookimpl
+
+    @hookimpl
+    def on_fit_start(trainer):
+        rank = os.environ.get("PMI_RANK", "0")
+        Path(os.environ["RANK_DIR"], f"pid-{rank}").write_text(str(os.getpid()))
+
+    @hookimpl
+    def on_fit_end(trainer):
+        rank = os.environ.get("PMI_RANK", "0")
+        np.save(Path(os.environ["RANK_DIR"]) / f"weights-{rank}.npy", trainer.model.params)
+""")
+
+
+@pytest.fixture
+def rank_dir(tmp_path, monkeypatch):
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "rank_dump.py").write_text(RANK_DUMP)
+    ranks = tmp_path / "ranks"
+    ranks.mkdir()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(mods),
+                                                                   os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("RANK_DIR", str(ranks))
+    return ranks
+
+
+def trainkit_run(ranks: int, *args, timeout=300, **popen):
+    command = [sys.executable, "-m", "trainkit", "run", "-p", "rank_dump", *args]
+    if ranks:
+        command = [MPIEXEC, "-n", str(ranks), *command, "--plugin", "ddp"]
+    if popen:
+        return subprocess.Popen(command, **popen)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def weights(folder: Path, rank: int) -> np.ndarray:
+    return np.load(folder / f"weights-{rank}.npy")
+
+
+def test_sharding_splits_every_global_batch_between_ranks():
+    images, labels = np.zeros((10, 1), np.uint8), np.arange(10)
+    loaders = [DataLoader(images, labels, 2, shuffle=True, rng=np.random.default_rng(0))
+               for _ in range(2)]
+    for rank, loader in enumerate(loaders):
+        loader.shard(rank, 2)
+    orders = [loader.new_epoch() for loader in loaders]
+    np.testing.assert_array_equal(orders[0], orders[1])
+    seen = [[y.tolist() for _, y in loader.batches(order)] for loader, order in zip(loaders, orders)]
+    assert len(loaders[0]) == 3  # global batches of 4: 4, 4, and 2 split 1 + 1
+    for step in range(3):
+        assert seen[0][step] + seen[1][step] == orders[0][step * 4:(step + 1) * 4].tolist()
+
+
+@pytest.mark.slow
+def test_two_ranks_of_32_match_one_process_of_64_on_mnist(mnist_dir, rank_dir, tmp_path):
+    common = ["--data-dir", str(mnist_dir), "--epochs", "1", "--threads", "1"]
+    ddp = trainkit_run(2, *common, "--batch-size", "32", "--out", str(tmp_path / "ddp"))
+    assert ddp.returncode == 0, ddp.stderr
+    assert ddp.stdout.count("[  1/1]") == 1  # only rank 0 prints
+    rank0, rank1 = weights(rank_dir, 0), weights(rank_dir, 1)
+    np.testing.assert_array_equal(rank0, rank1)  # bit-identical across ranks
+    single = trainkit_run(0, *common, "--batch-size", "64", "--out", str(tmp_path / "one"))
+    assert single.returncode == 0, single.stderr
+    np.testing.assert_allclose(rank0, weights(rank_dir, 0), rtol=0, atol=1e-5)
+    assert not np.array_equal(rank0, np.zeros_like(rank0))
+
+
+def test_resuming_a_ddp_checkpoint_with_the_same_ranks_is_bit_exact(synthetic_dir, rank_dir,
+                                                                      tmp_path):
+    common = ["--data-dir", str(synthetic_dir), "--batch-size", "16", "--threads", "1",
+              "--plugin", "checkpoint"]
+    whole = trainkit_run(2, *common, "--epochs", "3", "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    first = trainkit_run(2, *common, "--epochs", "1", "--out", str(tmp_path / "split"))
+    assert first.returncode == 0, first.stderr
+    rest = trainkit_run(2, "--resume", str(tmp_path / "split" / "last.npz"), "--epochs", "3",
+                        "--data-dir", str(synthetic_dir))
+    assert rest.returncode == 0, rest.stderr
+    a, b = load_checkpoint(tmp_path / "whole" / "last.npz"), load_checkpoint(
+        tmp_path / "split" / "last.npz")
+    for name in a[1]:
+        np.testing.assert_array_equal(a[1][name], b[1][name], err_msg=name)
+    assert a[0]["history"] == b[0]["history"]
+
+
+def test_resuming_with_a_different_number_of_ranks_continues(synthetic_dir, rank_dir, tmp_path):
+    first = trainkit_run(2, "--data-dir", str(synthetic_dir), "--batch-size", "16", "--epochs",
+                         "1", "--plugin", "checkpoint", "--out", str(tmp_path / "run"))
+    assert first.returncode == 0, first.stderr
+    rest = trainkit_run(0, "--resume", str(tmp_path / "run"), "--epochs", "3",
+                        "--no-plugin", "ddp", "--data-dir", str(synthetic_dir))
+    assert rest.returncode == 0, rest.stderr
+    history = load_checkpoint(tmp_path / "run" / "last.npz")[0]["history"]
+    assert len(history) == 3 and history[-1]["loss"] < history[0]["loss"]
+
+
+def test_killing_one_rank_ends_the_job_quickly_and_keeps_rank_0s_checkpoint(
+        synthetic_dir, rank_dir, tmp_path):
+    out = tmp_path / "run"
+    job = trainkit_run(2, "--data-dir", str(synthetic_dir), "--batch-size", "8", "--epochs",
+                       "500", "--plugin", "checkpoint", "--out", str(out),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ((out / "last.npz").exists() and (rank_dir / "pid-1").exists()):
+            assert time.monotonic() < deadline and job.poll() is None, "the job did not start"
+            time.sleep(0.05)
+        os.kill(int((rank_dir / "pid-1").read_text()), signal.SIGKILL)
+        start = time.monotonic()
+        stdout, stderr = job.communicate(timeout=30)
+        elapsed = time.monotonic() - start
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode != 0
+    assert elapsed < 15
+    said = (stdout + stderr).lower()
+    assert "killed" in said or "terminat" in said, stdout + stderr
+    manifest, _ = load_checkpoint(out / "last.npz")
+    assert manifest["epoch"] >= 1
