@@ -110,3 +110,19 @@ def test_a_resume_reuses_the_recorded_blas_thread_count(synthetic_dir, tmp_path)
     resumed = invoke(["run", "--resume", str(out), "--epochs", "2",
                       "--data-dir", str(synthetic_dir)])
     assert f" {recorded} BLAS thread" in resumed.output
+
+
+def test_resume_of_a_folder_takes_the_emergency_checkpoint_when_it_is_newer(
+        synthetic_dir, tmp_path):
+    out = tmp_path / "run"
+    result = train(synthetic_dir, out, 4, plugins=[InterruptAt(global_step=11)])
+    assert result.exit_code == EXIT_INTERRUPTED
+    resumed = invoke(["run", "--resume", str(out), "--data-dir", str(synthetic_dir)])
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.output.count("[  ") == 3  # epochs 2, 3 and 4: it resumed mid-epoch 2
+
+
+def test_resume_of_a_folder_without_checkpoints(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = invoke(["run", "--resume", str(tmp_path / "empty")])
+    assert result.exit_code == 1 and "holds no last.npz or emergency.npz" in result.output

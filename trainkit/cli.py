@@ -435,21 +435,36 @@ def is_entry_point(name: str) -> bool:
     return any(ep.name == name for ep in entry_points(group="trainkit"))
 
 
+RESUMABLE = ("last.npz", "emergency.npz")
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
+    """The newer of a run folder's ``last.npz`` and ``emergency.npz``, if it has either."""
+    found = [folder / name for name in RESUMABLE if (folder / name).is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+
+
 def resolve_resume_path(value: str, out: Path | None) -> Path:
+    """``--resume``: a checkpoint file, a run folder, or ``last`` (the newest run under
+    ``runs/``, or the ``--out`` folder)."""
     from trainkit.errors import CheckpointError
 
     if value == "last":
-        if out is not None:
-            folder = Path(out)
-        else:
-            runs = sorted((p for p in Path("runs").glob("*") if (p / "last.npz").exists()),
-                          key=lambda p: (p / "last.npz").stat().st_mtime)
-            if not runs:
-                raise CheckpointError("--resume last: no run folder under runs/ holds last.npz")
-            folder = runs[-1]
-        return folder / "last.npz"
+        folders = [Path(out)] if out is not None else [p for p in Path("runs").glob("*")
+                                                      if p.is_dir()]
+        candidates = [c for c in map(newest_checkpoint, folders) if c is not None]
+        if not candidates:
+            where = out if out is not None else "runs/"
+            raise CheckpointError(f"--resume last: no checkpoint (last.npz or emergency.npz) "
+                                  f"in {where}")
+        return max(candidates, key=lambda p: p.stat().st_mtime_ns)
     path = Path(value)
-    return path / "last.npz" if path.is_dir() else path
+    if path.is_dir():
+        found = newest_checkpoint(path)
+        if found is None:
+            raise CheckpointError(f"{path}: run folder holds no last.npz or emergency.npz")
+        return found
+    return path
 
 
 def prepare_run_dir(run_dir: Path) -> None:
