@@ -1,0 +1,113 @@
+"""Loading the plugins for one CLI invocation, before any command is parsed.
+
+``-p MODULE``, ``-p no:NAME``, ``--strict-plugins`` and ``-v`` are read from the raw arguments
+first, as pytest does, so that plugins can add options and commands.
+"""
+
+from __future__ import annotations
+
+import traceback
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from trainkit.errors import TrainkitError
+
+
+@dataclass
+class AppState:
+    """The plugin manager and registry of one CLI invocation."""
+
+    pm: Any
+    registry: Any
+    verbose: bool = False
+    strict: bool = False
+    blocked: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, args: Sequence[str], group: click.Group) -> AppState:
+        from trainkit.errors import PluginError
+        from trainkit.plugin_manager import PluginWarning, get_plugin_manager
+        from trainkit.registry import Registry
+
+        modules, blocked, strict, verbose = prescan(args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PluginWarning)
+            try:
+                pm = get_plugin_manager(extra_modules=(), blocked=blocked, strict=strict)
+                for plugin in getattr(group, "extra_plugins", ()):
+                    pm.register(plugin, name=getattr(plugin, "name", None) or type(plugin).__name__)
+                for module in modules:
+                    try:
+                        pm.load_module(module)
+                    except Exception as e:
+                        raise click.UsageError(
+                            f"-p {module}: cannot import plugin module: {type(e).__name__}: {e}"
+                        ) from None
+                registry = Registry.collect(pm, strict=strict)
+                add_plugin_commands(pm, group, strict)
+            except (PluginError, TrainkitError) as e:
+                if verbose:
+                    traceback.print_exc()
+                raise click.ClickException(f"{e} (--strict-plugins)" if strict else str(e)) from None
+        for warning in caught:
+            if issubclass(warning.category, PluginWarning):
+                click.echo(f"trainkit: warning: {warning.message}", err=True)
+        return cls(pm, registry, verbose, strict, blocked)
+
+
+def prescan(args: Sequence[str]) -> tuple[list[str], list[str], bool, bool]:
+    """Read ``-p MODULE``, ``-p no:NAME``, ``--strict-plugins`` and ``-v`` from raw arguments."""
+    modules: list[str] = []
+    blocked: list[str] = []
+    strict = verbose = False
+    args = list(args)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        value = None
+        if arg == "--":
+            break
+        if arg == "-p" and i + 1 < len(args):
+            value, i = args[i + 1], i + 2
+        elif arg.startswith("-p") and not arg.startswith("--") and len(arg) > 2:
+            value, i = arg[2:], i + 1
+        else:
+            strict = strict or arg == "--strict-plugins"
+            verbose = verbose or arg in ("-v", "--verbose")
+            i += 1
+        if value is not None:
+            (blocked if value.startswith("no:") else modules).append(value.removeprefix("no:"))
+    return modules, blocked, strict, verbose
+
+
+def add_plugin_commands(pm, group: click.Group, strict: bool) -> None:
+    for impl in pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(*[group for _ in impl.argnames])
+        except Exception as e:
+            if pm.info(impl.plugin_name).source == "built-in":
+                raise
+            pm.skip(impl.plugin_name, e, strict=strict, doing="register_commands")
+
+
+class TrainkitGroup(click.Group):
+    """Loads the plugins before parsing, then builds ``run`` from what they registered."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.obj is None:
+            ctx.obj = AppState.load(args, self)
+        return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({"run", *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "run" and isinstance(ctx.obj, AppState):
+            from trainkit.cli.run import make_run_command
+
+            return make_run_command(ctx.obj)
+        return super().get_command(ctx, name)

@@ -1,0 +1,33 @@
+"""The CLI boundary: trainkit's exceptions become click errors here, and only here."""
+
+from __future__ import annotations
+
+import traceback
+
+import click
+
+from trainkit.cli.options import flag_of
+from trainkit.errors import ConfigError, TrainkitError
+
+
+class cli_errors:
+    """Turn trainkit's exceptions into click errors at the CLI boundary."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.verbose = verbose
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None or not isinstance(exc, (TrainkitError, OSError)):
+            return False
+        if self.verbose:
+            traceback.print_exception(exc_type, exc, tb)
+        if isinstance(exc, OSError):  # a disk or system failure nobody anticipated
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
+        if isinstance(exc, ConfigError):
+            hint = f"'{flag_of(exc.option)}'" if exc.option else None
+            raise click.BadParameter(str(exc), param_hint=hint) from None
+        raise click.ClickException(str(exc)) from None

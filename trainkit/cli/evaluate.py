@@ -1,0 +1,41 @@
+"""``trainkit evaluate CHECKPOINT``: the model rebuilt from the manifest alone, and scored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from trainkit.cli.app import AppState
+from trainkit.cli.errors import cli_errors
+
+
+@click.command("evaluate")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--data-dir", type=click.Path(path_type=Path), envvar="TRAINKIT_DATA_DIR",
+              help="Folder that holds the dataset's files.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks of errors.")
+@click.pass_obj
+def evaluate_command(app: AppState, checkpoint: Path, data_dir: Path | None, batch_size: int,
+                     verbose: bool) -> None:
+    """Print loss and metrics of CHECKPOINT on its dataset's test split."""
+    from trainkit import run as runlib
+    from trainkit.checkpoint_io import load_checkpoint
+    from trainkit.snapshot import restore
+
+    with cli_errors(verbose or app.verbose):
+        manifest, arrays = load_checkpoint(checkpoint)
+        config = dict(manifest.get("config") or {})
+        config = {k: v for k, v in config.items() if not isinstance(v, dict)}
+        config.update(plugin=[], no_plugin=app.registry.defaults(), out=None)
+        if data_dir is not None:
+            config["data_dir"] = str(data_dir)
+        run = runlib.resolve(config, app.registry)
+        runlib.build(run, app.pm)
+        restore(run.trainer, manifest, arrays, source=str(checkpoint))
+        run.val_loader.batch_size = batch_size
+        logs = run.trainer.evaluate(run.val_loader)
+        parts = " ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+        click.echo(f"{checkpoint} (epoch {manifest.get('epoch')}) on {config.get('dataset')} "
+                   f"test: {parts}")

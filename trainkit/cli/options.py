@@ -1,0 +1,85 @@
+"""click options made from typed component options, and ``--help`` grouped by component."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+class GroupedOption(click.Option):
+    """An option that knows which heading of ``--help`` it belongs under."""
+
+    def __init__(self, *args: Any, group: str = "Run options", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.group = group
+
+
+class GroupedCommand(click.Command):
+    """A command whose ``--help`` shows options under their group's heading."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                groups.setdefault(getattr(param, "group", "Run options"), []).append(record)
+        for title, rows in groups.items():
+            with formatter.section(title):
+                formatter.write_dl(rows)
+
+
+class IntTuple(click.ParamType):
+    name = "N[,N...]"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
+        from trainkit.options import parse_int_tuple
+
+        try:
+            return parse_int_tuple(value)
+        except ValueError as e:
+            self.fail(f"{value!r} {e}", param, ctx)
+
+
+class ThreadsType(click.ParamType):
+    name = "N|auto"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | None:
+        if value in (None, "auto") or isinstance(value, int) and value > 0:
+            return None if value in (None, "auto") else value
+        try:
+            count = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a positive integer or 'auto'", param, ctx)
+        if count < 1:
+            self.fail(f"{value!r} is not a positive integer or 'auto'", param, ctx)
+        return count
+
+
+def click_type(spec) -> Any:
+    if spec.choices is not None:
+        return click.Choice([str(c) for c in spec.choices])
+    return {int: click.INT, float: click.FLOAT, Path: click.Path(path_type=Path),
+            tuple: IntTuple()}.get(spec.type, click.STRING)
+
+
+def flag_of(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def envvar_of(name: str) -> str:
+    return "TRAINKIT_" + name.upper().replace("-", "_")
+
+
+def spec_option(param_name: str, spec, help_text: str, group: str) -> GroupedOption:
+    flag = flag_of(param_name)
+    decls = [f"{flag}/--no-{flag[2:]}"] if spec.is_flag else [flag]
+    return GroupedOption(decls, param_name, type=None if spec.is_flag else click_type(spec),
+                         default=None, help=help_text, envvar=envvar_of(param_name), group=group)
+
+
+def describe_default(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)

@@ -1,0 +1,295 @@
+"""``trainkit run``: its options come from the registered components and run plugins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from trainkit.cli.app import AppState
+from trainkit.cli.errors import cli_errors
+from trainkit.cli.options import (
+    GroupedCommand,
+    GroupedOption,
+    ThreadsType,
+    describe_default,
+    envvar_of,
+    flag_of,
+    spec_option,
+)
+from trainkit.errors import ConfigError
+from trainkit.run_lock import RunLock
+
+CORE_OPTIONS = ("dataset", "model", "optimizer", "loss", "metric", "plugin", "no_plugin",
+                "epochs", "batch_size", "seed", "out", "threads")
+KIND_TITLES = {"dataset": "Dataset options", "model": "Model options",
+               "optimizer": "Optimizer options", "loss": "Loss options",
+               "metric": "Metric options"}
+EXIT_INTERRUPTED = 130
+
+
+def make_run_command(app: AppState) -> click.Command:
+    from trainkit.run import component_option_owners
+
+    registry = app.registry
+    names = {kind: registry.names(kind) for kind in ("dataset", "model", "optimizer", "loss",
+                                                    "metric", "plugin")}
+    defaults_on = registry.defaults()
+
+    def choice_option(flag: str, kind: str, default: str, help_text: str, **kw: Any):
+        return GroupedOption([flag], type=click.Choice(names[kind]), default=None,
+                             show_default=default, help=help_text,
+                             envvar=envvar_of(flag[2:]), **kw)
+
+    params: list[click.Parameter] = [
+        choice_option("--dataset", "dataset", "mnist", "Dataset to train on."),
+        choice_option("--model", "model", "mlp", "Model to build."),
+        choice_option("--optimizer", "optimizer", "adam", "Optimizer."),
+        choice_option("--loss", "loss", "cross-entropy", "Loss function."),
+        GroupedOption(["--metric"], type=click.Choice(names["metric"]), multiple=True,
+                      show_default="accuracy", help="Metric to log (repeatable)."),
+        GroupedOption(["--plugin"], type=click.Choice(names["plugin"]), multiple=True,
+                      help="Turn a run plugin on (repeatable)."),
+        GroupedOption(["--no-plugin"], type=click.Choice(names["plugin"]), multiple=True,
+                      help=f"Turn a run plugin off (repeatable). On by default: "
+                           f"{', '.join(defaults_on) or 'none'}."),
+        GroupedOption(["-p"], "plugin_module", multiple=True, metavar="MODULE|no:NAME",
+                      help="Load a plugin module by import path, or block one (no:NAME)."),
+        GroupedOption(["--epochs"], type=click.IntRange(min=1), show_default="10",
+                      envvar="TRAINKIT_EPOCHS", help="Epochs to train (in total, on resume)."),
+        GroupedOption(["--batch-size"], type=click.IntRange(min=1), show_default="64",
+                      envvar="TRAINKIT_BATCH_SIZE", help="Samples per training batch."),
+        GroupedOption(["--seed"], type=int, show_default="42", envvar="TRAINKIT_SEED",
+                      help="Seed of the weights and the data order."),
+        GroupedOption(["--out"], type=click.Path(path_type=Path), envvar="TRAINKIT_OUT",
+                      help="Run folder.  [default: runs/<timestamp>]"),
+        GroupedOption(["--resume"], metavar="PATH|last",
+                      help="Continue from a checkpoint file, a run folder, or 'last'."),
+        GroupedOption(["--threads"], type=ThreadsType(), envvar="TRAINKIT_THREADS",
+                      show_default="auto", help="BLAS threads."),
+        GroupedOption(["--config"], type=click.Path(path_type=Path),
+                      help="TOML file of options; command-line flags override it."),
+        GroupedOption(["--print-config"], is_flag=True,
+                      help="Print the full effective config as TOML and exit."),
+        GroupedOption(["--profile-hooks"], is_flag=True,
+                      help="Print the time each plugin spends in each hook at the end."),
+        GroupedOption(["--strict-plugins"], is_flag=True,
+                      help="Fail when a plugin cannot be loaded instead of skipping it."),
+        GroupedOption(["-v", "--verbose"], is_flag=True, help="Show tracebacks of errors."),
+    ]
+
+    owners = component_option_owners(registry)
+    for option_name, owned_by in owners.items():
+        first_kind, first_name = owned_by[0]
+        spec = next(s for s in registry.get(first_kind, first_name).options
+                    if s.name == option_name)
+        defaults = {}
+        for kind, comp_name in owned_by:
+            comp_spec = next(s for s in registry.get(kind, comp_name).options
+                             if s.name == option_name)
+            defaults.setdefault(describe_default(comp_spec.default), []).append(comp_name)
+        if len(defaults) == 1:
+            default_text = f"[default: {next(iter(defaults))}; {', '.join(n for _, n in owned_by)}]"
+        else:
+            default_text = "[default: " + "; ".join(
+                f"{d} for {', '.join(ns)}" for d, ns in defaults.items()) + "]"
+        params.append(spec_option(option_name, spec, f"{spec.help}  {default_text}".strip(),
+                                  KIND_TITLES[first_kind]))
+
+    plugin_params: dict[str, tuple[str, str]] = {}
+    for plugin_name in names["plugin"]:
+        component = registry.get("plugin", plugin_name)
+        state = "on by default" if component.default else "--plugin " + plugin_name
+        for spec in component.options:
+            param_name = f"{plugin_name}_{spec.name}".replace("-", "_")
+            plugin_params[param_name] = (plugin_name, spec.name)
+            params.append(spec_option(
+                param_name, spec,
+                f"{spec.help}  [default: {describe_default(spec.default)}]".strip(),
+                f"Plugin {plugin_name} ({state})"))
+
+    def callback(**kwargs: Any) -> None:
+        ctx = click.get_current_context()
+        run_command(ctx, app, kwargs, set(owners), plugin_params)
+
+    return GroupedCommand(
+        "run", params=params, callback=callback,
+        help="Train a model. Every part of the run is a plugin; see `trainkit plugins`.",
+        short_help="Train a model.",
+    )
+
+
+def given_options(ctx: click.Context, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Only the options the user set, on the command line or in the environment."""
+    given = {}
+    for name, value in kwargs.items():
+        source = ctx.get_parameter_source(name)
+        if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            given[name] = list(value) if isinstance(value, tuple) and name in (
+                "metric", "plugin", "no_plugin", "plugin_module") else value
+    return given
+
+
+def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: set[str],
+                plugin_params: dict[str, tuple[str, str]]) -> None:
+    from trainkit import run as runlib
+    from trainkit.tomlio import dump_toml, read_toml
+
+    given = given_options(ctx, kwargs)
+    cli_layer: dict[str, Any] = {}
+    for name, value in given.items():
+        if name in CORE_OPTIONS or name in component_options:
+            cli_layer[name] = value
+        elif name in plugin_params:
+            plugin, option = plugin_params[name]
+            cli_layer.setdefault(plugin, {})[option] = value
+    run_plugins = set(app.registry.names("plugin"))
+    for name in app.blocked:
+        if name in run_plugins:
+            cli_layer.setdefault("no_plugin", []).append(name)
+        elif name not in app.pm.infos and not app.pm.has_plugin(name) and not is_entry_point(name):
+            raise click.BadParameter(f"unknown plugin {name!r}; known: "
+                                     f"{', '.join(sorted(set(app.pm.infos) | run_plugins))}",
+                                     param_hint="'-p no:NAME'")
+    with cli_errors(app.verbose):
+        layers = []
+        resume_from = None
+        if kwargs.get("resume"):
+            from trainkit.checkpoint_io import load_checkpoint
+
+            resume_from = resolve_resume_path(kwargs["resume"], kwargs.get("out"))
+            manifest, arrays = load_checkpoint(resume_from)
+            layers.append(manifest.get("config") or {})
+        if kwargs.get("config"):
+            layers.append(read_toml(kwargs["config"]))
+        layers.append(cli_layer)
+        config = runlib.merge_configs(*layers)
+        if resume_from is not None and "out" not in cli_layer:
+            config["out"] = str(resume_from.parent)
+        run = runlib.resolve(config, app.registry)
+        for param_name, (plugin, _) in plugin_params.items():
+            if param_name in given and plugin not in run.plugins:
+                raise ConfigError(f"{flag_of(param_name)} is an option of plugin {plugin!r}, "
+                                  f"which is off; turn it on with --plugin {plugin}", param_name)
+        if kwargs.get("print_config"):
+            click.echo(dump_toml(runlib.effective_config(run)), nl=False)
+            return
+        runlib.build(run, app.pm)
+        trainer = run.trainer
+        if resume_from is not None:
+            from trainkit.snapshot import restore
+
+            restore(trainer, manifest, arrays, source=str(resume_from))
+        if not trainer.is_main_process:  # other data-parallel ranks write nothing
+            train(ctx, run, kwargs, resume_from, manifest if resume_from else None)
+            return
+        prepare_run_dir(run.run_dir)
+        with RunLock(run.run_dir) as lock:
+            if lock.stale_owner:
+                click.echo(f"trainkit: took over the lock of process {lock.stale_owner.get('pid')}, "
+                           f"which is no longer running", err=True)
+            train(ctx, run, kwargs, resume_from, manifest if resume_from else None)
+
+
+def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest) -> None:
+    """Pick the BLAS threads, fit, and keep run.json's status true at every moment."""
+    from trainkit.run import write_status
+    from trainkit.threads import blas_threads, calibrate, training_step_probe
+
+    trainer = run.trainer
+    main = trainer.is_main_process
+    say = click.echo if main else (lambda *args, **kwargs: None)
+    threads_wanted = run.config.get("threads")
+    if threads_wanted is None and manifest is not None:
+        threads_wanted = manifest.get("blas_threads")
+    preferred = [p.preferred_blas_threads for p in run.plugins.values()
+                 if getattr(p, "preferred_blas_threads", None)]
+    if threads_wanted is None and preferred:
+        threads_wanted = min(preferred)
+    if threads_wanted is None:
+        threads_wanted = calibrate(training_step_probe(
+            trainer.model, trainer.loss, run.config["batch_size"], run.splits.input_size))
+    status = "failed"
+    if main:
+        write_status(run, "running")
+    try:
+        with blas_threads(threads_wanted) as threads:
+            trainer.blas_threads = threads
+            what = "resuming" if resume_from else "training"
+            say(
+                f"trainkit: {what} {run.config['model']} ({trainer.model.describe()}) on "
+                f"{run.config['dataset']} with {run.config['optimizer']}, "
+                f"{plural(run.config['epochs'], 'epoch')}, batch {run.config['batch_size']}, "
+                f"{plural(threads, 'BLAS thread')}; run folder {run.run_dir}"
+            )
+            try:
+                trainer.fit(run.train_loader, run.val_loader, epochs=run.config["epochs"])
+            except KeyboardInterrupt:
+                status = "interrupted"
+                say(f"trainkit: interrupted at epoch {trainer.state.epoch + 1}, "
+                    f"step {trainer.state.step_in_epoch}; run folder {run.run_dir}", err=True)
+                ctx.exit(EXIT_INTERRUPTED)
+            if kwargs.get("profile_hooks") and main:
+                click.echo(trainer.profiler.table(trainer.loop_seconds))
+        status = trainer.stop_reason or "completed"
+    finally:
+        if main:
+            write_status(run, status)
+    if status == "nan":
+        raise click.ClickException(
+            f"training stopped by nan-guard: {trainer.stop_message or 'the loss is not finite'}; "
+            f"the last good checkpoint (if any) is in {run.run_dir}")
+    say(f"trainkit: {status} after epoch {trainer.state.epoch}; run folder {run.run_dir}")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def is_entry_point(name: str) -> bool:
+    from importlib.metadata import entry_points
+
+    return any(ep.name == name for ep in entry_points(group="trainkit"))
+
+
+RESUMABLE = ("last.npz", "emergency.npz")
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
+    """The newer of a run folder's ``last.npz`` and ``emergency.npz``, if it has either."""
+    found = [folder / name for name in RESUMABLE if (folder / name).is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+
+
+def resolve_resume_path(value: str, out: Path | None) -> Path:
+    """``--resume``: a checkpoint file, a run folder, or ``last`` (the newest run under
+    ``runs/``, or the ``--out`` folder)."""
+    from trainkit.errors import CheckpointError
+
+    if value == "last":
+        folders = [Path(out)] if out is not None else [p for p in Path("runs").glob("*")
+                                                      if p.is_dir()]
+        candidates = [c for c in map(newest_checkpoint, folders) if c is not None]
+        if not candidates:
+            where = out if out is not None else "runs/"
+            raise CheckpointError(f"--resume last: no checkpoint (last.npz or emergency.npz) "
+                                  f"in {where}")
+        return max(candidates, key=lambda p: p.stat().st_mtime_ns)
+    path = Path(value)
+    if path.is_dir():
+        found = newest_checkpoint(path)
+        if found is None:
+            raise CheckpointError(f"{path}: run folder holds no last.npz or emergency.npz")
+        return found
+    return path
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: run folder exists and is not a folder", "out")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{run_dir}: cannot create run folder ({e.strerror})", "out") from None
