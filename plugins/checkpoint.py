@@ -44,12 +44,13 @@ class Checkpoint:
         self.kept: list[str] = []
         self.name = "checkpoint"
 
-    def save(self, trainer, filename: str) -> None:
+    def save(self, trainer, filename: str) -> bool:
+        """Write ``filename`` in the run folder; False when it could not be written."""
         from trainkit.checkpoint_io import save_checkpoint
         from trainkit.snapshot import capture
 
         if not trainer.is_main_process or trainer.run_dir is None:
-            return
+            return False
         arrays, manifest = capture(trainer)
         path = trainer.run_dir / filename
         try:
@@ -61,6 +62,8 @@ class Checkpoint:
             if self.on_error == "stop":
                 raise CheckpointError(message) from None
             print(f"trainkit: warning: {message}", file=sys.stderr)
+            return False
+        return True
 
     @hookimpl
     def on_fit_start(self, trainer):
@@ -84,8 +87,7 @@ class Checkpoint:
 
     @hookimpl
     def on_exception(self, trainer, exception):
-        self.save(trainer, "emergency.npz")
-        if trainer.run_dir is not None:
+        if self.save(trainer, "emergency.npz"):
             print(f"trainkit: emergency checkpoint written to {trainer.run_dir / 'emergency.npz'}",
                   file=sys.stderr)
 

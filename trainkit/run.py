@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,6 @@ class Run:
     train_loader: Any = None
     val_loader: Any = None
     run_dir: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve(config: dict[str, Any], registry: Registry) -> Run:

@@ -8,6 +8,7 @@ checkpoint written from any hook, or from ``on_exception`` after Ctrl+C, resumes
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -266,8 +267,10 @@ class Trainer:
     def _notify_exception(self, error: BaseException) -> None:
         try:
             self.call_hook("on_exception", exception=error)
-        except Exception as hook_error:  # never mask the original failure
+        except Exception as hook_error:  # never mask the original failure; do say it
             self.exception_hook_error = hook_error
+            print(f"trainkit: warning: while handling {type(error).__name__}: {hook_error}",
+                  file=sys.stderr)
 
     def _run_epoch(self, epoch: int) -> None:
         state, loader = self.state, self.train_loader
