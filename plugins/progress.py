@@ -55,6 +55,10 @@ class Progress:
     def on_epoch_end(self):
         self.close()
 
+    @hookimpl(tryfirst=True)  # before other plugins print what went wrong
+    def on_exception(self):
+        self.close()
+
     @hookimpl
     def on_fit_end(self):
         self.close()
