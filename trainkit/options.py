@@ -146,7 +146,7 @@ def _docstring_args(doc: str) -> dict[str, str]:
         if in_args:
             match = re.match(r"^(\w+)(?:\s*\([^)]*\))?:\s*(.*)$", stripped)
             if match:
-                result[match.group(1)] = match.group(2)
+                result[match.group(1)] = match.group(2).replace("``", "")
             elif stripped and not line.startswith((" ", "\t")):
                 in_args = False
     return result

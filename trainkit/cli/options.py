@@ -11,7 +11,10 @@ import click
 class GroupedOption(click.Option):
     """An option that knows which heading of ``--help`` it belongs under."""
 
-    def __init__(self, *args: Any, group: str = "Run options", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, group: str = "Run options", default_text: str | None = None,
+                 **kwargs: Any) -> None:
+        if default_text is not None:  # shown as is (click's show_default adds parentheses)
+            kwargs["help"] = f"{kwargs.get('help', '')}  [default: {default_text}]".strip()
         super().__init__(*args, **kwargs)
         self.group = group
 
@@ -75,7 +78,7 @@ def envvar_of(name: str) -> str:
 def spec_option(param_name: str, spec, help_text: str, group: str) -> GroupedOption:
     flag = flag_of(param_name)
     decls = [f"{flag}/--no-{flag[2:]}"] if spec.is_flag else [flag]
-    return GroupedOption(decls, param_name, type=None if spec.is_flag else click_type(spec),
+    return GroupedOption([*decls, param_name], type=None if spec.is_flag else click_type(spec),
                          default=None, help=help_text, envvar=envvar_of(param_name), group=group)
 
 

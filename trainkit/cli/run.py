@@ -40,7 +40,7 @@ def make_run_command(app: AppState) -> click.Command:
 
     def choice_option(flag: str, kind: str, default: str, help_text: str, **kw: Any):
         return GroupedOption([flag], type=click.Choice(names[kind]), default=None,
-                             show_default=default, help=help_text,
+                             default_text=default, help=help_text,
                              envvar=envvar_of(flag[2:]), **kw)
 
     params: list[click.Parameter] = [
@@ -49,26 +49,26 @@ def make_run_command(app: AppState) -> click.Command:
         choice_option("--optimizer", "optimizer", "adam", "Optimizer."),
         choice_option("--loss", "loss", "cross-entropy", "Loss function."),
         GroupedOption(["--metric"], type=click.Choice(names["metric"]), multiple=True,
-                      show_default="accuracy", help="Metric to log (repeatable)."),
+                      default_text="accuracy", help="Metric to log (repeatable)."),
         GroupedOption(["--plugin"], type=click.Choice(names["plugin"]), multiple=True,
                       help="Turn a run plugin on (repeatable)."),
         GroupedOption(["--no-plugin"], type=click.Choice(names["plugin"]), multiple=True,
                       help=f"Turn a run plugin off (repeatable). On by default: "
                            f"{', '.join(defaults_on) or 'none'}."),
-        GroupedOption(["-p"], "plugin_module", multiple=True, metavar="MODULE|no:NAME",
+        GroupedOption(["-p", "plugin_module"], multiple=True, metavar="MODULE|no:NAME",
                       help="Load a plugin module by import path, or block one (no:NAME)."),
-        GroupedOption(["--epochs"], type=click.IntRange(min=1), show_default="10",
+        GroupedOption(["--epochs"], type=click.IntRange(min=1), default_text="10",
                       envvar="TRAINKIT_EPOCHS", help="Epochs to train (in total, on resume)."),
-        GroupedOption(["--batch-size"], type=click.IntRange(min=1), show_default="64",
+        GroupedOption(["--batch-size"], type=click.IntRange(min=1), default_text="64",
                       envvar="TRAINKIT_BATCH_SIZE", help="Samples per training batch."),
-        GroupedOption(["--seed"], type=int, show_default="42", envvar="TRAINKIT_SEED",
+        GroupedOption(["--seed"], type=int, default_text="42", envvar="TRAINKIT_SEED",
                       help="Seed of the weights and the data order."),
         GroupedOption(["--out"], type=click.Path(path_type=Path), envvar="TRAINKIT_OUT",
                       help="Run folder.  [default: runs/<timestamp>]"),
         GroupedOption(["--resume"], metavar="PATH|last",
                       help="Continue from a checkpoint file, a run folder, or 'last'."),
         GroupedOption(["--threads"], type=ThreadsType(), envvar="TRAINKIT_THREADS",
-                      show_default="auto", help="BLAS threads."),
+                      default_text="auto", help="BLAS threads."),
         GroupedOption(["--config"], type=click.Path(path_type=Path),
                       help="TOML file of options; command-line flags override it."),
         GroupedOption(["--print-config"], is_flag=True,
