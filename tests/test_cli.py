@@ -162,4 +162,4 @@ def test_run_help_groups_options_by_component_and_plugin():
         assert heading in text
     assert text.index("Plugin checkpoint") < text.index("--checkpoint-every")
     assert "[default: (" not in text  # every default reads as a value, not a parameter name
-    assert "learning rate.  [default: 0.001; sgd, momentum, adam, adamw]" in " ".join(text.split())
+    assert "learning rate. [default: 0.001; sgd, momentum, adam, adamw]" in " ".join(text.split())
