@@ -5,7 +5,8 @@ are fastest; once another CPU-bound process competes (or the hypervisor steals t
 threads spin waiting for each other and run several times slower than one thread. So when a run
 starts, trainkit times a few real training steps (forward and backward on a zero batch of the
 run's shape, which touches no weight, no optimizer state and no random generator) with one thread
-and with every core, alternating, and keeps the faster. That takes a few tens of milliseconds.
+and with every core, alternating, and keeps every core unless one thread is more than 10% faster.
+That takes a few tens of milliseconds.
 ``--threads N`` (or ``TRAINKIT_THREADS``) overrides the pick.
 
 The count is fixed for the whole run and recorded in its checkpoints: BLAS results differ in the
@@ -30,9 +31,14 @@ def available_cores() -> int:
 
 
 def calibrate(step: Callable[[], object], candidates: Sequence[int] | None = None, *,
-              rounds: int = 3, steps: int = 6) -> int:
+              rounds: int = 3, steps: int = 6, tolerance: float = 0.10) -> int:
     """The thread count among ``candidates`` (default: 1 and every core) that runs ``step``
-    fastest, timed in alternating rounds so that a change in load hits every candidate alike."""
+    fastest, timed in alternating rounds so that a change in load hits every candidate alike.
+
+    The largest count is kept unless a smaller one is more than ``tolerance`` faster: the pick is
+    then always within ``tolerance`` of the best, and stable from run to run on an idle machine
+    (where all cores win clearly), which keeps runs with the same seed bit-identical.
+    """
     from threadpoolctl import threadpool_limits
 
     candidates = sorted(set(candidates or (1, available_cores())))
@@ -47,7 +53,10 @@ def calibrate(step: Callable[[], object], candidates: Sequence[int] | None = Non
                 for _ in range(steps):
                     step()
                 timings[count].append(time.perf_counter() - start)
-    return min(candidates, key=lambda c: (statistics.median(timings[c]), c))
+    median = {c: statistics.median(timings[c]) for c in candidates}
+    fastest = min(candidates, key=lambda c: (median[c], -c))
+    largest = candidates[-1]
+    return largest if median[largest] <= median[fastest] * (1 + tolerance) else fastest
 
 
 def training_step_probe(model, loss, batch_size: int, input_size: int) -> Callable[[], object]:
