@@ -63,12 +63,16 @@ def test_installed_plugin_package_is_listed_with_its_distribution(venv_python):
                for line in lines)
     assert "rmsprop  [entry point, trainkit-extras 0.1.0]  hooks: register_optimizers" in result.stdout
     assert "--confusion-matrix-top = 3" in result.stdout
+    assert "registers: plugin confusion-matrix" in result.stdout
 
 
 def test_installed_plugin_options_show_in_run_help(venv_python):
     result = trainkit_in(venv_python, "run", "--help")
-    assert "Plugin confusion-matrix (--plugin confusion-matrix):" in result.stdout
-    assert "--confusion-matrix-top" in result.stdout and "--rho" in result.stdout
+    text = " ".join(result.stdout.split())
+    assert "Plugin confusion-matrix (--plugin confusion-matrix, from plugin confusion-matrix):" \
+        in text
+    assert "--confusion-matrix-top" in text
+    assert "[default: 0.9; rmsprop from plugin rmsprop]" in text  # --rho says where it is from
 
 
 def test_installed_plugins_train_and_their_hooks_run(venv_python, synthetic_dir, tmp_path):

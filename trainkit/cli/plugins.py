@@ -67,5 +67,8 @@ def plugins_command(app: AppState, show_all: bool, show_hooks: bool) -> None:
         hooks = sorted(h.name for h in pm.get_hookcallers(pm.get_plugin(name)) or [])
         click.echo(f"  {name}  [{info.source}{', ' + origin if origin else ''}]  "
                    f"hooks: {', '.join(hooks)}")
+        registers = [f"{c.kind} {c.name}" for c in registry.all() if c.plugin == name]
+        if registers:
+            click.echo(f"      registers: {', '.join(registers)}")
     for name, error in pm.failures:
         click.echo(f"  {name}  [skipped]  {error}")

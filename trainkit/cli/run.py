@@ -85,13 +85,16 @@ def make_run_command(app: AppState) -> click.Command:
         first_kind, first_name = owned_by[0]
         spec = next(s for s in registry.get(first_kind, first_name).options
                     if s.name == option_name)
-        defaults = {}
+        defaults: dict[str, list[str]] = {}
         for kind, comp_name in owned_by:
-            comp_spec = next(s for s in registry.get(kind, comp_name).options
-                             if s.name == option_name)
+            component = registry.get(kind, comp_name)
+            comp_spec = next(s for s in component.options if s.name == option_name)
+            if app.pm.info(component.plugin).source != "built-in":  # say where it came from
+                comp_name = f"{comp_name} from plugin {component.plugin}"
             defaults.setdefault(describe_default(comp_spec.default), []).append(comp_name)
         if len(defaults) == 1:
-            default_text = f"[default: {next(iter(defaults))}; {', '.join(n for _, n in owned_by)}]"
+            default, names_ = next(iter(defaults.items()))
+            default_text = f"[default: {default}; {', '.join(names_)}]"
         else:
             default_text = "[default: " + "; ".join(
                 f"{d} for {', '.join(ns)}" for d, ns in defaults.items()) + "]"
@@ -102,6 +105,8 @@ def make_run_command(app: AppState) -> click.Command:
     for plugin_name in names["plugin"]:
         component = registry.get("plugin", plugin_name)
         state = "on by default" if component.default else "--plugin " + plugin_name
+        if app.pm.info(component.plugin).source != "built-in":
+            state += f", from plugin {component.plugin}"
         for spec in component.options:
             param_name = f"{plugin_name}_{spec.name}".replace("-", "_")
             plugin_params[param_name] = (plugin_name, spec.name)
