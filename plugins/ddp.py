@@ -64,6 +64,7 @@ class DDP:
     def on_fit_start(self, trainer):
         from trainkit.data import DataLoader
 
+        trainer.collective_interrupts = True  # Ctrl+C is decided by all ranks together, below
         trainer.train_loader.shard(self.rank, self.world)
         val = trainer.val_loader
         if val is not None and self.world > 1:
@@ -87,7 +88,7 @@ class DDP:
         for i, metric in enumerate(trainer.metrics, 1):
             extras[i] = logs[metric.name] * n_local
         extras[-2] = n_local
-        extras[-1] = 1.0 if trainer.interrupt_requested else 0.0
+        extras[-1] = 1.0 if trainer.interrupt_signalled else 0.0
         start = time.perf_counter()
         self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
         self.allreduce_seconds += time.perf_counter() - start
@@ -143,7 +144,10 @@ class DDP:
 
     @hookimpl(trylast=True)  # after the checkpoint plugin has written its emergency checkpoint
     def on_exception(self, trainer, exception):
-        consistent = isinstance(exception, (KeyboardInterrupt, DivergenceError))
+        # Raised at the same step on every rank: a Ctrl+C agreed through the allreduce, or a
+        # divergence every rank saw. Anything else may be this rank's alone.
+        consistent = isinstance(exception, DivergenceError) or (
+            isinstance(exception, KeyboardInterrupt) and trainer.interrupt_requested)
         if self.world > 1 and not consistent:
             print(f"trainkit: rank {self.rank} failed ({type(exception).__name__}: {exception}); "
                   f"aborting all {self.world} ranks", file=sys.stderr, flush=True)

@@ -147,3 +147,28 @@ def test_killing_one_rank_ends_the_job_quickly_and_keeps_rank_0s_checkpoint(
     assert "killed" in said or "terminat" in said, stdout + stderr
     manifest, _ = load_checkpoint(out / "last.npz")
     assert manifest["epoch"] >= 1
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.13, 0.37])
+def test_ctrl_c_stops_every_rank_at_the_same_step(synthetic_dir, rank_dir, tmp_path, delay):
+    out = tmp_path / "run"
+    job = trainkit_run(2, "--data-dir", str(synthetic_dir), "--batch-size", "8", "--epochs",
+                       "500", "--plugin", "checkpoint", "--out", str(out),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "last.npz").exists():
+            assert time.monotonic() < deadline and job.poll() is None, "the job did not start"
+            time.sleep(0.02)
+        time.sleep(delay)
+        job.send_signal(signal.SIGINT)  # mpiexec forwards it to every rank
+        stdout, stderr = job.communicate(timeout=30)  # a rank left waiting would hang here
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode != 0
+    assert "emergency checkpoint written" in stderr
+    assert stderr.count("interrupted at epoch") == 1  # rank 0 speaks for the job
+    manifest, _ = load_checkpoint(out / "emergency.npz")
+    assert manifest["global_step"] >= 1

@@ -59,9 +59,9 @@ class HookProfiler:
             totals[plugin] = totals.get(plugin, 0.0) + stat.total
         return totals
 
-    def warn_slow(self, loop_seconds: float) -> None:
+    def warn_slow(self, loop_seconds: float, *, main_process: bool = True) -> None:
         """One warning per plugin whose hooks take more than WARN_SHARE of the loop's time."""
-        if loop_seconds < WARN_AFTER_SECONDS:
+        if loop_seconds < WARN_AFTER_SECONDS or not main_process:
             return
         for plugin, total in self.per_plugin().items():
             share = total / loop_seconds

@@ -179,6 +179,10 @@ class Trainer:
         self.stop_reason: str | None = None
         self.stop_message: str | None = None
         self._interrupt_requested = False
+        self._interrupt_signalled = False
+        #: Set by a plugin that coordinates several processes: a Ctrl+C then stops the loop only
+        #: once that plugin calls ``request_interrupt()``.
+        self.collective_interrupts = False
         self._pending_plugin_state: dict[str, Any] | None = None
         self._pending_data_rng: dict[str, Any] | None = None
         self.exception_hook_error: BaseException | None = None
@@ -196,13 +200,25 @@ class Trainer:
         self.stop_message = message
 
     @property
+    def interrupt_signalled(self) -> bool:
+        """True once Ctrl+C was pressed in this process."""
+        return self._interrupt_signalled
+
+    @property
     def interrupt_requested(self) -> bool:
-        """True once Ctrl+C was pressed: the loop stops at the next batch boundary."""
+        """True once the loop has decided to stop at the next batch boundary."""
         return self._interrupt_requested
 
     def request_interrupt(self) -> None:
         """Stop at the next batch boundary as if Ctrl+C had been pressed here."""
         self._interrupt_requested = True
+
+    def _should_interrupt(self) -> bool:
+        # With collective_interrupts a plugin (ddp) turns a local Ctrl+C into request_interrupt()
+        # at a step every process agrees on; acting on the local signal alone would leave the
+        # other processes waiting in a collective.
+        return self._interrupt_requested or (
+            self._interrupt_signalled and not self.collective_interrupts)
 
     def restore_pending(self, data_rng_state: dict[str, Any] | None,
                         plugin_state: dict[str, Any]) -> None:
@@ -221,7 +237,7 @@ class Trainer:
         """Train until ``epochs`` epochs are complete (counting epochs already done on resume)."""
         self.train_loader, self.val_loader, self.epochs = train, val, epochs
         self.stop_reason = None
-        self._interrupt_requested = False
+        self._interrupt_requested = self._interrupt_signalled = False
         registered = [self.plugin_manager.register(p, name=RUN_PLUGIN_PREFIX + name)
                       for name, p in self.plugins.items()
                       if not self.plugin_manager.is_registered(p)]
@@ -241,7 +257,7 @@ class Trainer:
             self.call_hook("on_fit_start")
             while self.state.epoch < epochs and self.stop_reason is None:
                 self._run_epoch(self.state.epoch + 1)
-                if self._interrupt_requested:
+                if self._should_interrupt():
                     raise KeyboardInterrupt
             reason = self.stop_reason or "completed"
         except BaseException as e:
@@ -306,7 +322,7 @@ class Trainer:
         started = time.perf_counter()
         self.call_hook("on_epoch_end", epoch=epoch, logs=logs)
         self.loop_seconds += time.perf_counter() - started
-        self.profiler.warn_slow(self.loop_seconds)
+        self.profiler.warn_slow(self.loop_seconds, main_process=self.is_main_process)
 
     def _train_batches(self, batches, start: int, sums: list[float]) -> bool:
         model, loss_fn, optimizer, metrics, state = (
@@ -342,7 +358,8 @@ class Trainer:
             state.step_in_epoch = step + 1
             if batch_end is not None:
                 batch_end(trainer=self, step=step, batch=batch, logs=logs)
-            if self._interrupt_requested:
+            if (self._interrupt_requested or self._interrupt_signalled) and \
+                    self._should_interrupt():
                 raise KeyboardInterrupt
             if self.stop_reason is not None:
                 return False
@@ -377,9 +394,9 @@ class Trainer:
             return None
 
         def handler(signum, frame):
-            if self._interrupt_requested:  # a second Ctrl+C: stop right now
+            if self._interrupt_signalled:  # a second Ctrl+C: stop right now
                 raise KeyboardInterrupt
-            self._interrupt_requested = True
+            self._interrupt_signalled = True
 
         return signal.signal(signal.SIGINT, handler)
 
