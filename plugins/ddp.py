@@ -36,6 +36,8 @@ class DDP:
         check_every: also compare the ranks' weights every this many steps (0: at epoch ends only).
     """
 
+    slow_hooks_expected = True  # the allreduce is the work: no slow-plugin warning for it
+
     def __init__(self, check_every: int = 0) -> None:
         try:
             from mpi4py import MPI

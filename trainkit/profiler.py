@@ -3,7 +3,8 @@
 The profiler wraps every lifecycle hook implementation for the duration of ``fit`` with two
 ``perf_counter`` calls (well under a microsecond each), so it is always on: a plugin that takes
 more than ``WARN_SHARE`` of the training loop's time earns one warning naming it, and
-``--profile-hooks`` prints the full table.
+``--profile-hooks`` prints the full table. A plugin whose hooks are the work itself (the ddp
+plugin's allreduce) sets ``slow_hooks_expected = True`` and is only shown in the table.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class HookProfiler:
                 if impl.hookwrapper or impl.wrapper:
                     continue
                 plugin = impl.plugin_name.removeprefix("run:")
+                if getattr(impl.plugin, "slow_hooks_expected", False):
+                    self.warned.add(plugin)  # its hooks are the work (ddp's allreduce): no warning
                 stat = self.stats.setdefault((plugin, hook_name), HookStat())
                 self._wrapped.append((impl, impl.function))
                 impl.function = _timed(impl.function, stat)
