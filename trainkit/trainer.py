@@ -186,6 +186,8 @@ class Trainer:
         self._pending_plugin_state: dict[str, Any] | None = None
         self._pending_data_rng: dict[str, Any] | None = None
         self.exception_hook_error: BaseException | None = None
+        self.profiler: HookProfiler | None = None  # the last fit's hook timings
+        self.loop_seconds = 0.0  # time spent in training epochs in the last fit
         self._hooks = _Hooks(plugin_manager)
         optimizer.bind(model.params, model.grads)
 
