@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -122,25 +123,33 @@ def test_resuming_with_a_different_number_of_ranks_continues(synthetic_dir, rank
     assert len(history) == 3 and history[-1]["loss"] < history[0]["loss"]
 
 
-def test_killing_one_rank_ends_the_job_quickly_and_keeps_rank_0s_checkpoint(
-        synthetic_dir, rank_dir, tmp_path):
-    out = tmp_path / "run"
-    job = trainkit_run(2, "--data-dir", str(synthetic_dir), "--batch-size", "8", "--epochs",
-                       "500", "--plugin", "checkpoint", "--out", str(out),
+@contextlib.contextmanager
+def long_ddp_job(data_dir: Path, out: Path, rank_dir: Path):
+    """A 2-rank job of many epochs, yielded once rank 0 has saved and both ranks are up; always
+    reaped at the end."""
+    job = trainkit_run(2, "--data-dir", str(data_dir), "--batch-size", "8", "--epochs", "500",
+                       "--plugin", "checkpoint", "--out", str(out),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while not ((out / "last.npz").exists() and (rank_dir / "pid-1").exists()):
             assert time.monotonic() < deadline and job.poll() is None, "the job did not start"
-            time.sleep(0.05)
-        os.kill(int((rank_dir / "pid-1").read_text()), signal.SIGKILL)
-        start = time.monotonic()
-        stdout, stderr = job.communicate(timeout=30)
-        elapsed = time.monotonic() - start
+            time.sleep(0.02)
+        yield job
     finally:
         if job.poll() is None:
             job.kill()
             job.wait()
+
+
+def test_killing_one_rank_ends_the_job_quickly_and_keeps_rank_0s_checkpoint(
+        synthetic_dir, rank_dir, tmp_path):
+    out = tmp_path / "run"
+    with long_ddp_job(synthetic_dir, out, rank_dir) as job:
+        os.kill(int((rank_dir / "pid-1").read_text()), signal.SIGKILL)
+        start = time.monotonic()
+        stdout, stderr = job.communicate(timeout=30)
+        elapsed = time.monotonic() - start
     assert job.returncode != 0
     assert elapsed < 15
     said = (stdout + stderr).lower()
@@ -152,21 +161,10 @@ def test_killing_one_rank_ends_the_job_quickly_and_keeps_rank_0s_checkpoint(
 @pytest.mark.parametrize("delay", [0.0, 0.13, 0.37])
 def test_ctrl_c_stops_every_rank_at_the_same_step(synthetic_dir, rank_dir, tmp_path, delay):
     out = tmp_path / "run"
-    job = trainkit_run(2, "--data-dir", str(synthetic_dir), "--batch-size", "8", "--epochs",
-                       "500", "--plugin", "checkpoint", "--out", str(out),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not (out / "last.npz").exists():
-            assert time.monotonic() < deadline and job.poll() is None, "the job did not start"
-            time.sleep(0.02)
+    with long_ddp_job(synthetic_dir, out, rank_dir) as job:
         time.sleep(delay)
         job.send_signal(signal.SIGINT)  # mpiexec forwards it to every rank
-        stdout, stderr = job.communicate(timeout=30)  # a rank left waiting would hang here
-    finally:
-        if job.poll() is None:
-            job.kill()
-            job.wait()
+        _, stderr = job.communicate(timeout=30)  # a rank left waiting would hang here
     assert job.returncode != 0
     assert "emergency checkpoint written" in stderr
     assert stderr.count("interrupted at epoch") == 1  # rank 0 speaks for the job
