@@ -112,6 +112,8 @@ def test_plugins_lists_the_builtins():
                                ("plugin", "checkpoint", "checkpoint")]:
         assert any(line.split()[:3] == [kind, name, plugin] for line in result.output.splitlines())
     assert "[built-in, trainkit" in result.output
+    assert ("registers: plugin checkpoint (hooks: on_epoch_end, on_exception, on_fit_start, "
+            "on_load_checkpoint, on_save_checkpoint)") in result.output
 
 
 class Halving(Optimizer):

@@ -8,6 +8,15 @@ from trainkit.cli.app import AppState
 from trainkit.cli.options import describe_default, flag_of
 
 
+def run_plugin_hooks(factory) -> list[str]:
+    """The hooks a run plugin's class implements (its methods marked ``@hookimpl``)."""
+    from trainkit.markers import PROJECT_NAME
+
+    marker = f"{PROJECT_NAME}_impl"
+    return sorted(name for name in dir(factory)
+                  if hasattr(getattr(factory, name, None), marker))
+
+
 def hook_call_order(app: AppState) -> dict[str, list[str]]:
     """Every lifecycle hook's implementations in the order pluggy calls them, with one instance
     of every run plugin that can be created with its default options registered."""
@@ -67,7 +76,9 @@ def plugins_command(app: AppState, show_all: bool, show_hooks: bool) -> None:
         hooks = sorted(h.name for h in pm.get_hookcallers(pm.get_plugin(name)) or [])
         click.echo(f"  {name}  [{info.source}{', ' + origin if origin else ''}]  "
                    f"hooks: {', '.join(hooks)}")
-        registers = [f"{c.kind} {c.name}" for c in registry.all() if c.plugin == name]
+        registers = [f"{c.kind} {c.name}" + (f" (hooks: {', '.join(run_plugin_hooks(c.factory))})"
+                                             if c.kind == "plugin" else "")
+                     for c in registry.all() if c.plugin == name]
         if registers:
             click.echo(f"      registers: {', '.join(registers)}")
     for name, error in pm.failures:
