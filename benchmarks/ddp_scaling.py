@@ -23,16 +23,16 @@ BATCH_PER_RANK = 64
 def worker() -> None:
     """Runs inside mpiexec: trains the notebook's MLP with the ddp plugin, 1 BLAS thread."""
     from threadpoolctl import threadpool_limits
+
+    from trainkit import hookimpl
+    from trainkit.data import DataLoader
+    from trainkit.plugin_manager import PluginManager
     from trainkit.plugins.datasets import MNIST
     from trainkit.plugins.ddp import DDP
     from trainkit.plugins.losses import CrossEntropy
     from trainkit.plugins.metrics import Accuracy
     from trainkit.plugins.models import MLP
     from trainkit.plugins.optimizers import Adam
-
-    from trainkit import hookimpl
-    from trainkit.data import DataLoader
-    from trainkit.plugin_manager import PluginManager
     from trainkit.trainer import Trainer
 
     class EpochTimer:

@@ -25,14 +25,14 @@ from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+from trainkit import hookimpl
+from trainkit.data import DataLoader
 from trainkit.plugins.datasets import MNIST
 from trainkit.plugins.losses import CrossEntropy
 from trainkit.plugins.metrics import Accuracy
 from trainkit.plugins.models import MLP
 from trainkit.plugins.optimizers import Adam
-
-from trainkit import hookimpl
-from trainkit.data import DataLoader
 from trainkit.threads import available_cores, calibrate, training_step_probe
 
 

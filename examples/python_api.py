@@ -8,14 +8,14 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+
+from trainkit import DataLoader, Trainer, hookimpl
 from trainkit.plugins.console import Console
 from trainkit.plugins.datasets import MNIST
 from trainkit.plugins.losses import CrossEntropy
 from trainkit.plugins.metrics import Accuracy
 from trainkit.plugins.models import MLP
 from trainkit.plugins.optimizers import Adam
-
-from trainkit import DataLoader, Trainer, hookimpl
 
 
 class GradientNorm:

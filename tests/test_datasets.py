@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from trainkit.plugins.datasets import MNIST, FashionMNIST
 
 from trainkit.data.download import default_cache_dir
 from trainkit.errors import DataError
+from trainkit.plugins.datasets import MNIST, FashionMNIST
 
 from .conftest import write_dataset
 

@@ -9,10 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from trainkit.plugins.datasets import MNIST
 
 from trainkit.data.download import fetch
 from trainkit.errors import DataError
+from trainkit.plugins.datasets import MNIST
 
 from .conftest import write_dataset
 

@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from trainkit.plugins.early_stopping import EarlyStopping
 
 from trainkit.cli import make_cli
 from trainkit.errors import ConfigError
+from trainkit.plugins.early_stopping import EarlyStopping
 
 
 class FakeTrainer:

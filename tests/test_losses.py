@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from trainkit.plugins.losses import BinaryCrossEntropy, CrossEntropy, MeanSquaredError
 
 from .test_layers import numeric_grad

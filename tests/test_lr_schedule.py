@@ -6,9 +6,9 @@ import math
 
 import pytest
 from click.testing import CliRunner
-from trainkit.plugins.lr_schedule import LRSchedule
 
 from trainkit.cli import make_cli
+from trainkit.plugins.lr_schedule import LRSchedule
 
 
 def schedule(**kw):

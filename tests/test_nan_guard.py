@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 from click.testing import CliRunner
-from trainkit.plugins.losses import CrossEntropy
 
 from trainkit import hookimpl
 from trainkit.checkpoint_io import load_checkpoint
 from trainkit.cli import make_cli
+from trainkit.plugins.losses import CrossEntropy
 
 
 class ExplodingLoss(CrossEntropy):

@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
-from trainkit.plugins.optimizers import SGD, Adam, AdamW, Momentum
 
 from trainkit.errors import ConfigError
+from trainkit.plugins.optimizers import SGD, Adam, AdamW, Momentum
 
 
 def bound(optimizer, p0=(1.0, -2.0, 3.0), g=(0.5, -0.25, 2.0)):

@@ -36,6 +36,7 @@ def test_plot_and_history_files(synthetic_dir, tmp_path):
 
 def test_plot_draws_train_and_validation_curves(tmp_path):
     from matplotlib.image import imread
+
     from trainkit.plugins.plot import Plot
 
     rows = [{"loss": 1.0, "val_loss": 1.2, "lr": 0.1}, {"loss": 0.5, "val_loss": 0.9, "lr": 0.1}]

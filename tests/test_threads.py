@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
+
 from trainkit.plugins.losses import CrossEntropy
 from trainkit.plugins.models import MLP
-
 from trainkit.threads import calibrate, training_step_probe
 
 

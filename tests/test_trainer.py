@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from trainkit.plugins.losses import CrossEntropy
-from trainkit.plugins.metrics import Accuracy, TopKAccuracy
-from trainkit.plugins.models import MLP
-from trainkit.plugins.optimizers import Adam
 
 from trainkit import Trainer, hookimpl
 from trainkit.data import DataLoader
 from trainkit.errors import PluginError
+from trainkit.plugins.losses import CrossEntropy
+from trainkit.plugins.metrics import Accuracy, TopKAccuracy
+from trainkit.plugins.models import MLP
+from trainkit.plugins.optimizers import Adam
 
 from .conftest import make_images
 

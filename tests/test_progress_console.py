@@ -1,0 +1,32 @@
+"""progress draws a tqdm bar (forced here, since tests have no terminal); console prints one line
+per epoch in the notebook's format."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from trainkit.cli import make_cli
+from trainkit.plugins.console import format_epoch
+
+
+def test_console_line_format():
+    logs = {"loss": 0.1234, "acc": 0.9641, "val_loss": 0.1011, "val_acc": 0.9692, "lr": 0.001}
+    assert format_epoch(3, 10, logs) == \
+        "[  3/10] loss: 0.123 acc: 0.964 | val_loss: 0.101 val_acc: 0.969"
+    assert format_epoch(12, 1000, {"loss": 1.0}) == "[  12/1000] loss: 1.000"
+
+
+def test_progress_bar_when_forced(synthetic_dir):
+    result = CliRunner().invoke(make_cli(), ["run", "--data-dir", str(synthetic_dir), "--epochs",
+                                             "1", "--out", "run", "--progress-force",
+                                             "--progress-refresh", "0"])
+    assert result.exit_code == 0, result.output
+    assert "epoch 1/1" in result.output and "8/8" in result.output
+    assert "loss=" in result.output and "acc=" in result.output
+
+
+def test_no_bar_off_a_terminal(synthetic_dir):
+    result = CliRunner().invoke(make_cli(), ["run", "--data-dir", str(synthetic_dir), "--epochs",
+                                             "1", "--out", "run"])
+    assert result.exit_code == 0 and "epoch 1/1" not in result.output
+    assert "[  1/1] loss:" in result.output
