@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -127,8 +128,14 @@ KINDS = {
 def test_bad_checkpoints_are_refused_and_execute_nothing(good, kind, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     bad = corrupt(good, kind)
-    with pytest.raises(CheckpointError) as info:
-        load_checkpoint(bad)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(bad)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"{peak:,} bytes allocated refusing {kind}"  # the bomb holds 50 MB
     message = str(info.value)
     assert str(bad) in message and "\n" not in message
     assert any(part in message for part in KINDS[kind].split("|")), message

@@ -56,3 +56,38 @@ def test_a_failing_hook_stops_the_run_cleanly(hook, synthetic_dir, tmp_path):
     assert "model/0.weight" in arrays
     expected_epoch = {"on_fit_end": 2, "on_epoch_end": 1}.get(hook, 0)
     assert manifest["epoch"] == expected_epoch
+
+
+class BrokenHandler:
+    """Fails in a batch, and then again while the failure is being handled."""
+
+    name = "broken-handler"
+
+    @hookimpl
+    def on_batch_end(self, step):
+        if step == 2:
+            raise RuntimeError("first failure")
+
+    @hookimpl(tryfirst=True)  # called before the checkpoint plugin's handler
+    def on_exception(self):
+        raise RuntimeError("second failure")
+
+
+class BrokenHandlerFactory:
+    @hookimpl
+    def register_plugins(self, register):
+        register("broken-handler", BrokenHandler)
+
+
+def test_a_failing_exception_handler_does_not_stop_the_emergency_checkpoint(
+        synthetic_dir, tmp_path):
+    result = CliRunner().invoke(make_cli([BrokenHandlerFactory()]), [
+        "run", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out", "run",
+        "--plugin", "checkpoint", "--plugin", "broken-handler"])
+    assert result.exit_code == 1
+    assert "Error: plugin 'broken-handler' failed in hook on_batch_end: RuntimeError: first " \
+        "failure" in result.output
+    assert ("warning: while handling PluginError: plugin 'broken-handler' failed in hook "
+            "on_exception: RuntimeError: second failure") in result.output
+    manifest, _ = load_checkpoint(tmp_path / "run" / "emergency.npz")
+    assert manifest["state"]["step_in_epoch"] == 3

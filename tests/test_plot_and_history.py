@@ -12,6 +12,16 @@ from trainkit.cli import make_cli
 
 pytest.importorskip("matplotlib")
 
+TRAIN_BLUE, VALIDATION_ORANGE = (0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)  # matplotlib's C0, C1
+
+
+def has_color(image, rgb, pixels: int = 20) -> bool:
+    """At least ``pixels`` pixels of exactly this colour (a drawn line, not anti-aliasing)."""
+    import numpy as np
+
+    target = np.array(rgb) / 255
+    return int((np.abs(image[..., :3] - target).max(axis=-1) < 0.01).sum()) >= pixels
+
 
 def test_plot_and_history_files(synthetic_dir, tmp_path):
     result = CliRunner().invoke(make_cli(), [
@@ -23,7 +33,8 @@ def test_plot_and_history_files(synthetic_dir, tmp_path):
 
     image = imread(tmp_path / "run" / "curves.png")
     assert image.shape[:2] == (300, 800)  # two panels (loss, acc) of 4x3 inches at 100 dpi
-    assert image[..., :3].std() > 0.05  # something was drawn
+    for half in (image[:, :400], image[:, 400:]):  # each panel draws both curves
+        assert has_color(half, TRAIN_BLUE) and has_color(half, VALIDATION_ORANGE)
 
     with open(tmp_path / "run" / "history.csv") as f:
         rows = list(csv.DictReader(f))
@@ -42,7 +53,11 @@ def test_plot_draws_train_and_validation_curves(tmp_path):
     rows = [{"loss": 1.0, "val_loss": 1.2, "lr": 0.1}, {"loss": 0.5, "val_loss": 0.9, "lr": 0.1}]
     plot = Plot(width=3, height=2)
     plot.draw(rows, tmp_path / "p.png")
-    assert imread(tmp_path / "p.png").shape[:2] == (200, 300)  # one panel: lr is not a curve
+    image = imread(tmp_path / "p.png")
+    assert image.shape[:2] == (200, 300)  # one panel: lr is not a curve
+    assert has_color(image, TRAIN_BLUE) and has_color(image, VALIDATION_ORANGE)
+    plot.draw([{"loss": 1.0}, {"loss": 0.5}], tmp_path / "train-only.png")
+    assert not has_color(imread(tmp_path / "train-only.png"), VALIDATION_ORANGE)
 
 
 def test_without_matplotlib_the_plot_plugin_says_how_to_get_it(synthetic_dir, monkeypatch):

@@ -96,6 +96,20 @@ class _Hooks:
         if hook.get_hookimpls():
             self._call(hook, name, kwargs)
 
+    def each(self, name: str, **kwargs: Any) -> list[PluginError]:
+        """Call every implementation on its own, in pluggy's order, so that one that raises does
+        not keep the others from running; returns the failures. For ``on_exception``: the
+        checkpoint plugin must still get it when another plugin's handler breaks."""
+        errors = []
+        for impl in reversed(getattr(self.pm.hook, name).get_hookimpls()):
+            if impl.hookwrapper or impl.wrapper:
+                continue
+            try:
+                impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except Exception as e:
+                errors.append(PluginError(impl.plugin_name.removeprefix(RUN_PLUGIN_PREFIX), name, e))
+        return errors
+
     def _call(self, hook, name: str, kwargs: dict[str, Any]) -> None:
         try:
             hook(**kwargs)
@@ -283,10 +297,8 @@ class Trainer:
         return self.history
 
     def _notify_exception(self, error: BaseException) -> None:
-        try:
-            self.call_hook("on_exception", exception=error)
-        except Exception as hook_error:  # never mask the original failure; do say it
-            self.exception_hook_error = hook_error
+        for hook_error in self._hooks.each("on_exception", trainer=self, exception=error):
+            self.exception_hook_error = hook_error  # never mask the original failure; do say it
             print(f"trainkit: warning: while handling {type(error).__name__}: {hook_error}",
                   file=sys.stderr)
 
