@@ -189,5 +189,6 @@ def test_strict_plugins_makes_a_broken_plugin_fail_clearly(broken_site, syntheti
                                                   str(synthetic_dir)]):
         result = trainkit_cli(args, broken_site)
         assert result.returncode == 1
-        assert "plugin 'broken-import' failed in hook import" in result.stderr
+        assert ("Error: plugin 'broken-import' could not be imported: ImportError: needs the "
+                "missing package frobnicate") in result.stderr
         assert "Traceback" not in result.stderr

@@ -41,14 +41,13 @@ class CheckpointError(TrainkitError):
 
 
 class PluginError(TrainkitError):
-    """A plugin raised inside a hook. Names the plugin and the hook."""
+    """A plugin raised inside a hook, or could not be loaded. Names the plugin and the hook (or
+    the loading stage, ``import``)."""
 
     def __init__(self, plugin: str, hook: str, error: BaseException) -> None:
-        super().__init__(f"plugin {plugin!r} failed in hook {hook}: {type(error).__name__}: {error}")
+        where = "could not be imported" if hook == "import" else f"failed in hook {hook}"
+        super().__init__(f"plugin {plugin!r} {where}: {type(error).__name__}: {error}")
         self.plugin = plugin
         self.hook = hook
         self.error = error
 
-
-class NonFiniteLossError(TrainkitError):
-    """Raised by nan-guard style plugins when the loss is no longer a finite number."""

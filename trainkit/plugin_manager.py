@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from typing import Any
 
 import pluggy
 
@@ -105,6 +106,11 @@ class PluginManager(pluggy.PluginManager):
             return
         module = importlib.import_module(module_path)
         self.register(module, name=module_path, info=PluginInfo(module_path, "-p"))
+
+
+def call_impl(impl, **kwargs: Any) -> Any:
+    """Call one hook implementation with the arguments it asks for (pluggy's subset rule)."""
+    return impl.function(*[kwargs[arg] for arg in impl.argnames])
 
 
 def get_plugin_manager(

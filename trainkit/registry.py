@@ -14,6 +14,7 @@ from typing import Any
 
 from trainkit.errors import ConfigError, RegistrationError
 from trainkit.options import OptionSpec, option_specs
+from trainkit.plugin_manager import call_impl
 
 #: Component kind -> the registration hook that provides it.
 KINDS: dict[str, str] = {
@@ -71,7 +72,7 @@ class Registry:
             added.append(name)
 
         try:
-            impl.function(*[register for _ in impl.argnames])
+            call_impl(impl, register=register)
         except RegistrationError:
             raise
         except Exception as e:

@@ -20,6 +20,7 @@ import numpy as np
 
 from trainkit.data.loader import Batch, DataLoader
 from trainkit.errors import PluginError
+from trainkit.plugin_manager import call_impl
 from trainkit.profiler import HookProfiler
 
 __all__ = ["Batch", "History", "TrainState", "Trainer"]
@@ -105,7 +106,7 @@ class _Hooks:
             if impl.hookwrapper or impl.wrapper:
                 continue
             try:
-                impl.function(*[kwargs[arg] for arg in impl.argnames])
+                call_impl(impl, **kwargs)
             except Exception as e:
                 errors.append(PluginError(impl.plugin_name.removeprefix(RUN_PLUGIN_PREFIX), name, e))
         return errors

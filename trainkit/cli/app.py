@@ -52,7 +52,7 @@ class AppState:
             except (PluginError, TrainkitError) as e:
                 if verbose:
                     traceback.print_exc()
-                raise click.ClickException(f"{e} (--strict-plugins)" if strict else str(e)) from None
+                raise click.ClickException(str(e)) from None
         for warning in caught:
             if issubclass(warning.category, PluginWarning):
                 click.echo(f"trainkit: warning: {warning.message}", err=True)
@@ -85,9 +85,11 @@ def prescan(args: Sequence[str]) -> tuple[list[str], list[str], bool, bool]:
 
 
 def add_plugin_commands(pm, group: click.Group, strict: bool) -> None:
+    from trainkit.plugin_manager import call_impl
+
     for impl in pm.hook.register_commands.get_hookimpls():
         try:
-            impl.function(*[group for _ in impl.argnames])
+            call_impl(impl, cli=group)
         except Exception as e:
             if pm.info(impl.plugin_name).source == "built-in":
                 raise
