@@ -251,7 +251,10 @@ def main() -> None:
                                                                  competing_process())):
         with context:
             probe_model = MLP().build(784, 10, np.random.default_rng(0))
-            picked = calibrate(training_step_probe(probe_model, CrossEntropy(), 64, 784))
+            probe_optimizer = Adam()
+            probe_optimizer.bind(probe_model.params, probe_model.grads)
+            picked = calibrate(training_step_probe(probe_model, CrossEntropy(), 64, 784,
+                                                   probe_optimizer))
             fixed = {t: trainkit_epoch_seconds(images, labels, threads=t, epochs=epochs)
                      for t in all_threads}
             pick_time = fixed[picked] if picked in fixed else trainkit_epoch_seconds(

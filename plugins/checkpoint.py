@@ -44,15 +44,21 @@ class Checkpoint:
         self.kept: list[str] = []
         self.name = "checkpoint"
 
-    def save(self, trainer, filename: str) -> bool:
-        """Write ``filename`` in the run folder; False when it could not be written."""
-        from trainkit.checkpoint_io import save_checkpoint
+    def save(self, trainer, filenames: list[str]) -> bool:
+        """Write one snapshot of the trainer to each of ``filenames`` in the run folder; False
+        when one could not be written."""
         from trainkit.snapshot import capture
 
         if not trainer.is_main_process or trainer.run_dir is None:
             return False
         arrays, manifest = capture(trainer)
-        path = trainer.run_dir / filename
+        written = [self.write(trainer.run_dir / name, arrays, manifest) for name in filenames]
+        return all(written)
+
+    def write(self, path, arrays, manifest) -> bool:
+        """Save atomically; on a disk error stop the run or warn, as ``on_error`` says."""
+        from trainkit.checkpoint_io import save_checkpoint
+
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             save_checkpoint(path, arrays, manifest)
@@ -74,20 +80,25 @@ class Checkpoint:
 
     @hookimpl(trylast=True)  # after every other plugin has updated the state it saves
     def on_epoch_end(self, trainer, epoch, logs):
+        filenames = []
         if self.monitor is not None and self.monitor.update(logs):
-            self.save(trainer, "best.npz")
+            filenames.append("best.npz")
+        dropped = []
         if self.every and epoch % self.every == 0:
-            filename = f"epoch-{epoch:03d}.npz"
-            self.save(trainer, filename)
-            if filename not in self.kept:
-                self.kept.append(filename)
+            filenames.append(f"epoch-{epoch:03d}.npz")
+            if filenames[-1] not in self.kept:
+                self.kept.append(filenames[-1])
             while self.keep and len(self.kept) > self.keep:
-                (trainer.run_dir / self.kept.pop(0)).unlink(missing_ok=True)
-        self.save(trainer, "last.npz")
+                dropped.append(self.kept.pop(0))
+        filenames.append("last.npz")
+        self.save(trainer, filenames)  # one snapshot, with this plugin's state already updated
+        if trainer.is_main_process and trainer.run_dir is not None:
+            for name in dropped:
+                (trainer.run_dir / name).unlink(missing_ok=True)
 
     @hookimpl
     def on_exception(self, trainer, exception):
-        if self.save(trainer, "emergency.npz"):
+        if self.save(trainer, ["emergency.npz"]):
             print(f"trainkit: emergency checkpoint written to {trainer.run_dir / 'emergency.npz'}",
                   file=sys.stderr)
 

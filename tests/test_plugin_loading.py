@@ -192,3 +192,9 @@ def test_strict_plugins_makes_a_broken_plugin_fail_clearly(broken_site, syntheti
         assert ("Error: plugin 'broken-import' could not be imported: ImportError: needs the "
                 "missing package frobnicate") in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_dash_p_no_with_an_unknown_name_fails_for_every_command():
+    for command in (["plugins"], ["run", "--help"]):
+        result = invoke(["-p", "no:nothing-like-it", *command])
+        assert result.exit_code == 2 and "unknown plugin 'nothing-like-it'" in result.output

@@ -10,6 +10,7 @@ from threadpoolctl import threadpool_info
 
 from trainkit.plugins.losses import CrossEntropy
 from trainkit.plugins.models import MLP
+from trainkit.plugins.optimizers import Adam
 from trainkit.threads import calibrate, training_step_probe
 
 
@@ -32,8 +33,15 @@ def test_all_cores_are_kept_unless_one_thread_is_clearly_faster():
     assert calibrate(step, [1, 2]) == 2
 
 
-def test_the_probe_touches_no_weight():
+def test_the_probe_touches_no_weight_and_no_optimizer_state():
     model = MLP().build(784, 10, np.random.default_rng(0))
-    before = model.params.copy()
-    training_step_probe(model, CrossEntropy(), 16, 784)()
+    optimizer = Adam()
+    optimizer.bind(model.params, model.grads)
+    before, state = model.params.copy(), optimizer.state_dict()
+    probe = training_step_probe(model, CrossEntropy(), 16, 784, optimizer)
+    for _ in range(3):
+        probe()
     np.testing.assert_array_equal(model.params, before)
+    after = optimizer.state_dict()
+    assert after["iterations"] == state["iterations"] == 0
+    np.testing.assert_array_equal(after["m"], state["m"])

@@ -3,10 +3,12 @@
 On a small machine the right count depends on what else is running. With idle cores, all of them
 are fastest; once another CPU-bound process competes (or the hypervisor steals time), OpenBLAS
 threads spin waiting for each other and run several times slower than one thread. So when a run
-starts, trainkit times a few real training steps (forward and backward on a zero batch of the
-run's shape, which touches no weight, no optimizer state and no random generator) with one thread
-and with every core, alternating, and keeps every core unless one thread is more than 10% faster.
-That takes a few tens of milliseconds.
+starts, trainkit times real training steps (forward, backward and an optimizer update on scratch
+copies, on a zero batch of the run's shape: no weight, optimizer state or random generator of the
+run changes) with one thread
+and with every core, in windows of about 25 ms (one thread first, after a short rest, so that
+spinning BLAS workers cannot slow it), and keeps every core unless one thread is more than 10%
+faster. That takes about a third of a second.
 ``--threads N`` (or ``TRAINKIT_THREADS``) overrides the pick.
 
 The count is fixed for the whole run and recorded in its checkpoints: BLAS results differ in the
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -31,9 +32,15 @@ def available_cores() -> int:
 
 
 def calibrate(step: Callable[[], object], candidates: Sequence[int] | None = None, *,
-              rounds: int = 3, steps: int = 6, tolerance: float = 0.10) -> int:
+              rounds: int = 3, window: float = 0.025, tolerance: float = 0.10,
+              settle: float = 0.15) -> int:
     """The thread count among ``candidates`` (default: 1 and every core) that runs ``step``
-    fastest, timed in alternating rounds so that a change in load hits every candidate alike.
+    fastest. Each candidate is timed over ``rounds`` windows of about ``window`` seconds and
+    keeps its best: noise can only slow a window down, never speed it up.
+
+    Fewer threads are timed first, after ``settle`` seconds of rest: BLAS worker threads spin
+    for a while after their last job, and on a loaded machine those spinning workers would make
+    one thread look as slow as two.
 
     The largest count is kept unless a smaller one is more than ``tolerance`` faster: the pick is
     then always within ``tolerance`` of the best, and stable from run to run on an idle machine
@@ -45,32 +52,47 @@ def calibrate(step: Callable[[], object], candidates: Sequence[int] | None = Non
     if len(candidates) == 1:
         return candidates[0]
     timings: dict[int, list[float]] = {c: [] for c in candidates}
-    for _ in range(rounds):
-        for count in candidates:
-            with threadpool_limits(limits=count, user_api="blas"):
-                step()  # wake the thread pool up
-                start = time.perf_counter()
-                for _ in range(steps):
+    for count in candidates:  # fewest threads first: idle BLAS workers cannot disturb them
+        with threadpool_limits(limits=count, user_api="blas"):
+            if count == candidates[0]:
+                time.sleep(settle)  # workers of earlier BLAS calls spin for a while: let them stop
+            step()  # wake the thread pool up
+            for _ in range(rounds):  # seconds per step, over a window of at least `window`
+                steps, start = 0, time.perf_counter()
+                while (elapsed := time.perf_counter() - start) < window or steps < 3:
                     step()
-                timings[count].append(time.perf_counter() - start)
-    median = {c: statistics.median(timings[c]) for c in candidates}
-    fastest = min(candidates, key=lambda c: (median[c], -c))
+                    steps += 1
+                timings[count].append(elapsed / steps)
+    best = {c: min(timings[c]) for c in candidates}
+    fastest = min(candidates, key=lambda c: (best[c], -c))
     largest = candidates[-1]
-    return largest if median[largest] <= median[fastest] * (1 + tolerance) else fastest
+    return largest if best[largest] <= best[fastest] * (1 + tolerance) else fastest
 
 
-def training_step_probe(model, loss, batch_size: int, input_size: int) -> Callable[[], object]:
-    """A forward and backward pass on a zero batch: the shape of the real work, no side effects
-    on anything that training keeps (weights, optimizer state, random generators)."""
+def training_step_probe(model, loss, batch_size: int, input_size: int,
+                        optimizer=None) -> Callable[[], object]:
+    """One training step on a zero batch: forward, backward and (on scratch copies of the
+    parameters and its state) the optimizer's update. It has the shape of the real work, the
+    single-threaded element-wise phases included (that is where spinning BLAS threads hurt a
+    loaded machine), and leaves nothing that training keeps changed: not the weights, not the
+    optimizer state, not any random generator."""
+    import copy
+
     import numpy as np
 
     x = np.zeros((batch_size, input_size), dtype=np.float32)
     y = np.zeros(batch_size, dtype=np.intp)
+    scratch = None
+    if optimizer is not None:
+        scratch = copy.deepcopy(optimizer)
+        scratch.bind(model.params.copy(), model.grads)
 
     def step():
         outputs = model.forward(x)
         loss.forward(outputs, y)
-        return model.backward(loss.backward())
+        model.backward(loss.backward())
+        if scratch is not None:
+            scratch.step()
 
     return step
 

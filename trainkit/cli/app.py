@@ -48,6 +48,7 @@ class AppState:
                             f"-p {module}: cannot import plugin module: {type(e).__name__}: {e}"
                         ) from None
                 registry = Registry.collect(pm, strict=strict)
+                check_blocked(blocked, registry)
                 add_plugin_commands(pm, group, strict)
             except (PluginError, TrainkitError) as e:
                 if verbose:
@@ -82,6 +83,17 @@ def prescan(args: Sequence[str]) -> tuple[list[str], list[str], bool, bool]:
         if value is not None:
             (blocked if value.startswith("no:") else modules).append(value.removeprefix("no:"))
     return modules, blocked, strict, verbose
+
+
+def check_blocked(blocked: Sequence[str], registry) -> None:
+    """``-p no:NAME`` must name a plugin module from the entry points or a run plugin."""
+    from importlib.metadata import entry_points
+
+    known = {ep.name for ep in entry_points(group="trainkit")} | set(registry.names("plugin"))
+    for name in blocked:
+        if name not in known:
+            raise click.UsageError(f"-p no:{name}: unknown plugin {name!r}; known: "
+                                   f"{', '.join(sorted(known))}")
 
 
 def add_plugin_commands(pm, group: click.Group, strict: bool) -> None:

@@ -150,17 +150,12 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
         elif name in plugin_params:
             plugin, option = plugin_params[name]
             cli_layer.setdefault(plugin, {})[option] = value
-    run_plugins = set(app.registry.names("plugin"))
-    for name in app.blocked:
-        if name in run_plugins:
+    for name in app.blocked:  # -p no:NAME also turns a run plugin of that name off
+        if name in app.registry.components["plugin"]:
             cli_layer.setdefault("no_plugin", []).append(name)
-        elif name not in app.pm.infos and not app.pm.has_plugin(name) and not is_entry_point(name):
-            raise click.BadParameter(f"unknown plugin {name!r}; known: "
-                                     f"{', '.join(sorted(set(app.pm.infos) | run_plugins))}",
-                                     param_hint="'-p no:NAME'")
     with cli_errors(app.verbose):
         layers = []
-        resume_from = None
+        resume_from = manifest = None
         if kwargs.get("resume"):
             from trainkit.checkpoint_io import load_checkpoint
 
@@ -188,14 +183,14 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
 
             restore(trainer, manifest, arrays, source=str(resume_from))
         if not trainer.is_main_process:  # other data-parallel ranks write nothing
-            train(ctx, run, kwargs, resume_from, manifest if resume_from else None)
+            train(ctx, run, kwargs, resume_from, manifest)
             return
         prepare_run_dir(run.run_dir)
         with RunLock(run.run_dir) as lock:
             if lock.stale_owner:
                 click.echo(f"trainkit: took over the lock of process {lock.stale_owner.get('pid')}, "
                            f"which is no longer running", err=True)
-            train(ctx, run, kwargs, resume_from, manifest if resume_from else None)
+            train(ctx, run, kwargs, resume_from, manifest)
 
 
 def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest) -> None:
@@ -215,7 +210,8 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest) 
         threads_wanted = min(preferred)
     if threads_wanted is None:
         threads_wanted = calibrate(training_step_probe(
-            trainer.model, trainer.loss, run.config["batch_size"], run.splits.input_size))
+            trainer.model, trainer.loss, run.config["batch_size"], run.splits.input_size,
+            trainer.optimizer))
     status = "failed"
     if main:
         write_status(run, "running")
@@ -251,12 +247,6 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest) 
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def is_entry_point(name: str) -> bool:
-    from importlib.metadata import entry_points
-
-    return any(ep.name == name for ep in entry_points(group="trainkit"))
 
 
 RESUMABLE = ("last.npz", "emergency.npz")
