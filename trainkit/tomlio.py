@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from trainkit.errors import ConfigError
 def read_toml(path: Path) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
+    else:  # Python 3.10
         import tomli as tomllib
     try:
         with open(path, "rb") as f:
@@ -25,20 +26,22 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read config file ({e.strerror})", "config") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}", "config") from None
-    return {
-        key: {k.replace("-", "_"): v for k, v in value.items()}
-        if isinstance(value, dict) else value
-        for key, value in ((k if isinstance(v, dict) else k.replace("-", "_"), v)
-                           for k, v in data.items())
-    }
+    config: dict[str, Any] = {}
+    for key, value in data.items():  # batch-size and batch_size both work
+        if isinstance(value, dict):  # a plugin's table keeps the plugin's name
+            config[key] = {k.replace("-", "_"): v for k, v in value.items()}
+        else:
+            config[key.replace("-", "_")] = value
+    return config
 
 
 def _value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, (int, float)):
-        return repr(value) if value == value and abs(value) != float("inf") else \
-            ("nan" if value != value else ("inf" if value > 0 else "-inf"))
+        return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
