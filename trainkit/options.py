@@ -39,6 +39,11 @@ class OptionSpec:
     def is_flag(self) -> bool:
         return self.type is bool
 
+    def resolve(self, values: dict[str, Any]) -> Any:
+        """This option's value in ``values`` (converted), or its default when unset."""
+        value = values.get(self.name)
+        return self.default if value is None else self.convert(value)
+
     def convert(self, value: Any, where: str = "") -> Any:
         """Coerce ``value`` (from a config file, the environment or Python) to this option's type."""
         if value is None and (self.optional or self.default is None):

@@ -186,13 +186,11 @@ def effective_config(run: Run) -> dict[str, Any]:
     selected += [registry.get("metric", name) for name in run.config["metric"]]
     for component in selected:
         for spec in component.options:
-            value = run.config.get(spec.name)
-            config[spec.name] = spec.default if value is None else spec.convert(value)
+            config[spec.name] = spec.resolve(run.config)
     for name in run.plugins:
-        component = registry.get("plugin", name)
         table = run.config.get(name) or {}
-        config[name] = {spec.name: spec.convert(table[spec.name]) if table.get(spec.name)
-                        is not None else spec.default for spec in component.options}
+        config[name] = {spec.name: spec.resolve(table)
+                        for spec in registry.get("plugin", name).options}
     return to_plain(config)
 
 
