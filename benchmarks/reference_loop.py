@@ -34,7 +34,7 @@ def train_reference(images: np.ndarray, labels: np.ndarray, *, epochs: int = 1, 
     gw1, gb1, gw2, gb2 = gviews
     w1[...] = rng.uniform(-1, 1, w1.shape) * math.sqrt(6 / (features + hidden))
     w2[...] = rng.uniform(-1, 1, w2.shape) * math.sqrt(6 / (hidden + classes))
-    m, v, s = np.zeros_like(params), np.zeros_like(params), np.empty_like(params)
+    m_sum, v_sum, s = np.zeros_like(params), np.zeros_like(params), np.empty_like(params)
     b1_, b2_, eps = 0.9, 0.999, 1e-8
 
     buffers = {}
@@ -83,18 +83,16 @@ def train_reference(images: np.ndarray, labels: np.ndarray, *, epochs: int = 1, 
             np.matmul(x.T, dh, out=gw1)
             np.sum(dh, axis=0, out=gb1)
             t += 1
-            m *= b1_
-            np.multiply(grads, 1 - b1_, out=s)
-            m += s
-            v *= b2_
+            m_sum *= b1_  # the moments without their (1 - beta) factors, folded into k below
+            m_sum += grads
+            v_sum *= b2_
             np.multiply(grads, grads, out=s)
-            s *= 1 - b2_
-            v += s
-            root_correction = math.sqrt(1 - b2_**t)
-            np.sqrt(v, out=s)
-            s += eps * root_correction
-            np.divide(m, s, out=s)
-            s *= lr * root_correction / (1 - b1_**t)
+            v_sum += s
+            k = math.sqrt((1 - b2_) / (1 - b2_**t))
+            np.sqrt(v_sum, out=s)
+            s += eps / k
+            np.divide(m_sum, s, out=s)
+            s *= lr * (1 - b1_) / ((1 - b1_**t) * k)
             params -= s
         losses.append(loss_sum / n)
     return losses

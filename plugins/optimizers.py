@@ -61,9 +61,12 @@ class Adam(Optimizer):
     """Adam with bias correction (Kingma & Ba, 2015).
 
     ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
-    ``p -= lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps)``, computed with both corrections
-    folded into scalars (``lr_t = lr sqrt(1-b2^t) / (1-b1^t)``, ``eps_t = eps sqrt(1-b2^t)``),
-    which is the same value with one array pass less.
+    ``p -= lr / (1-b1^t) * m / (sqrt(v / (1-b2^t)) + eps)``.
+
+    The state holds the moments without their ``(1-b)`` factors, ``m_sum = m / (1-b1)`` and
+    ``v_sum = v / (1-b2)`` (so ``m_sum = b1 m_sum + g``), and those factors and both bias
+    corrections are folded into two scalars. The update is the same value in ten array passes
+    instead of twelve.
 
     Args:
         lr: learning rate.
@@ -72,7 +75,7 @@ class Adam(Optimizer):
         eps: added to the denominator for stability.
     """
 
-    state_names = ("m", "v")
+    state_names = ("m_sum", "v_sum")
 
     def __init__(
         self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
@@ -85,19 +88,18 @@ class Adam(Optimizer):
 
     def update(self, t: int) -> None:
         b1, b2 = self.beta1, self.beta2
-        m, v, g, s = self.m, self.v, self.grads, self._scratch
-        m *= b1
-        np.multiply(g, 1.0 - b1, out=s)
-        m += s
-        v *= b2
+        m_sum, v_sum, g, s = self.m_sum, self.v_sum, self.grads, self._scratch
+        m_sum *= b1
+        m_sum += g
+        v_sum *= b2
         np.multiply(g, g, out=s)
-        s *= 1.0 - b2
-        v += s
-        root_correction = math.sqrt(1.0 - b2**t)
-        np.sqrt(v, out=s)
-        s += self.eps * root_correction
-        np.divide(m, s, out=s)
-        s *= self.lr * root_correction / (1.0 - b1**t)
+        v_sum += s
+        # sqrt(v_hat) + eps = k (sqrt(v_sum) + eps / k), with v_hat = v_sum (1-b2) / (1-b2^t)
+        k = math.sqrt((1.0 - b2) / (1.0 - b2**t))
+        np.sqrt(v_sum, out=s)
+        s += self.eps / k
+        np.divide(m_sum, s, out=s)
+        s *= self.lr * (1.0 - b1) / ((1.0 - b1**t) * k)
         self.params -= s
 
 
