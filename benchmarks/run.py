@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import importlib.util
 import io
+import json
 import os
 import resource
 import statistics
@@ -33,7 +34,7 @@ from trainkit.plugins.losses import CrossEntropy
 from trainkit.plugins.metrics import Accuracy
 from trainkit.plugins.models import MLP
 from trainkit.plugins.optimizers import Adam
-from trainkit.threads import available_cores, calibrate, training_step_probe
+from trainkit.threads import available_cores, blas_kernels, calibrate, training_step_probe
 
 
 def _load_reference_loop():
@@ -205,10 +206,48 @@ def peak_rss_mib_of_full_run(data_dir: str) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, "getrusage"
 
 
+def best_times(images, labels, epochs: int, threads: list[int]) -> dict[str, float]:
+    """Best-thread-count epoch seconds of the floor, trainkit and (when importable) PyTorch."""
+    times = {
+        "floor": min(reference_epoch_seconds(images, labels, threads=t, epochs=epochs) for t in threads),
+        "trainkit": min(trainkit_epoch_seconds(images, labels, threads=t, epochs=epochs) for t in threads),
+    }
+    if importlib.util.find_spec("torch") is not None:
+        times["torch"] = min(torch_epoch_seconds(images, labels, threads=t, epochs=epochs) for t in threads)
+    return times
+
+
+def without_forced_kernels(epochs: int) -> None:
+    """When OPENBLAS_CORETYPE holds OpenBLAS to a kernel set, measure again in a child process
+    without it, so the table shows what OpenBLAS's own pick for this CPU would give."""
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    if not forced:
+        return
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    done = subprocess.run([sys.executable, __file__, "--child-best-times", str(epochs)], env=env,
+                          capture_output=True, text=True, check=True)
+    child = json.loads(done.stdout.splitlines()[-1])
+    print(f"\nOPENBLAS_CORETYPE={forced} is set. In a child process without it ({child['kernels']}):")
+    times = child["times"]
+    row("reference loop, best threads: s/epoch", f"{times['floor']:.3f}")
+    row("trainkit + default plugins, best threads: s/epoch", f"{times['trainkit']:.3f}")
+    row("  ratio trainkit / floor", f"{times['trainkit'] / times['floor']:.3f}", "target <= 1.10")
+    if "torch" in times:
+        row("PyTorch CPU, best threads: s/epoch", f"{times['torch']:.3f}")
+        row("  ratio trainkit / PyTorch", f"{times['trainkit'] / times['torch']:.3f}", "target <= 0.40")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--child-best-times", type=int, metavar="EPOCHS", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child_best_times:
+        splits = MNIST().load()
+        times = best_times(splits.train_images, splits.train_labels, args.child_best_times,
+                           sorted({1, available_cores()}))
+        print(json.dumps({"kernels": blas_kernels(), "times": times}))
+        return
     epochs = 2 if args.quick else 4
     data_dir = MNIST().data_dir
     memory = peak_rss_mib_of_full_run(str(data_dir)) if data_dir else None
@@ -218,7 +257,7 @@ def main() -> None:
     cores = available_cores()
     all_threads = sorted({1, cores})
     print(f"trainkit benchmarks: MLP 784-100-10 sigmoid, Adam, batch 64, MNIST ({n:,} samples); "
-          f"{cores} cores; median of {epochs} epochs after a warm-up")
+          f"{cores} cores; median of {epochs} epochs after a warm-up; BLAS: {blas_kernels()}")
 
     print("\nAgainst the numpy floor (benchmarks/reference_loop.py), same thread count:")
     for threads in all_threads:
@@ -245,6 +284,7 @@ def main() -> None:
                         for t in all_threads)
         row("PyTorch CPU, best threads: s/epoch", f"{torch_best:.3f}", f"torch {torch.__version__}")
         row("  ratio trainkit / PyTorch", f"{mine_best / torch_best:.3f}", "target <= 0.40")
+    without_forced_kernels(epochs)
 
     print("\nBLAS threads: trainkit's pick against the best fixed count (1 or all cores):")
     for label, context in (("idle", contextlib.nullcontext()), ("one competing process",

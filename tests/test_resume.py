@@ -126,3 +126,17 @@ def test_resume_of_a_folder_without_checkpoints(tmp_path):
     (tmp_path / "empty").mkdir()
     result = invoke(["run", "--resume", str(tmp_path / "empty")])
     assert result.exit_code == 1 and "holds no last.npz or emergency.npz" in result.output
+
+
+def test_a_resume_on_other_blas_kernels_says_the_last_bits_can_differ(synthetic_dir, tmp_path,
+                                                                      monkeypatch):
+    out = tmp_path / "run"
+    assert train(synthetic_dir, out, 1).exit_code == 0
+    recorded = load_checkpoint(out / "last.npz")[0]["blas_kernels"]
+    assert recorded and "openblas" in recorded.lower()
+    same = invoke(["run", "--resume", str(out), "--epochs", "2", "--data-dir", str(synthetic_dir)])
+    assert "last bits" not in same.output
+    monkeypatch.setattr("trainkit.threads.blas_kernels", lambda: "otherblas 1.0 Z80")
+    other = invoke(["run", "--resume", str(out), "--epochs", "3", "--data-dir", str(synthetic_dir)])
+    assert other.exit_code == 0
+    assert f"written with BLAS {recorded}, this run uses otherblas 1.0 Z80" in other.output

@@ -258,6 +258,7 @@ def write_status(run: Run, status: str) -> None:
         "epochs": run.config["epochs"],
         "stop_message": trainer.stop_message,
         "blas_threads": trainer.blas_threads,
+        "blas_kernels": trainer.blas_kernels,
         "updated": _dt.datetime.now().isoformat(timespec="seconds"),
         "config": trainer.config,
     }

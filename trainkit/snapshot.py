@@ -44,6 +44,7 @@ def capture(trainer) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "state": trainer.state.to_json(),
         "data_rng_state": copy.deepcopy(loader.rng.bit_generator.state) if loader else None,
         "blas_threads": trainer.blas_threads,
+        "blas_kernels": trainer.blas_kernels,
         "optimizer": optimizer_scalars,
         "history": trainer.history.rows,
         "plugins": plugin_state,

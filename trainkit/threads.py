@@ -14,6 +14,8 @@ faster. That takes about a third of a second.
 The count is fixed for the whole run and recorded in its checkpoints: BLAS results differ in the
 last bits between thread counts, so changing it mid-run (or on resume) would break bit-exact
 reproducibility. Pin it with ``--threads`` to compare runs bit for bit across machines or loads.
+The BLAS kernels (OpenBLAS picks them for the CPU, or ``OPENBLAS_CORETYPE`` forces them) change
+the last bits too: they are recorded beside the count, and a resume on other kernels says so.
 """
 
 from __future__ import annotations
@@ -104,3 +106,14 @@ def blas_threads(count: int) -> Iterator[int]:
 
     with threadpool_limits(limits=count, user_api="blas"):
         yield count
+
+
+def blas_kernels() -> str | None:
+    """The BLAS numpy calls and the CPU kernels it chose, e.g. ``"openblas 0.3.31 Haswell"``."""
+    from threadpoolctl import threadpool_info
+
+    for info in threadpool_info():
+        if info.get("user_api") == "blas":
+            parts = (info.get("internal_api"), info.get("version"), info.get("architecture"))
+            return " ".join(str(part) for part in parts if part)
+    return None

@@ -180,9 +180,11 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.config = config or {}
         self.is_main_process = is_main_process
-        #: BLAS threads of this run, recorded in checkpoints: results are bit-identical only for
-        #: the same count, so a resume without --threads uses the recorded one.
+        #: BLAS threads and kernels of this run, recorded in checkpoints: results are bit-identical
+        #: only for the same count and kernels, so a resume without --threads uses the recorded
+        #: count (and says so when the kernels differ).
         self.blas_threads: int | None = None
+        self.blas_kernels: str | None = None
         #: The current batch's logs and sample count, for ``on_before_optimizer_step``.
         self.batch_logs: dict[str, float] = {}
         self.batch_samples = 0

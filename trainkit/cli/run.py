@@ -196,7 +196,7 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
 def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest) -> None:
     """Pick the BLAS threads, fit, and keep run.json's status true at every moment."""
     from trainkit.run import write_status
-    from trainkit.threads import blas_threads, calibrate, training_step_probe
+    from trainkit.threads import blas_kernels, blas_threads, calibrate, training_step_probe
 
     trainer = run.trainer
     main = trainer.is_main_process
@@ -217,7 +217,12 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest) 
         write_status(run, "running")
     try:
         with blas_threads(threads_wanted) as threads:
-            trainer.blas_threads = threads
+            trainer.blas_threads, trainer.blas_kernels = threads, blas_kernels()
+            recorded = manifest.get("blas_kernels") if manifest is not None else None
+            if recorded and recorded != trainer.blas_kernels:
+                say(f"trainkit: note: {resume_from} was written with BLAS {recorded}, this run uses "
+                    f"{trainer.blas_kernels}: it can differ in the last bits from a run that was "
+                    "never interrupted", err=True)
             what = "resuming" if resume_from else "training"
             say(
                 f"trainkit: {what} {run.config['model']} ({trainer.model.describe()}) on "
