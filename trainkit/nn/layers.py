@@ -52,7 +52,7 @@ class Linear(Module):
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
         np.matmul(self._x.T, grad_output, out=self.weight.grad)
-        np.sum(grad_output, axis=0, out=self.bias.grad)
+        np.add.reduce(grad_output, axis=0, out=self.bias.grad)
         if not self.input_grad:
             return None
         grad_input = self.buffer("grad_input", self._x.shape, grad_output.dtype)
