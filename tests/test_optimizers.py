@@ -115,3 +115,26 @@ def test_state_dict_round_trip_continues_identically():
     a.step()
     b.step()
     np.testing.assert_array_equal(pa, pb)
+
+
+def test_a_state_without_the_optimizers_buffers_is_refused_by_name():
+    # e.g. a checkpoint whose Adam state still holds the scaled moments m and v
+    opt = Adam()
+    bound(opt)
+    state = {"iterations": 3, "lr": 1e-3, "m": np.zeros(3, np.float32), "v": np.zeros(3, np.float32)}
+    with pytest.raises(ValueError, match="Adam needs optimizer state m_sum, v_sum, the checkpoint "
+                                         "holds m, v"):
+        opt.load_state_dict(state)
+    assert opt.iterations == 0
+
+
+def test_state_dict_round_trip_restores_the_updates_exactly():
+    a, b = Adam(lr=0.01), Adam(lr=0.01)
+    params_a, _ = bound(a)
+    a.step()
+    params_b, _ = bound(b)
+    params_b[...] = params_a
+    b.load_state_dict(a.state_dict())
+    a.step()
+    b.step()
+    np.testing.assert_array_equal(params_a, params_b)

@@ -60,6 +60,13 @@ class Optimizer:
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        missing = [name for name in self.state_names if name not in state]
+        if missing:
+            found = sorted(k for k, v in state.items() if isinstance(v, np.ndarray)) or ["none"]
+            raise ValueError(
+                f"{type(self).__name__} needs optimizer state {', '.join(missing)}, the checkpoint "
+                f"holds {', '.join(found)} (made with another optimizer, or an older trainkit)"
+            )
         self.iterations = int(state["iterations"])
         self.lr = float(state["lr"])
         for name in self.state_names:
