@@ -26,7 +26,7 @@ def check_range(name: str, value: float, low: float, high: float | None = None, 
 class Optimizer:
     """Base class: subclasses set ``state_names`` and implement ``update(t)``.
 
-    ``state_names`` lists per-parameter buffers (``("m", "v")`` for Adam); ``bind`` allocates them as
+    ``state_names`` lists per-parameter buffers (``("m_sum", "v_sum")`` for Adam); ``bind`` allocates them as
     zeros and ``state_dict`` saves them with the step count and learning rate.
     """
 
