@@ -207,3 +207,38 @@ def test_no_float64_appears_in_a_training_step(activation):
     assert trainer.model.params.dtype == np.float32 and trainer.model.grads.dtype == np.float32
     for name in trainer.optimizer.state_names:
         assert getattr(trainer.optimizer, name).dtype == np.float32
+
+
+class SampleRecorder:
+    """Records which samples each training batch holds (every image here is its own index)."""
+
+    def __init__(self):
+        self.seen: list[int] = []
+        self.steps: list[int] = []
+
+    @hookimpl
+    def on_batch_start(self, step, batch):
+        x, _ = batch
+        self.seen += np.rint(x[:, 0] * 255).astype(int).tolist()
+        self.steps.append(step)
+
+
+@pytest.mark.parametrize("done,batch", [(48, 8), (40, 16), (96, 16)])
+def test_a_resumed_epoch_continues_at_the_first_sample_not_trained_on(done, batch):
+    # A checkpoint taken mid-epoch by a run whose global batches had another size (another number
+    # of data-parallel processes): `done` samples of the epoch's order were trained on. The resumed
+    # epoch trains on exactly the others, whether or not `done` is a multiple of the new batch.
+    n = 100
+    images = np.repeat(np.arange(n, dtype=np.uint8)[:, None], 784, axis=1)
+    labels = np.arange(n) % 10
+    loader = DataLoader(images, labels, batch, shuffle=True, rng=np.random.default_rng(5))
+    order = np.random.default_rng(5).permutation(n)
+    recorder = SampleRecorder()
+    trainer = make_trainer([recorder])
+    trainer.state.epoch_rng_state = loader.epoch_rng_state
+    trainer.state.step_in_epoch = 3  # in the old run's batches: not this run's
+    trainer.state.sums = [float(done), 0.0, 0.0, 0.0]
+    trainer.fit(loader, None, epochs=1)
+    assert recorder.seen == order[done:].tolist()
+    assert recorder.steps[-1] == len(loader) - 1  # the epoch ends on its last step
+    assert trainer.history.rows[0]["loss"] > 0

@@ -309,17 +309,25 @@ class Trainer:
         state, loader = self.state, self.train_loader
         if state.step_in_epoch and state.epoch_rng_state is not None:
             order = loader.resume_epoch(state.epoch_rng_state)  # continue a resumed epoch
-            start, sums = state.step_in_epoch, state.sums
+            sums = state.sums
+            # Continue at the first sample not trained on (sums[0] counts them, globally under
+            # data parallelism), so that a resume with another number of processes, whose global
+            # batches are another size, neither skips nor repeats a sample.
+            first_sample = (int(sums[0]) if sums else
+                            state.step_in_epoch * loader.batch_size * loader.world)
+            start = len(loader) - loader.batches_left(first_sample)
+            state.step_in_epoch = start
         else:
             order = loader.new_epoch()
-            start, sums = 0, [0.0] * (2 + len(self.metrics))
+            first_sample, start, sums = 0, 0, [0.0] * (2 + len(self.metrics))
             state.step_in_epoch, state.sums = 0, sums
         state.epoch_rng_state = loader.epoch_rng_state
         started = time.perf_counter()
         self.call_hook("on_epoch_start", epoch=epoch)
         if start < len(loader):
             try:
-                completed = self._train_batches(loader.batches(order, start), start, sums)
+                completed = self._train_batches(loader.batches(order, first_sample=first_sample),
+                                                 start, sums)
             finally:
                 self.loop_seconds += time.perf_counter() - started
             if not completed:

@@ -79,8 +79,12 @@ class DataLoader:
 
     def __len__(self) -> int:
         """Batches per epoch (global batches, when sharded)."""
+        return self.batches_left(0)
+
+    def batches_left(self, first_sample: int) -> int:
+        """Batches (global, when sharded) an epoch still has from sample ``first_sample`` on."""
         size = self.batch_size * self.world
-        full, rest = divmod(len(self.labels), size)
+        full, rest = divmod(max(len(self.labels) - first_sample, 0), size)
         return full + (1 if rest >= self.world and not self.drop_last else 0)
 
     def new_epoch(self) -> np.ndarray:
@@ -95,11 +99,16 @@ class DataLoader:
         self.rng.bit_generator.state = copy.deepcopy(epoch_rng_state)
         return self.new_epoch()
 
-    def batches(self, order: np.ndarray, start: int = 0) -> Iterator[Batch]:
-        """Yield the batches of ``order`` from batch index ``start`` on."""
+    def batches(self, order: np.ndarray, start: int = 0, *,
+                first_sample: int | None = None) -> Iterator[Batch]:
+        """Yield the batches of ``order`` from batch index ``start`` on, or from sample
+        ``first_sample`` on: a resume after the number of processes changed mid-epoch, where the
+        old global batches no longer line up with the new ones."""
         size = self.batch_size * self.world
-        for i in range(start, len(self)):
-            index = order[i * size : (i + 1) * size]
+        offset = start * size if first_sample is None else first_sample
+        for _ in range(self.batches_left(offset)):
+            index = order[offset : offset + size]
+            offset += size
             self.global_batch_size = len(index)
             if self.world > 1:
                 if len(index) == size:
