@@ -37,6 +37,29 @@ RANK_DUMP = textwrap.dedent("""
     def on_fit_end(trainer):
         rank = os.environ.get("PMI_RANK", "0")
         np.save(Path(os.environ["RANK_DIR"]) / f"weights-{rank}.npy", trainer.model.params)
+
+    @hookimpl
+    def on_epoch_start(trainer):
+        trainer.samples_so_far = trainer.state.sums[0] if trainer.state.sums else 0
+
+    @hookimpl
+    def on_batch_end(trainer):
+        trainer.samples_so_far = trainer.state.sums[0]  # the epoch's samples, global under ddp
+
+    @hookimpl
+    def on_epoch_end(trainer, epoch):
+        rank = os.environ.get("PMI_RANK", "0")
+        with open(Path(os.environ["RANK_DIR"]) / f"samples-{rank}", "a") as f:
+            f.write(f"{epoch} {trainer.samples_so_far:.0f}\\n")
+""")
+
+STOP_AT_STEP_37 = textwrap.dedent("""
+    from trainkit import hookimpl
+
+    @hookimpl
+    def on_batch_end(trainer):
+        if trainer.state.global_step == 37:
+            trainer.request_interrupt()  # as if Ctrl+C: an emergency checkpoint mid-epoch
 """)
 
 
@@ -45,6 +68,7 @@ def rank_dir(tmp_path, monkeypatch):
     mods = tmp_path / "mods"
     mods.mkdir()
     (mods / "rank_dump.py").write_text(RANK_DUMP)
+    (mods / "stop_at_step_37.py").write_text(STOP_AT_STEP_37)
     ranks = tmp_path / "ranks"
     ranks.mkdir()
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(mods),
@@ -121,6 +145,22 @@ def test_resuming_with_a_different_number_of_ranks_continues(synthetic_dir, rank
     assert rest.returncode == 0, rest.stderr
     history = load_checkpoint(tmp_path / "run" / "last.npz")[0]["history"]
     assert len(history) == 3 and history[-1]["loss"] < history[0]["loss"]
+
+
+def test_a_mid_epoch_checkpoint_resumed_on_more_ranks_trains_every_remaining_sample_once(
+        synthetic_dir, rank_dir, tmp_path):
+    # 1 process of batch 8 stops after 37 steps (296 samples): not a whole number of the 2-rank
+    # job's global batches of 16, so the resume must start at a sample, not at a batch index.
+    out = tmp_path / "run"
+    first = trainkit_run(0, "--data-dir", str(synthetic_dir), "--batch-size", "8", "--epochs", "2",
+                         "--threads", "1", "--plugin", "checkpoint", "-p", "stop_at_step_37",
+                         "--out", str(out))
+    assert first.returncode != 0 and "emergency checkpoint written" in first.stderr, first.stderr
+    assert load_checkpoint(out / "emergency.npz")[0]["state"]["step_in_epoch"] == 37
+    (rank_dir / "samples-0").unlink(missing_ok=True)
+    rest = trainkit_run(2, "--resume", str(out), "--data-dir", str(synthetic_dir))
+    assert rest.returncode == 0, rest.stderr
+    assert (rank_dir / "samples-0").read_text().split("\n")[:2] == ["1 512", "2 512"]
 
 
 @contextlib.contextmanager
