@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import io
 import json
@@ -263,13 +264,20 @@ def main() -> None:
     rounds = 2 if args.quick else 3
     for threads in all_threads:
         # Alternate the three a few times and take the median of each ratio: the machine drifts
-        # by more than the few percent measured here between one minute and the next.
-        floors, mines, bares = [], [], []
-        for _ in range(rounds):
-            floors.append(reference_epoch_seconds(images, labels, threads=threads, epochs=epochs))
-            mines.append(trainkit_epoch_seconds(images, labels, threads=threads, epochs=epochs))
-            bares.append(trainkit_epoch_seconds(images, labels, threads=threads, epochs=epochs,
-                                                plugins=False))
+        # by more than the few percent measured here between one minute and the next. The order
+        # rotates each round, so that no side always runs first or last.
+        common = {"threads": threads, "epochs": epochs}
+        measure = {
+            "floor": functools.partial(reference_epoch_seconds, images, labels, **common),
+            "mine": functools.partial(trainkit_epoch_seconds, images, labels, **common),
+            "bare": functools.partial(trainkit_epoch_seconds, images, labels, plugins=False, **common),
+        }
+        times: dict[str, list[float]] = {name: [] for name in measure}
+        for r in range(rounds):
+            names = list(measure)
+            for name in names[r % 3:] + names[:r % 3]:
+                times[name].append(measure[name]())
+        floors, mines, bares = times["floor"], times["mine"], times["bare"]
         floor, mine, bare = (statistics.median(times) for times in (floors, mines, bares))
         vs_floor = statistics.median(m / f for m, f in zip(mines, floors))
         vs_bare = statistics.median(m / b for m, b in zip(mines, bares))
