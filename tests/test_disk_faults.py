@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -76,7 +77,7 @@ def test_a_read_only_folder(synthetic_dir, tmp_path, monkeypatch):
             if state["saves"] == 1:
                 return real_save(path, arrays, manifest)
             with monkeypatch.context() as patch:  # only this save meets a read-only folder
-                patch.setattr(checkpoint_io.tempfile, "mkstemp", read_only)
+                patch.setattr(tempfile, "mkstemp", read_only)
                 return real_save(path, arrays, manifest)
 
         def read_only(*args, **kwargs):

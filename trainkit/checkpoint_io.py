@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from trainkit.atomic import current_umask, fsync_dir
+from trainkit.atomic import atomic_file
 from trainkit.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -55,23 +53,11 @@ def save_checkpoint(path: str | Path, arrays: dict[str, np.ndarray], manifest: d
     full_manifest = {"format_version": FORMAT_VERSION, "trainkit_version": __version__,
                      **manifest, "arrays": entries}
     manifest_bytes = json.dumps(full_manifest, indent=1, allow_nan=True).encode()
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual file mode
-        with os.fdopen(fd, "wb") as raw:
-            with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as zf:
-                zf.writestr(MANIFEST, manifest_bytes)
-                for name, array in arrays.items():
-                    with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, np.ascontiguousarray(array),
-                                                  allow_pickle=False)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    with atomic_file(path) as raw, zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr(MANIFEST, manifest_bytes)
+        for name, array in arrays.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
     return path
 
 

@@ -11,12 +11,12 @@ import hashlib
 import http.client
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from trainkit.atomic import atomic_file
 from trainkit.errors import DataError
 
 CHUNK = 1 << 16
@@ -74,38 +74,30 @@ class _MirrorFailed(Exception):
 def _download(url: str, target: Path, sha256: str, timeout: float, progress: bool | None) -> None:
     from tqdm import tqdm
 
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
+    with atomic_file(target) as out:  # the target appears only once complete and verified
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            try:
-                response = urllib.request.urlopen(url, timeout=timeout)
-            except (urllib.error.URLError, OSError, ValueError) as e:
-                raise _MirrorFailed(_reason(e)) from None
-            with response:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                show = sys.stderr.isatty() if progress is None else progress
-                with tqdm(total=total, unit="B", unit_scale=True, desc=target.name,
-                          disable=not show, leave=False) as bar:
-                    received = 0
-                    try:
-                        while chunk := response.read(CHUNK):
-                            out.write(chunk)
-                            digest.update(chunk)
-                            received += len(chunk)
-                            bar.update(len(chunk))
-                    except (OSError, http.client.HTTPException) as e:  # timeouts are OSErrors
-                        raise _MirrorFailed(_reason(e)) from None
-                if total is not None and received != total:
-                    raise _MirrorFailed(f"truncated: got {received} of {total} bytes")
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            response = urllib.request.urlopen(url, timeout=timeout)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise _MirrorFailed(_reason(e)) from None
+        with response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            show = sys.stderr.isatty() if progress is None else progress
+            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name,
+                      disable=not show, leave=False) as bar:
+                received = 0
+                try:
+                    while chunk := response.read(CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+                except (OSError, http.client.HTTPException) as e:  # timeouts are OSErrors
+                    raise _MirrorFailed(_reason(e)) from None
+            if total is not None and received != total:
+                raise _MirrorFailed(f"truncated: got {received} of {total} bytes")
         if digest.hexdigest() != sha256:
             raise _MirrorFailed(f"SHA-256 mismatch: got {digest.hexdigest()[:12]}…")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _reason(error: BaseException) -> str:
