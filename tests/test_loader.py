@@ -53,5 +53,5 @@ def test_resume_epoch_redraws_the_same_order():
     resumed = make(n=40, batch=8, shuffle=True, seed=99)
     np.testing.assert_array_equal(resumed.resume_epoch(state), order)
     assert resumed.rng.bit_generator.state == after
-    rest = [y.tolist() for _, y in resumed.batches(order, start=2)]
+    rest = [y.tolist() for _, y in resumed.batches(order, first_sample=16)]
     assert rest == [order[i * 8:(i + 1) * 8].tolist() for i in range(2, 5)]

@@ -326,8 +326,7 @@ class Trainer:
         self.call_hook("on_epoch_start", epoch=epoch)
         if start < len(loader):
             try:
-                completed = self._train_batches(loader.batches(order, first_sample=first_sample),
-                                                 start, sums)
+                completed = self._train_batches(loader.batches(order, first_sample), start, sums)
             finally:
                 self.loop_seconds += time.perf_counter() - started
             if not completed:

@@ -99,13 +99,12 @@ class DataLoader:
         self.rng.bit_generator.state = copy.deepcopy(epoch_rng_state)
         return self.new_epoch()
 
-    def batches(self, order: np.ndarray, start: int = 0, *,
-                first_sample: int | None = None) -> Iterator[Batch]:
-        """Yield the batches of ``order`` from batch index ``start`` on, or from sample
-        ``first_sample`` on: a resume after the number of processes changed mid-epoch, where the
-        old global batches no longer line up with the new ones."""
+    def batches(self, order: np.ndarray, first_sample: int = 0) -> Iterator[Batch]:
+        """Yield the batches of ``order`` from sample ``first_sample`` on. A resumed epoch starts
+        at a sample, not a batch index: after the number of processes changed mid-epoch, the old
+        global batches no longer line up with the new ones."""
         size = self.batch_size * self.world
-        offset = start * size if first_sample is None else first_sample
+        offset = first_sample
         for _ in range(self.batches_left(offset)):
             index = order[offset : offset + size]
             offset += size
