@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import importlib.metadata
 import importlib.util
 import io
 import json
@@ -229,14 +230,20 @@ def without_forced_kernels(epochs: int) -> None:
                           capture_output=True, text=True, check=True)
     child = json.loads(done.stdout.splitlines()[-1])
     print(f"\nOPENBLAS_CORETYPE={forced} is set. In a child process without it ({child['kernels']}):")
-    times = child["times"]
+    report_best(child["times"])
+
+
+def report_best(times: dict[str, float]) -> None:
+    """Rows for ``best_times``: each side at its best thread count, and the ratios."""
     row("reference loop, best threads: s/epoch", f"{times['floor']:.3f}")
     row("trainkit + default plugins, best threads: s/epoch", f"{times['trainkit']:.3f}")
     row("  ratio trainkit / floor", f"{times['trainkit'] / times['floor']:.3f}", "target <= 1.10")
-    if "torch" in times:
-        row("PyTorch CPU, best threads: s/epoch", f"{times['torch']:.3f}")
-        row("  ratio trainkit / PyTorch", f"{times['trainkit'] / times['torch']:.3f}", "target <= 0.40")
-
+    if "torch" not in times:
+        row("PyTorch", "skipped", "not installed: pip install torch==2.13.0")
+        return
+    row("PyTorch CPU, best threads: s/epoch", f"{times['torch']:.3f}",
+        f"torch {importlib.metadata.version('torch')}")
+    row("  ratio trainkit / PyTorch", f"{times['trainkit'] / times['torch']:.3f}", "target <= 0.40")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -291,17 +298,7 @@ def main() -> None:
             f"target <= 1.03 (median of {rounds} alternations)")
 
     print("\nAgainst PyTorch CPU, each side at its best thread count (training only):")
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        row("PyTorch", "skipped", "not installed: pip install torch==2.13.0")
-    else:
-        torch_best = min(torch_epoch_seconds(images, labels, threads=t, epochs=epochs)
-                         for t in all_threads)
-        mine_best = min(trainkit_epoch_seconds(images, labels, threads=t, epochs=epochs)
-                        for t in all_threads)
-        row("PyTorch CPU, best threads: s/epoch", f"{torch_best:.3f}", f"torch {torch.__version__}")
-        row("  ratio trainkit / PyTorch", f"{mine_best / torch_best:.3f}", "target <= 0.40")
+    report_best(best_times(images, labels, epochs, all_threads))
     without_forced_kernels(epochs)
 
     print("\nBLAS threads: trainkit's pick against the best fixed count (1 or all cores):")
