@@ -1,6 +1,6 @@
 """Train from Python, with a custom plugin object, and no CLI.
 
-    TRAINKIT_DATA_DIR=../shared/data/mnist python examples/python_api.py --epochs 2
+    TRAINKIT_DATA_DIR=../shared/data python examples/python_api.py --epochs 2
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 
 from trainkit import DataLoader, Trainer, hookimpl
 from trainkit.plugins.console import Console
-from trainkit.plugins.datasets import MNIST
+from trainkit.plugins.datasets import MNIST, FashionMNIST, IDXFiles
 from trainkit.plugins.losses import CrossEntropy
 from trainkit.plugins.metrics import Accuracy
 from trainkit.plugins.models import MLP
@@ -35,12 +35,17 @@ class GradientNorm:
               f"mean {np.mean(recent):.3f}, max {np.max(recent):.3f}")
 
 
+DATASETS = {"mnist": MNIST, "fashion-mnist": FashionMNIST, "idx": IDXFiles}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
     args = parser.parse_args()
 
-    splits = MNIST().load()  # TRAINKIT_DATA_DIR, else the cache (downloading on first use)
+    # TRAINKIT_DATA_DIR, else the cache (downloading on first use)
+    splits = DATASETS[args.dataset]().load()
     model = MLP(hidden=(128,), activation="relu").build(
         splits.input_size, splits.num_classes, np.random.default_rng(0))
     train = DataLoader(splits.train_images, splits.train_labels, batch_size=64, shuffle=True,

@@ -11,7 +11,7 @@ import pytest
 from trainkit.data import write_idx
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+SHARED_DATA = REPO.parent / "shared" / "data"
 DATA_DIR_FROM_ENV = os.environ.get("TRAINKIT_DATA_DIR")
 
 
@@ -42,14 +42,27 @@ def synthetic_dir(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("synthetic-mnist"))
 
 
-@pytest.fixture
-def mnist_dir() -> Path:
-    """The real MNIST: TRAINKIT_DATA_DIR, else ../shared/data/mnist; skipped when absent."""
-    candidates = [Path(p) for p in [DATA_DIR_FROM_ENV] if p] + [SHARED_MNIST]
-    for folder in candidates:
+def real_dataset_dir(name: str) -> Path:
+    """The folder holding the real ``name`` files: TRAINKIT_DATA_DIR/<name> (or the variable's
+    folder itself), else ../shared/data/<name>; the test is skipped when none holds them."""
+    roots = [Path(p) for p in [DATA_DIR_FROM_ENV] if p] + [SHARED_DATA]
+    for folder in [c for root in roots for c in (root / name, root)]:
         if (folder / "train-images-idx3-ubyte.gz").exists():
             return folder
-    pytest.skip("real MNIST not found: set TRAINKIT_DATA_DIR or provide ../shared/data/mnist")
+    pytest.skip(f"real {name} not found: set TRAINKIT_DATA_DIR or provide ../shared/data/{name}")
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    """The folder of the real MNIST files."""
+    return real_dataset_dir("mnist")
+
+
+@pytest.fixture
+def data_root() -> Path:
+    """A folder with a subfolder per real dataset (mnist/, fashion-mnist/), as the README sets
+    TRAINKIT_DATA_DIR."""
+    return real_dataset_dir("mnist").parent
 
 
 @pytest.fixture(autouse=True)

@@ -71,7 +71,7 @@ TABLE = [
 @pytest.fixture(scope="module")
 def checkpoint(synthetic_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt") / "run"
-    result = CliRunner().invoke(make_cli(), ["run", "--data-dir", str(synthetic_dir), "--epochs",
+    result = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs",
                                              "1", "--out", str(out), "--plugin", "checkpoint"])
     assert result.exit_code == 0, result.output
     return out / "last.npz"
@@ -89,7 +89,7 @@ def test_bad_input(args, code, needle, synthetic_dir, checkpoint, tmp_path):
     (tmp_path / "wrongtype.toml").write_text('batch-size = "ten"\n')
     args = [a.format(tmp=tmp_path, ckpt=checkpoint) for a in args]
     if "--data-dir" not in args:
-        args = ["--data-dir", str(synthetic_dir), *args]
+        args = ["--dataset", "idx", "--data-dir", str(synthetic_dir), *args]
     if "--out" not in args:
         args = [*args, "--out", str(tmp_path / "out")]
     result = CliRunner().invoke(make_cli(), ["run", "--epochs", "1", *args]

@@ -19,7 +19,7 @@ def invoke(args, plugins=(), env=None):
 
 
 def quick(data_dir, *extra):
-    return ["run", "--data-dir", str(data_dir), "--epochs", "1", "--batch-size", "64",
+    return ["run", "--dataset", "idx", "--data-dir", str(data_dir), "--epochs", "1", "--batch-size", "64",
             "--out", "out", *extra]
 
 
@@ -41,7 +41,7 @@ def test_checkpoint_plugin_leaves_npz_files_without_pickle(synthetic_dir, tmp_pa
 
 
 def test_data_dir_from_the_environment(synthetic_dir):
-    result = invoke(["run", "--epochs", "1", "--out", "o"],
+    result = invoke(["run", "--dataset", "idx", "--epochs", "1", "--out", "o"],
                     env={"TRAINKIT_DATA_DIR": str(synthetic_dir)})
     assert result.exit_code == 0, result.output
 
@@ -50,7 +50,7 @@ def test_data_dir_from_the_environment(synthetic_dir):
     (["--optimizer", "nope"], "'nope' is not one of 'adam', 'adamw', 'momentum', 'sgd'"),
     (["--loss", "nope"], "'bce', 'cross-entropy', 'mse'"),
     (["--metric", "nope"], "'accuracy', 'top-k-accuracy'"),
-    (["--dataset", "nope"], "'fashion-mnist', 'mnist'"),
+    (["--dataset", "nope"], "'fashion-mnist', 'idx', 'mnist'"),
     (["--model", "nope"], "'mlp'"),
     (["--plugin", "nope"], "'checkpoint'"),
     (["--no-plugin", "nope"], "'console'"),

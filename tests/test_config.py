@@ -14,7 +14,7 @@ def invoke(args):
 
 
 def test_print_config_fed_back_reproduces_the_run(synthetic_dir, tmp_path):
-    args = ["--data-dir", str(synthetic_dir), "--epochs", "2", "--seed", "9", "--optimizer",
+    args = ["--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "2", "--seed", "9", "--optimizer",
             "momentum", "--nesterov", "--lr", "0.05", "--hidden", "32,16", "--activation", "relu",
             "--plugin", "checkpoint", "--checkpoint-keep", "1", "--threads", "1"]
     printed = invoke(["run", *args, "--out", "a", "--print-config"])

@@ -120,14 +120,14 @@ def test_two_ranks_of_32_match_one_process_of_64_on_mnist(mnist_dir, rank_dir, t
 
 def test_resuming_a_ddp_checkpoint_with_the_same_ranks_is_bit_exact(synthetic_dir, rank_dir,
                                                                       tmp_path):
-    common = ["--data-dir", str(synthetic_dir), "--batch-size", "16", "--threads", "1",
+    common = ["--dataset", "idx", "--data-dir", str(synthetic_dir), "--batch-size", "16", "--threads", "1",
               "--plugin", "checkpoint"]
     whole = trainkit_run(2, *common, "--epochs", "3", "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
     first = trainkit_run(2, *common, "--epochs", "1", "--out", str(tmp_path / "split"))
     assert first.returncode == 0, first.stderr
     rest = trainkit_run(2, "--resume", str(tmp_path / "split" / "last.npz"), "--epochs", "3",
-                        "--data-dir", str(synthetic_dir))
+                        "--dataset", "idx", "--data-dir", str(synthetic_dir))
     assert rest.returncode == 0, rest.stderr
     a, b = load_checkpoint(tmp_path / "whole" / "last.npz"), load_checkpoint(
         tmp_path / "split" / "last.npz")
@@ -137,11 +137,11 @@ def test_resuming_a_ddp_checkpoint_with_the_same_ranks_is_bit_exact(synthetic_di
 
 
 def test_resuming_with_a_different_number_of_ranks_continues(synthetic_dir, rank_dir, tmp_path):
-    first = trainkit_run(2, "--data-dir", str(synthetic_dir), "--batch-size", "16", "--epochs",
+    first = trainkit_run(2, "--dataset", "idx", "--data-dir", str(synthetic_dir), "--batch-size", "16", "--epochs",
                          "1", "--plugin", "checkpoint", "--out", str(tmp_path / "run"))
     assert first.returncode == 0, first.stderr
     rest = trainkit_run(0, "--resume", str(tmp_path / "run"), "--epochs", "3",
-                        "--no-plugin", "ddp", "--data-dir", str(synthetic_dir))
+                        "--no-plugin", "ddp", "--dataset", "idx", "--data-dir", str(synthetic_dir))
     assert rest.returncode == 0, rest.stderr
     history = load_checkpoint(tmp_path / "run" / "last.npz")[0]["history"]
     assert len(history) == 3 and history[-1]["loss"] < history[0]["loss"]
@@ -152,13 +152,13 @@ def test_a_mid_epoch_checkpoint_resumed_on_more_ranks_trains_every_remaining_sam
     # 1 process of batch 8 stops after 37 steps (296 samples): not a whole number of the 2-rank
     # job's global batches of 16, so the resume must start at a sample, not at a batch index.
     out = tmp_path / "run"
-    first = trainkit_run(0, "--data-dir", str(synthetic_dir), "--batch-size", "8", "--epochs", "2",
+    first = trainkit_run(0, "--dataset", "idx", "--data-dir", str(synthetic_dir), "--batch-size", "8", "--epochs", "2",
                          "--threads", "1", "--plugin", "checkpoint", "-p", "stop_at_step_37",
                          "--out", str(out))
     assert first.returncode != 0 and "emergency checkpoint written" in first.stderr, first.stderr
     assert load_checkpoint(out / "emergency.npz")[0]["state"]["step_in_epoch"] == 37
     (rank_dir / "samples-0").unlink(missing_ok=True)
-    rest = trainkit_run(2, "--resume", str(out), "--data-dir", str(synthetic_dir))
+    rest = trainkit_run(2, "--resume", str(out), "--dataset", "idx", "--data-dir", str(synthetic_dir))
     assert rest.returncode == 0, rest.stderr
     assert (rank_dir / "samples-0").read_text().split("\n")[:2] == ["1 512", "2 512"]
 
@@ -167,7 +167,7 @@ def test_a_mid_epoch_checkpoint_resumed_on_more_ranks_trains_every_remaining_sam
 def long_ddp_job(data_dir: Path, out: Path, rank_dir: Path):
     """A 2-rank job of many epochs, yielded once rank 0 has saved and both ranks are up; always
     reaped at the end."""
-    job = trainkit_run(2, "--data-dir", str(data_dir), "--batch-size", "8", "--epochs", "500",
+    job = trainkit_run(2, "--dataset", "idx", "--data-dir", str(data_dir), "--batch-size", "8", "--epochs", "500",
                        "--plugin", "checkpoint", "--out", str(out),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

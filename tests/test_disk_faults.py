@@ -38,7 +38,7 @@ def fail_saves_after(monkeypatch, good_saves: int, error: int):
 
 def train(data_dir, *extra):
     return CliRunner().invoke(make_cli(), [
-        "run", "--data-dir", str(data_dir), "--epochs", "3", "--out", "run", "--plugin",
+        "run", "--dataset", "idx", "--data-dir", str(data_dir), "--epochs", "3", "--out", "run", "--plugin",
         "checkpoint", "--checkpoint-every", "0", "--checkpoint-monitor", "", *extra])
 
 

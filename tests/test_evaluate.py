@@ -12,7 +12,7 @@ from trainkit.cli import make_cli
 
 def test_evaluate_reproduces_the_last_validation(synthetic_dir, tmp_path):
     trained = CliRunner().invoke(make_cli(), [
-        "run", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out", "run",
+        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out", "run",
         "--hidden", "32,16", "--activation", "tanh", "--metric", "accuracy",
         "--metric", "top-k-accuracy", "--k", "2", "--plugin", "checkpoint"],
         catch_exceptions=False)

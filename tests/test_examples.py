@@ -18,7 +18,8 @@ EXTRAS = REPO / "examples" / "trainkit-extras"
 
 def test_python_api_example_trains_with_a_custom_plugin(synthetic_dir):
     result = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "python_api.py"), "--epochs", "2"],
+        [sys.executable, str(REPO / "examples" / "python_api.py"), "--epochs", "2", "--dataset",
+         "idx"],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "TRAINKIT_DATA_DIR": str(synthetic_dir)})
     assert result.returncode == 0, result.stderr
@@ -76,7 +77,7 @@ def test_installed_plugin_options_show_in_run_help(venv_python):
 
 
 def test_installed_plugins_train_and_their_hooks_run(venv_python, synthetic_dir, tmp_path):
-    result = trainkit_in(venv_python, "run", "--data-dir", str(synthetic_dir), "--epochs", "2",
+    result = trainkit_in(venv_python, "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "2",
                          "--optimizer", "rmsprop", "--rho", "0.95", "--plugin", "confusion-matrix",
                          "--confusion-matrix-top", "2", "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr

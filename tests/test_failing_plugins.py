@@ -46,7 +46,7 @@ class FailingFactory:
 @pytest.mark.parametrize("hook", HOOKS)
 def test_a_failing_hook_stops_the_run_cleanly(hook, synthetic_dir, tmp_path):
     result = CliRunner().invoke(make_cli([FailingFactory()]), [
-        "run", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out", "run",
+        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out", "run",
         "--plugin", "checkpoint", "--plugin", "failing", "--failing-hook", hook])
     assert result.exit_code == 1, result.output
     assert (f"Error: plugin 'failing' failed in hook {hook}: RuntimeError: deliberate failure "
@@ -82,7 +82,7 @@ class BrokenHandlerFactory:
 def test_a_failing_exception_handler_does_not_stop_the_emergency_checkpoint(
         synthetic_dir, tmp_path):
     result = CliRunner().invoke(make_cli([BrokenHandlerFactory()]), [
-        "run", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out", "run",
+        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out", "run",
         "--plugin", "checkpoint", "--plugin", "broken-handler"])
     assert result.exit_code == 1
     assert "Error: plugin 'broken-handler' failed in hook on_batch_end: RuntimeError: first " \

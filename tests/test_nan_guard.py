@@ -37,7 +37,7 @@ class Exploding:
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(synthetic_dir, tmp_path):
     ExplodingLoss.calls = 0
     result = CliRunner().invoke(make_cli([Exploding()]), [
-        "run", "--data-dir", str(synthetic_dir), "--epochs", "3", "--out", "run",
+        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "3", "--out", "run",
         "--loss", "exploding", "--plugin", "checkpoint", "--threads", "1"], catch_exceptions=False)
     assert result.exit_code == 1
     assert ("Error: training stopped by nan-guard: loss is nan at epoch 2, step 2 "
@@ -51,6 +51,6 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(synthetic_dir, tmp
 def test_nan_guard_can_be_turned_off(synthetic_dir):
     ExplodingLoss.calls = 0
     result = CliRunner().invoke(make_cli([Exploding()]), [
-        "run", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out", "run",
+        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out", "run",
         "--loss", "exploding", "--no-plugin", "nan-guard", "--threads", "1"], catch_exceptions=False)
     assert result.exit_code == 0 and "loss: nan" in result.output

@@ -25,7 +25,7 @@ def has_color(image, rgb, pixels: int = 20) -> bool:
 
 def test_plot_and_history_files(synthetic_dir, tmp_path):
     result = CliRunner().invoke(make_cli(), [
-        "run", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out", "run",
+        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out", "run",
         "--plugin", "plot", "--plugin", "history", "--plot-width", "4", "--plot-height", "3"],
         catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -66,7 +66,7 @@ def test_without_matplotlib_the_plot_plugin_says_how_to_get_it(synthetic_dir, mo
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "matplotlib" else real(name, *a))
-    result = CliRunner().invoke(make_cli(), ["run", "--data-dir", str(synthetic_dir),
+    result = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir", str(synthetic_dir),
                                              "--plugin", "plot"])
     assert result.exit_code == 2
     assert "pip install 'trainkit[plot]'" in result.output and "Traceback" not in result.output

@@ -20,7 +20,7 @@ def invoke(args, plugins=()):
 
 
 def quick(data_dir, *extra):
-    return ["run", "--data-dir", str(data_dir), "--epochs", "1", "--out", "out", *extra]
+    return ["run", "--dataset", "idx", "--data-dir", str(data_dir), "--epochs", "1", "--out", "out", *extra]
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def invoke(args, plugins=()):
 
 
 def train(data_dir, out, epochs, *extra, plugins=()):
-    args = ["run", "--data-dir", str(data_dir), "--batch-size", "64", "--seed", "3", "--threads", "1",
+    args = ["run", "--dataset", "idx", "--data-dir", str(data_dir), "--batch-size", "64", "--seed", "3", "--threads", "1",
             "--epochs", str(epochs), "--out", str(out), *PLUGINS, *extra]
     return invoke(args, plugins)
 
@@ -57,7 +57,7 @@ def test_stop_then_resume_is_bit_exact(synthetic_dir, uninterrupted, tmp_path):
     split = tmp_path / "split"
     assert train(synthetic_dir, split, 2).exit_code == 0
     resumed = invoke(["run", "--resume", str(split / "last.npz"), "--epochs", "4",
-                      "--data-dir", str(synthetic_dir)])
+                      "--dataset", "idx", "--data-dir", str(synthetic_dir)])
     assert resumed.exit_code == 0, resumed.output
     assert resumed.output.count("[  ") == 2  # epochs 3 and 4 only
     assert_same_run(uninterrupted, split)
@@ -93,7 +93,7 @@ def test_resume_last_takes_the_newest_checkpoint_of_a_run_folder(synthetic_dir, 
     out = tmp_path / "runs" / "a"
     assert train(synthetic_dir, out, 1).exit_code == 0
     result = invoke(["run", "--resume", "last", "--out", str(out), "--epochs", "2",
-                     "--data-dir", str(synthetic_dir)])
+                     "--dataset", "idx", "--data-dir", str(synthetic_dir)])
     assert result.exit_code == 0, result.output
     assert load_checkpoint(out / "last.npz")[0]["epoch"] == 2
 
@@ -102,13 +102,13 @@ def test_a_resume_reuses_the_recorded_blas_thread_count(synthetic_dir, tmp_path)
     # BLAS results differ in the last bits between thread counts, so an automatic pick is
     # recorded and reused, never re-picked, on resume.
     out = tmp_path / "auto"
-    result = invoke(["run", "--data-dir", str(synthetic_dir), "--epochs", "1", "--out", str(out),
+    result = invoke(["run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "1", "--out", str(out),
                      "--plugin", "checkpoint"])
     assert result.exit_code == 0
     recorded = load_checkpoint(out / "last.npz")[0]["blas_threads"]
     assert isinstance(recorded, int) and recorded >= 1
     resumed = invoke(["run", "--resume", str(out), "--epochs", "2",
-                      "--data-dir", str(synthetic_dir)])
+                      "--dataset", "idx", "--data-dir", str(synthetic_dir)])
     assert f" {recorded} BLAS thread" in resumed.output
 
 
@@ -117,7 +117,7 @@ def test_resume_of_a_folder_takes_the_emergency_checkpoint_when_it_is_newer(
     out = tmp_path / "run"
     result = train(synthetic_dir, out, 4, plugins=[InterruptAt(global_step=11)])
     assert result.exit_code == EXIT_INTERRUPTED
-    resumed = invoke(["run", "--resume", str(out), "--data-dir", str(synthetic_dir)])
+    resumed = invoke(["run", "--resume", str(out), "--dataset", "idx", "--data-dir", str(synthetic_dir)])
     assert resumed.exit_code == 0, resumed.output
     assert resumed.output.count("[  ") == 3  # epochs 2, 3 and 4: it resumed mid-epoch 2
 
@@ -134,9 +134,9 @@ def test_a_resume_on_other_blas_kernels_says_the_last_bits_can_differ(synthetic_
     assert train(synthetic_dir, out, 1).exit_code == 0
     recorded = load_checkpoint(out / "last.npz")[0]["blas_kernels"]
     assert recorded and "openblas" in recorded.lower()
-    same = invoke(["run", "--resume", str(out), "--epochs", "2", "--data-dir", str(synthetic_dir)])
+    same = invoke(["run", "--resume", str(out), "--epochs", "2", "--dataset", "idx", "--data-dir", str(synthetic_dir)])
     assert "last bits" not in same.output
     monkeypatch.setattr("trainkit.threads.blas_kernels", lambda: "otherblas 1.0 Z80")
-    other = invoke(["run", "--resume", str(out), "--epochs", "3", "--data-dir", str(synthetic_dir)])
+    other = invoke(["run", "--resume", str(out), "--epochs", "3", "--dataset", "idx", "--data-dir", str(synthetic_dir)])
     assert other.exit_code == 0
     assert f"written with BLAS {recorded}, this run uses otherblas 1.0 Z80" in other.output

@@ -24,7 +24,7 @@ def hold_lock(folder):
 
 
 def run(data_dir, out):
-    return CliRunner().invoke(make_cli(), ["run", "--data-dir", str(data_dir), "--epochs", "1",
+    return CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir", str(data_dir), "--epochs", "1",
                                            "--out", str(out)])
 
 
