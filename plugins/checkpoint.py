@@ -1,9 +1,11 @@
-"""checkpoint: save the run so it survives a crash and resumes exactly.
+"""checkpoint: save the run so it survives a crash and resumes exactly. On by default.
 
 In the run folder it keeps ``last.npz`` (always, after every epoch), ``epoch-NNN.npz`` every
-``every`` epochs (the newest ``keep`` of them), ``best.npz`` by the monitored metric, and on Ctrl+C
-or any exception ``emergency.npz``, written from the last consistent state (the end of the last
-completed optimizer step). Every write is atomic (see ``trainkit.checkpoint_io``).
+``every`` epochs (the newest ``keep`` of them), ``best.npz`` by the monitored metric, ``final.npz``
+when training ends normally (the model the run hands over: after early stopping's restore-best,
+with the test scores in its history), and on Ctrl+C or any exception ``emergency.npz``, written
+from the last consistent state (the end of the last completed optimizer step). Every write is
+atomic (see ``trainkit.checkpoint_io``). ``--no-plugin checkpoint`` turns it off.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from typing import Literal
 from trainkit import hookimpl
 from trainkit.errors import CheckpointError, ConfigError
 from trainkit.monitor import Monitor
+
+
+#: ``on_fit_end`` reasons after which there is no final model to save.
+NOT_FINISHED = ("interrupted", "failed", "nan")
 
 
 class Checkpoint:
@@ -97,6 +103,11 @@ class Checkpoint:
                 (trainer.run_dir / name).unlink(missing_ok=True)
 
     @hookimpl
+    def on_fit_end(self, trainer, reason):
+        if reason not in NOT_FINISHED:
+            self.save(trainer, ["final.npz"])
+
+    @hookimpl
     def on_exception(self, trainer, exception):
         if self.save(trainer, ["emergency.npz"]):
             print(f"trainkit: emergency checkpoint written to {trainer.run_dir / 'emergency.npz'}",
@@ -119,4 +130,4 @@ class Checkpoint:
 
 @hookimpl
 def register_plugins(register):
-    register("checkpoint", Checkpoint)
+    register("checkpoint", Checkpoint, default=True)

@@ -1,6 +1,7 @@
-"""console: one summary line per epoch, in the notebook's format.
+"""console: one summary line per epoch, in the notebook's format, and the test scores at the end.
 
     [  3/10] loss: 0.123 acc: 0.964 | val_loss: 0.101 val_acc: 0.969
+    [   test] test_loss: 0.098 test_acc: 0.970
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from trainkit import hookimpl
 def format_epoch(epoch: int, epochs: int, logs: dict[str, float]) -> str:
     width = max(3, len(str(epochs)))
     train = " ".join(f"{k}: {v:.3f}" for k, v in logs.items()
-                     if not k.startswith("val_") and k != "lr")
+                     if not k.startswith(("val_", "test_")) and k != "lr")
     val = " ".join(f"{k}: {v:.3f}" for k, v in logs.items() if k.startswith("val_"))
     return f"[{epoch:{width}d}/{epochs}] {train}" + (f" | {val}" if val else "")
 
@@ -25,6 +26,15 @@ class Console:
             from tqdm import tqdm
 
             tqdm.write(format_epoch(epoch, trainer.epochs, logs))
+
+    @hookimpl
+    def on_test_end(self, trainer, logs):
+        if trainer.is_main_process:
+            from tqdm import tqdm
+
+            width = max(3, len(str(trainer.epochs)))
+            scores = " ".join(f"{k}: {v:.3f}" for k, v in logs.items())
+            tqdm.write(f"[{'test':>{2 * width + 1}}] {scores}")
 
 
 @hookimpl

@@ -64,18 +64,22 @@ class DDP:
 
     @hookimpl(tryfirst=True)
     def on_fit_start(self, trainer):
-        from trainkit.data import DataLoader
-
         trainer.collective_interrupts = True  # Ctrl+C is decided by all ranks together, below
         trainer.train_loader.shard(self.rank, self.world)
-        val = trainer.val_loader
-        if val is not None and self.world > 1:
-            part = np.array_split(np.arange(len(val.labels)), self.world)[self.rank]
-            start, stop = (int(part[0]), int(part[-1]) + 1) if len(part) else (0, 0)
-            trainer.val_loader = DataLoader(val.images[start:stop], val.labels[start:stop],
-                                            val.batch_size)
+        trainer.val_loader = self.shard_for_scoring(trainer.val_loader)
+        trainer.test_loader = self.shard_for_scoring(trainer.test_loader)
         extras = 3 + len(trainer.metrics)  # loss, metrics, samples, interrupt flag
         self._buffer = np.empty(trainer.model.grads.size + extras, dtype=np.float32)
+
+    def shard_for_scoring(self, loader):
+        """This rank's contiguous part of a validation or test loader."""
+        from trainkit.data import DataLoader
+
+        if loader is None or self.world == 1:
+            return loader
+        part = np.array_split(np.arange(len(loader.labels)), self.world)[self.rank]
+        start, stop = (int(part[0]), int(part[-1]) + 1) if len(part) else (0, 0)
+        return DataLoader(loader.images[start:stop], loader.labels[start:stop], loader.batch_size)
 
     # ------------------------------------------------------------------ every step
 
@@ -113,8 +117,15 @@ class DDP:
 
     @hookimpl(tryfirst=True)
     def on_validation_end(self, trainer, logs):
+        self.reduce_scores(logs, len(trainer.val_loader.labels))
+
+    @hookimpl(tryfirst=True)
+    def on_test_end(self, trainer, logs):
+        self.reduce_scores(logs, len(trainer.test_loader.labels))
+
+    def reduce_scores(self, logs, n_local: int) -> None:
+        """Turn this rank's sample-weighted means into the global ones, in place."""
         keys = sorted(logs)
-        n_local = len(trainer.val_loader.labels)
         totals = np.array([logs[k] * n_local for k in keys] + [n_local], dtype=np.float64)
         self.comm.Allreduce(self.MPI.IN_PLACE, totals, op=self.MPI.SUM)
         for i, key in enumerate(keys):

@@ -54,17 +54,24 @@ class EarlyStopping:
         self.wait += 1
         if self.wait >= self.patience:
             self.stopped_epoch = epoch
-            trainer.stop("early-stopping")
-            if trainer.is_main_process:
-                print(f"trainkit: early stopping at epoch {epoch}: {self.monitor.metric} has not "
-                      f"improved for {self.wait} epochs (best {self.monitor.best:.4g} at epoch "
-                      f"{self.monitor.best_epoch})", file=sys.stderr)
+            epochs = "epoch" if self.wait == 1 else "epochs"
+            trainer.stop("early-stopping", f"{self.monitor.metric} has not improved for "
+                         f"{self.wait} {epochs}; best {self.monitor.best:.4g} at epoch "
+                         f"{self.monitor.best_epoch}")
 
     @hookimpl
-    def on_fit_end(self, trainer, reason):
-        if self.restore_best and self.best_weights is not None and reason in (
-                "completed", "early-stopping"):
-            trainer.model.params[...] = self.best_weights
+    def on_train_end(self, trainer, reason):
+        """Put the best weights back before the test split is scored and final.npz is saved."""
+        if not (self.restore_best and self.best_weights is not None
+                and reason in ("completed", "early-stopping")):
+            return
+        trainer.model.params[...] = self.best_weights
+        if trainer.is_main_process:
+            kept = ("final.npz holds them" if "checkpoint" in trainer.plugins
+                    else "no file holds them (the checkpoint plugin is off)")
+            print(f"trainkit: early-stopping: restored the weights of epoch "
+                  f"{self.monitor.best_epoch} (best {self.monitor.metric} "
+                  f"{self.monitor.best:.4g}); {kept}", file=sys.stderr)
 
     @hookimpl
     def on_save_checkpoint(self, state):

@@ -1,7 +1,8 @@
 """history: every epoch's metrics (and lr) as history.csv and history.jsonl in the run folder.
 
-Both files are rewritten from ``trainer.history`` after every epoch (atomically, through a temporary
-file), so after a resume they hold exactly the epochs the run really has.
+Both files are rewritten from ``trainer.history`` after every epoch, and once more when the run
+ends, with the test scores in the last row (atomically, through a temporary file), so after a
+resume they hold exactly the epochs the run really has.
 """
 
 from __future__ import annotations
@@ -22,9 +23,18 @@ class History:
 
     @hookimpl
     def on_epoch_end(self, trainer):
+        self.write(trainer)
+
+    @hookimpl
+    def on_fit_end(self, trainer):
+        self.write(trainer)  # with the test scores, added to the last row once scored
+
+    def write(self, trainer) -> None:
         if not trainer.is_main_process or trainer.run_dir is None:
             return
         rows = [{"epoch": i + 1, **row} for i, row in enumerate(trainer.history.rows)]
+        if not rows:
+            return
         columns = list(dict.fromkeys(key for row in rows for key in row))
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")

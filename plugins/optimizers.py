@@ -20,7 +20,7 @@ class SGD(Optimizer):
         lr: learning rate.
     """
 
-    def __init__(self, lr: float = 1e-3) -> None:
+    def __init__(self, lr: float = 0.01) -> None:
         super().__init__(lr)
 
     def update(self, t: int) -> None:
@@ -39,7 +39,7 @@ class Momentum(Optimizer):
 
     state_names = ("velocity",)
 
-    def __init__(self, lr: float = 1e-3, momentum: float = 0.9, nesterov: bool = False) -> None:
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, nesterov: bool = False) -> None:
         super().__init__(lr)
         check_range("momentum", momentum, 0.0, 1.0)
         self.momentum, self.nesterov = float(momentum), bool(nesterov)

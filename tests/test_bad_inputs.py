@@ -51,7 +51,7 @@ TABLE = [
     (["--plugin", "checkpoint", "--no-plugin", "checkpoint"], USAGE, "both name checkpoint"),
     (["--metric", "accuracy", "--metric", "accuracy"], USAGE, "listed more than once"),
     (["--optimizer", "sgd", "--beta1", "0.5"], USAGE, "applies to optimizer adam"),
-    (["--checkpoint-keep", "2"], USAGE, "turn it on with --plugin checkpoint"),
+    (["--early-stopping-patience", "2"], USAGE, "turn it on with --plugin early-stopping"),
     # paths that do not exist, or are not what they should be
     (["--data-dir", "{tmp}/nowhere"], RUNTIME, "data folder does not exist"),
     (["--data-dir", "{tmp}/a-file"], RUNTIME, "a-file"),

@@ -27,9 +27,10 @@ def test_run_trains_and_prints_one_line_per_epoch(synthetic_dir):
     result = invoke(quick(synthetic_dir, "--epochs", "2"))
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("[")]
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert lines[1].startswith("[  2/2] loss: ") and " | val_loss: " in lines[1]
     assert "acc: " in lines[1] and "val_acc: " in lines[1]
+    assert lines[2].startswith("[   test] test_loss: ") and "test_acc: " in lines[2]
 
 
 def test_checkpoint_plugin_leaves_npz_files_without_pickle(synthetic_dir, tmp_path):
@@ -61,7 +62,7 @@ def test_data_dir_from_the_environment(synthetic_dir):
     (["--hidden", "10,x"], "--hidden"),
     (["--activation", "gelu"], "'sigmoid', 'relu', 'tanh'"),
     (["--beta1", "0.5", "--optimizer", "sgd"], "--beta1"),
-    (["--checkpoint-every", "2"], "checkpoint"),
+    (["--early-stopping-patience", "2"], "early-stopping"),
     (["-p", "no:nothing-like-it"], "unknown plugin"),
 ])
 def test_usage_errors_exit_2_with_one_clear_message(synthetic_dir, args, needle):
@@ -112,8 +113,8 @@ def test_plugins_lists_the_builtins():
                                ("plugin", "checkpoint", "checkpoint")]:
         assert any(line.split()[:3] == [kind, name, plugin] for line in result.output.splitlines())
     assert "[built-in, trainkit" in result.output
-    assert ("registers: plugin checkpoint (hooks: on_epoch_end, on_exception, on_fit_start, "
-            "on_load_checkpoint, on_save_checkpoint)") in result.output
+    assert ("registers: plugin checkpoint (hooks: on_epoch_end, on_exception, on_fit_end, "
+            "on_fit_start, on_load_checkpoint, on_save_checkpoint)") in result.output
 
 
 class Halving(Optimizer):
@@ -160,8 +161,9 @@ def test_version():
 def test_run_help_groups_options_by_component_and_plugin():
     text = invoke(["run", "--help"]).output
     for heading in ("Run options:", "Optimizer options:", "Model options:",
-                    "Plugin checkpoint (--plugin checkpoint):"):
+                    "Plugin checkpoint (on by default):", "Plugin plot (--plugin plot):"):
         assert heading in text
     assert text.index("Plugin checkpoint") < text.index("--checkpoint-every")
     assert "[default: (" not in text  # every default reads as a value, not a parameter name
-    assert "learning rate. [default: 0.001; sgd, momentum, adam, adamw]" in " ".join(text.split())
+    assert ("learning rate. [default: 0.01 for sgd, momentum; 0.001 for adam, adamw]"
+            in " ".join(text.split()))

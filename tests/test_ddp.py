@@ -151,6 +151,7 @@ def test_a_mid_epoch_checkpoint_resumed_on_more_ranks_trains_every_remaining_sam
         synthetic_dir, rank_dir, tmp_path):
     # 1 process of batch 8 stops after 37 steps (296 samples): not a whole number of the 2-rank
     # job's global batches of 16, so the resume must start at a sample, not at a batch index.
+    # The epoch has 461 samples: 512 less the 51 held out for validation.
     out = tmp_path / "run"
     first = trainkit_run(0, "--dataset", "idx", "--data-dir", str(synthetic_dir), "--batch-size", "8", "--epochs", "2",
                          "--threads", "1", "--plugin", "checkpoint", "-p", "stop_at_step_37",
@@ -160,7 +161,7 @@ def test_a_mid_epoch_checkpoint_resumed_on_more_ranks_trains_every_remaining_sam
     (rank_dir / "samples-0").unlink(missing_ok=True)
     rest = trainkit_run(2, "--resume", str(out), "--dataset", "idx", "--data-dir", str(synthetic_dir))
     assert rest.returncode == 0, rest.stderr
-    assert (rank_dir / "samples-0").read_text().split("\n")[:2] == ["1 512", "2 512"]
+    assert (rank_dir / "samples-0").read_text().split("\n")[:2] == ["1 461", "2 461"]
 
 
 @contextlib.contextmanager

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from trainkit.checkpoint_io import load_checkpoint
 from trainkit.cli import make_cli
 from trainkit.errors import ConfigError
 from trainkit.plugins.early_stopping import EarlyStopping
@@ -18,10 +20,11 @@ class FakeTrainer:
 
     def __init__(self):
         self.model = type("Model", (), {"params": np.zeros(3, np.float32)})()
-        self.stopped = None
+        self.stopped = self.message = None
+        self.plugins = {"checkpoint": None}
 
-    def stop(self, reason):
-        self.stopped = reason
+    def stop(self, reason, message=None):
+        self.stopped, self.message = reason, message
 
 
 def drive(plugin, values, key="val_loss"):
@@ -31,9 +34,9 @@ def drive(plugin, values, key="val_loss"):
         trainer.model.params[:] = epoch
         plugin.on_epoch_end(trainer, epoch, {key: value})
         if trainer.stopped:
-            plugin.on_fit_end(trainer, trainer.stopped)
+            plugin.on_train_end(trainer, trainer.stopped)
             return epoch, trainer
-    plugin.on_fit_end(trainer, "completed")
+    plugin.on_train_end(trainer, "completed")
     return None, trainer
 
 
@@ -85,4 +88,43 @@ def test_on_real_mnist_small_patience_stops_before_the_last_epoch(mnist_dir):
     assert result.exit_code == 0, result.output
     epochs = re.findall(r"\[\s*(\d+)/10\]", result.output)
     assert 1 < len(epochs) < 10
-    assert "early stopping at epoch" in result.output and "early-stopping after epoch" in result.output
+    assert f"early-stopping after epoch {epochs[-1]} (val_loss has not improved for 1 epoch;" \
+        in result.output
+
+
+def test_the_stop_is_said_after_the_epoch_line_and_recorded(synthetic_dir, tmp_path):
+    # min_delta 10: no epoch after the first counts as an improvement
+    result = CliRunner().invoke(make_cli(), [
+        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "5", "--out",
+        "run", "--plugin", "early-stopping", "--early-stopping-patience", "1",
+        "--early-stopping-min-delta", "10"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    said = next(i for i, line in enumerate(lines) if "has not improved" in line)
+    assert lines[said - 2].startswith("[  2/5]") and lines[said - 1].startswith("[   test]")
+    assert "early-stopping after epoch 2 (val_loss has not improved for 1 epoch; best" in lines[said]
+    status = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert status["status"] == "early-stopping"
+    assert status["stop_message"].startswith("val_loss has not improved for 1 epoch; best ")
+
+
+def test_restore_best_is_what_final_npz_holds_and_what_the_test_split_scores(synthetic_dir,
+                                                                             tmp_path):
+    # Watching the training loss for a *maximum* makes epoch 1 the best, whatever the data.
+    result = CliRunner().invoke(make_cli(), [
+        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "3", "--out",
+        "run", "--plugin", "early-stopping", "--early-stopping-monitor", "loss",
+        "--early-stopping-mode", "max", "--early-stopping-patience", "5",
+        "--early-stopping-restore-best"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    final, final_arrays = load_checkpoint(run / "final.npz")
+    _, first_arrays = load_checkpoint(run / "epoch-001.npz")
+    _, last_arrays = load_checkpoint(run / "last.npz")
+    assert "restored the weights of epoch 1 (best loss" in result.output
+    assert "final.npz holds them" in result.output
+    for name, value in first_arrays.items():
+        if name.startswith("model/"):
+            np.testing.assert_array_equal(final_arrays[name], value)
+            assert not np.array_equal(last_arrays[name], value)
+    assert final["history"][-1]["test_loss"] > 0

@@ -39,7 +39,9 @@ def test_plot_and_history_files(synthetic_dir, tmp_path):
     with open(tmp_path / "run" / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2"]
-    assert set(rows[0]) == {"epoch", "loss", "acc", "val_loss", "val_acc", "lr"}
+    assert set(rows[0]) == {"epoch", "loss", "acc", "val_loss", "val_acc", "lr", "test_loss",
+                            "test_acc"}
+    assert rows[0]["test_acc"] == "" and float(rows[1]["test_acc"]) > 0  # scored once, at the end
     lines = (tmp_path / "run" / "history.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
     assert float(rows[1]["val_acc"]) == json.loads(lines[1])["val_acc"]
@@ -70,3 +72,21 @@ def test_without_matplotlib_the_plot_plugin_says_how_to_get_it(synthetic_dir, mo
                                              "--plugin", "plot"])
     assert result.exit_code == 2
     assert "pip install 'trainkit[plot]'" in result.output and "Traceback" not in result.output
+
+
+def test_the_plot_is_drawn_at_the_end_not_after_every_short_epoch(tmp_path):
+    from types import SimpleNamespace
+
+    from trainkit.plugins.plot import Plot
+    from trainkit.trainer import History
+
+    trainer = SimpleNamespace(is_main_process=True, run_dir=tmp_path,
+                              history=History([{"loss": 1.0}]))
+    plot = Plot()  # interval 30 s: far longer than this test
+    plot.on_fit_start()
+    for loss in (0.5, 0.25):
+        trainer.history.append({"loss": loss})
+        plot.on_epoch_end(trainer)
+    assert not (tmp_path / "curves.png").exists()
+    plot.on_fit_end(trainer)
+    assert (tmp_path / "curves.png").exists()

@@ -145,6 +145,29 @@ def on_epoch_end(trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
 
 
 @hookspec
+def on_train_end(trainer: Trainer, reason: str) -> None:
+    """Called once when the training epochs are over and training ended normally: ``reason`` is
+    ``"completed"`` or the reason given to ``trainer.stop`` (``"early-stopping"``, ``"nan"``, ...).
+
+    Runs before the test split is scored: a plugin that changes the final model (early stopping
+    putting the best weights back) does it here, so that the test scores and ``final.npz`` are of
+    the model the run hands over. Not called after Ctrl+C or a failure.
+    """
+
+
+@hookspec
+def on_test_start(trainer: Trainer) -> None:
+    """Called before the test split is scored, once, after ``on_train_end``."""
+
+
+@hookspec
+def on_test_end(trainer: Trainer, logs: dict[str, float]) -> None:
+    """Called after the test split is scored. ``logs`` holds ``test_loss`` and ``test_*`` metrics;
+    they are also added to the last row of ``trainer.history`` and kept in ``trainer.test_logs``.
+    """
+
+
+@hookspec
 def on_fit_end(trainer: Trainer, reason: str) -> None:
     """Called once when ``fit`` ends, whatever happened.
 

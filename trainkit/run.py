@@ -4,7 +4,7 @@ A config is a plain dict, the same in a TOML file, in ``--print-config`` output 
 checkpoint's manifest:
 
 * run keys: ``dataset``, ``model``, ``optimizer``, ``loss``, ``metric`` (list), ``plugin`` (list),
-  ``no_plugin`` (list), ``epochs``, ``batch_size``, ``seed``, ``out``, ``threads``;
+  ``no_plugin`` (list), ``epochs``, ``batch_size``, ``seed``, ``val_split``, ``out``, ``threads``;
 * component options by name at the top level: ``lr``, ``hidden``, ``activation``, ``data_dir``, ...;
 * one table per run plugin for its options: ``{"checkpoint": {"every": 1, "keep": 3}}``.
 """
@@ -32,6 +32,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "epochs": 10,
     "batch_size": 64,
     "seed": 42,
+    "val_split": 0.1,
     "out": None,
     "threads": None,
 }
@@ -104,6 +105,7 @@ class Run:
     trainer: Any = None
     train_loader: Any = None
     val_loader: Any = None
+    test_loader: Any = None
     run_dir: Path | None = None
 
 
@@ -114,6 +116,11 @@ def resolve(config: dict[str, Any], registry: Registry) -> Run:
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}", key)
+    val_split = config["val_split"]
+    if isinstance(val_split, bool) or not isinstance(val_split, (int, float)) or \
+            not 0 <= val_split < 1:
+        raise ConfigError(f"val_split must be a fraction in [0, 1), got {val_split!r}", "val_split")
+    config["val_split"] = float(val_split)
     if isinstance(config["metric"], str):
         config["metric"] = [config["metric"]]
     repeated = sorted({m for m in config["metric"] if config["metric"].count(m) > 1})
@@ -214,6 +221,22 @@ def default_run_dir(root: Path = Path("runs")) -> Path:
     return candidate
 
 
+def validation_split(n: int, fraction: float, rng) -> tuple[Any, Any]:
+    """``(train indices, validation indices)``: a seeded ``fraction`` of ``n`` training samples
+    held out for validation, both in their original order; ``(None, None)`` for ``fraction`` 0."""
+    import numpy as np
+
+    if fraction == 0:
+        return None, None
+    n_val = int(round(n * fraction))
+    if not 1 <= n_val < n:
+        raise ConfigError(f"val_split {fraction} of {n} training samples leaves "
+                          f"{n_val} for validation and {n - n_val} for training; both need "
+                          f"at least one", "val_split")
+    order = rng.permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
 def build(run: Run, pm, *, load_data: bool = True) -> Run:
     """Load the data and create the model, loaders and trainer of a resolved run."""
     import numpy as np
@@ -222,15 +245,27 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
     from trainkit.trainer import Trainer
 
     config = run.config
-    model_seed, data_seed = np.random.SeedSequence(config["seed"]).spawn(2)
+    model_seed, data_seed, split_seed = np.random.SeedSequence(config["seed"]).spawn(3)
     run.splits = run.dataset.load() if load_data else None
     splits = run.splits
     model = run.model_factory.build(splits.input_size, splits.num_classes,
                                     np.random.default_rng(model_seed))
-    run.train_loader = DataLoader(splits.train_images, splits.train_labels, config["batch_size"],
-                                  shuffle=True, rng=np.random.default_rng(data_seed))
-    run.val_loader = DataLoader(splits.test_images, splits.test_labels,
-                                max(config["batch_size"], 1000))
+    train, val = validation_split(len(splits.train_labels), config["val_split"],
+                                  np.random.default_rng(split_seed))
+    eval_batch = max(config["batch_size"], 1000)
+    test_loader = DataLoader(splits.test_images, splits.test_labels, eval_batch)
+    if val is None:  # val_split 0: validate on the test split (the CLI warns)
+        run.train_loader = DataLoader(splits.train_images, splits.train_labels,
+                                      config["batch_size"], shuffle=True,
+                                      rng=np.random.default_rng(data_seed))
+        run.val_loader = test_loader
+    else:
+        run.train_loader = DataLoader(splits.train_images[train], splits.train_labels[train],
+                                      config["batch_size"], shuffle=True,
+                                      rng=np.random.default_rng(data_seed))
+        run.val_loader = DataLoader(splits.train_images[val], splits.train_labels[val],
+                                    eval_batch)
+    run.test_loader = test_loader
     out = config.get("out")
     run.run_dir = Path(out) if out else default_run_dir()
     is_main = all(getattr(p, "is_main_process", True) for p in run.plugins.values())
@@ -257,6 +292,7 @@ def write_status(run: Run, status: str) -> None:
         "global_step": trainer.state.global_step,
         "epochs": run.config["epochs"],
         "stop_message": trainer.stop_message,
+        "test": trainer.test_logs,
         "blas_threads": trainer.blas_threads,
         "blas_kernels": trainer.blas_kernels,
         "updated": _dt.datetime.now().isoformat(timespec="seconds"),

@@ -143,7 +143,7 @@ class Trainer:
 
         trainer = Trainer(model, CrossEntropy(), Adam(lr=1e-3), metrics=[Accuracy()],
                           plugins=[MyPlugin()])
-        history = trainer.fit(train_loader, val_loader, epochs=10)
+        history = trainer.fit(train_loader, val_loader, epochs=10, test=test_loader)
 
     ``plugins`` are run plugin objects: they are registered with the plugin manager for the
     duration of ``fit``. ``plugin_manager`` defaults to one with trainkit's hook specs and no
@@ -193,6 +193,9 @@ class Trainer:
         self.epochs = 0
         self.train_loader: DataLoader | None = None
         self.val_loader: DataLoader | None = None
+        self.test_loader: DataLoader | None = None
+        #: The test split's scores, once ``fit`` has scored it (``test_loss``, ``test_acc``, ...).
+        self.test_logs: dict[str, float] | None = None
         self.stop_reason: str | None = None
         self.stop_message: str | None = None
         self._interrupt_requested = False
@@ -252,9 +255,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, train: DataLoader, val: DataLoader | None = None, epochs: int = 10) -> History:
-        """Train until ``epochs`` epochs are complete (counting epochs already done on resume)."""
+    def fit(self, train: DataLoader, val: DataLoader | None = None, epochs: int = 10,
+            test: DataLoader | None = None) -> History:
+        """Train until ``epochs`` epochs are complete (counting epochs already done on resume).
+
+        ``val`` is scored after every epoch (``val_*``) and is what early stopping, best
+        checkpoints and plateau schedules watch. ``test`` is scored once, when training has
+        ended normally (``test_*``, added to the last history row): it never steers training.
+        """
         self.train_loader, self.val_loader, self.epochs = train, val, epochs
+        self.test_loader, self.test_logs = test, None
         self.stop_reason = None
         self._interrupt_requested = self._interrupt_signalled = False
         registered = [self.plugin_manager.register(p, name=RUN_PLUGIN_PREFIX + name)
@@ -279,6 +289,9 @@ class Trainer:
                 if self._should_interrupt():
                     raise KeyboardInterrupt
             reason = self.stop_reason or "completed"
+            self.call_hook("on_train_end", reason=reason)
+            if self.test_loader is not None and reason != "nan":
+                self._test()
         except BaseException as e:
             in_flight = e
             reason = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
@@ -298,6 +311,14 @@ class Trainer:
                     if name is not None:
                         self.plugin_manager.unregister(name=name)
         return self.history
+
+    def _test(self) -> None:
+        self.call_hook("on_test_start")
+        logs = self.evaluate(self.test_loader, prefix="test_")
+        self.call_hook("on_test_end", logs=logs)
+        self.test_logs = logs
+        if self.history.rows:
+            self.history.rows[-1].update(logs)
 
     def _notify_exception(self, error: BaseException) -> None:
         for hook_error in self._hooks.each("on_exception", trainer=self, exception=error):

@@ -13,18 +13,27 @@ from trainkit.cli.errors import cli_errors
 @click.command("evaluate")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--data-dir", type=click.Path(path_type=Path), envvar="TRAINKIT_DATA_DIR",
-              help="Folder that holds the dataset's files.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True)
+              show_envvar=True, help="Folder that holds the dataset's files.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Samples scored at a time (the scores do not depend on it).")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks of errors.")
 @click.pass_obj
 def evaluate_command(app: AppState, checkpoint: Path, data_dir: Path | None, batch_size: int,
                      verbose: bool) -> None:
-    """Print loss and metrics of CHECKPOINT on its dataset's test split."""
+    """Print loss and metrics of CHECKPOINT on its dataset's test split.
+
+    CHECKPOINT is a checkpoint file or a run folder (its final.npz, else the newer of last.npz
+    and emergency.npz).
+    """
     from trainkit import run as runlib
     from trainkit.checkpoint_io import load_checkpoint
     from trainkit.snapshot import restore
 
+    from trainkit.cli.run import model_in_run_folder
+
     with cli_errors(verbose or app.verbose):
+        if checkpoint.is_dir():
+            checkpoint = model_in_run_folder(checkpoint)
         manifest, arrays = load_checkpoint(checkpoint)
         config = dict(manifest.get("config") or {})
         config = {k: v for k, v in config.items() if not isinstance(v, dict)}
@@ -34,8 +43,8 @@ def evaluate_command(app: AppState, checkpoint: Path, data_dir: Path | None, bat
         run = runlib.resolve(config, app.registry)
         runlib.build(run, app.pm)
         restore(run.trainer, manifest, arrays, source=str(checkpoint))
-        run.val_loader.batch_size = batch_size
-        logs = run.trainer.evaluate(run.val_loader)
+        run.test_loader.batch_size = batch_size
+        logs = run.trainer.evaluate(run.test_loader, prefix="test_")
         parts = " ".join(f"{k}: {v:.4f}" for k, v in logs.items())
         click.echo(f"{checkpoint} (epoch {manifest.get('epoch')}) on {config.get('dataset')} "
                    f"test: {parts}")

@@ -23,7 +23,7 @@ from trainkit.errors import ConfigError
 from trainkit.run_lock import RunLock
 
 CORE_OPTIONS = ("dataset", "model", "optimizer", "loss", "metric", "plugin", "no_plugin",
-                "epochs", "batch_size", "seed", "out", "threads")
+                "epochs", "batch_size", "seed", "val_split", "out", "threads")
 KIND_TITLES = {"dataset": "Dataset options", "model": "Model options",
                "optimizer": "Optimizer options", "loss": "Loss options",
                "metric": "Metric options"}
@@ -63,6 +63,10 @@ def make_run_command(app: AppState) -> click.Command:
                       envvar="TRAINKIT_BATCH_SIZE", help="Samples per training batch."),
         GroupedOption(["--seed"], type=int, default_text="42", envvar="TRAINKIT_SEED",
                       help="Seed of the weights and the data order."),
+        GroupedOption(["--val-split"], type=click.FloatRange(0, 1, max_open=True),
+                      default_text="0.1", envvar="TRAINKIT_VAL_SPLIT",
+                      help="Fraction of the training set held out (seeded) for validation; the "
+                           "test split is scored once, at the end. 0 validates on the test split."),
         GroupedOption(["--out"], type=click.Path(path_type=Path), envvar="TRAINKIT_OUT",
                       help="Run folder.  [default: runs/<timestamp>]"),
         GroupedOption(["--resume"], metavar="PATH|last",
@@ -212,6 +216,9 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest) 
         threads_wanted = calibrate(training_step_probe(
             trainer.model, trainer.loss, run.config["batch_size"], run.splits.input_size,
             trainer.optimizer))
+    if run.config["val_split"] == 0:
+        say("trainkit: warning: --val-split 0 validates on the test split: best.npz, early "
+            "stopping and plateau schedules then pick on test data", err=True)
     status = "failed"
     if main:
         write_status(run, "running")
@@ -231,7 +238,8 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest) 
                 f"{plural(threads, 'BLAS thread')}; run folder {run.run_dir}"
             )
             try:
-                trainer.fit(run.train_loader, run.val_loader, epochs=run.config["epochs"])
+                trainer.fit(run.train_loader, run.val_loader, epochs=run.config["epochs"],
+                            test=run.test_loader)
             except KeyboardInterrupt:
                 status = "interrupted"
                 say(f"trainkit: interrupted at epoch {trainer.state.epoch + 1}, "
@@ -247,7 +255,12 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest) 
         raise click.ClickException(
             f"training stopped by nan-guard: {trainer.stop_message or 'the loss is not finite'}; "
             f"the last good checkpoint (if any) is in {run.run_dir}")
-    say(f"trainkit: {status} after epoch {trainer.state.epoch}; run folder {run.run_dir}")
+    why = f" ({trainer.stop_message})" if trainer.stop_message else ""
+    scores = ""
+    if trainer.test_logs:
+        scores = "; " + " ".join(f"{k}: {v:.4f}" for k, v in trainer.test_logs.items())
+    say(f"trainkit: {status} after epoch {trainer.state.epoch}{why}{scores}; "
+        f"run folder {run.run_dir}")
 
 
 def plural(count: int, noun: str) -> str:
@@ -261,6 +274,19 @@ def newest_checkpoint(folder: Path) -> Path | None:
     """The newer of a run folder's ``last.npz`` and ``emergency.npz``, if it has either."""
     found = [folder / name for name in RESUMABLE if (folder / name).is_file()]
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+
+
+def model_in_run_folder(folder: Path) -> Path:
+    """The model a run folder hands over: ``final.npz``, else its newest resumable checkpoint."""
+    from trainkit.errors import CheckpointError
+
+    if (folder / "final.npz").is_file():
+        return folder / "final.npz"
+    found = newest_checkpoint(folder)
+    if found is None:
+        raise CheckpointError(f"{folder}: run folder holds no final.npz, last.npz or "
+                              f"emergency.npz")
+    return found
 
 
 def resolve_resume_path(value: str, out: Path | None) -> Path:
