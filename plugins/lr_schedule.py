@@ -94,15 +94,19 @@ class LRSchedule:
             self.wait = 0
 
     @hookimpl
-    def on_save_checkpoint(self, state):
+    def on_save_checkpoint(self, trainer, state):
         state["lr-schedule"] = {"base_lr": self.base_lr, "wait": self.wait,
+                                "configured_lr": trainer.config.get("lr"),
                                 "monitor": self.monitor.state_dict() if self.monitor else None}
 
     @hookimpl
-    def on_load_checkpoint(self, state):
+    def on_load_checkpoint(self, trainer, state):
         mine = state.get("lr-schedule")
         if mine:
             self.base_lr, self.wait = mine["base_lr"], int(mine["wait"])
+            configured = trainer.config.get("lr")
+            if mine.get("configured_lr") not in (None, configured):
+                self.base_lr = configured  # resumed with another --lr: the schedule follows it
             if self.monitor is not None and mine.get("monitor"):
                 self.monitor.load_state_dict(mine["monitor"])
 

@@ -58,7 +58,7 @@ TABLE = [
     (["--out", "{tmp}/a-file"], USAGE, "run folder exists and is not a folder"),
     (["--resume", "{tmp}/missing.npz"], RUNTIME, "checkpoint not found"),
     (["--resume", "{tmp}/a-file"], RUNTIME, "not a valid checkpoint"),
-    (["--resume", "{ckpt}", "--hidden", "50"], RUNTIME, "checkpoint was made for another model"),
+    (["--resume", "{ckpt}", "--hidden", "50"], USAGE, "hidden cannot change on resume"),
     # config files
     (["--config", "{tmp}/missing.toml"], USAGE, "config file not found"),
     (["--config", "{tmp}"], USAGE, "cannot read config file"),

@@ -145,3 +145,80 @@ def test_a_resume_on_other_blas_kernels_says_the_last_bits_can_differ(synthetic_
     other = invoke(["run", "--resume", str(out), "--epochs", "3", "--dataset", "idx", "--data-dir", str(synthetic_dir)])
     assert other.exit_code == 0
     assert f"written with BLAS {recorded}, this run uses otherblas 1.0 Z80" in other.output
+
+
+@pytest.fixture(scope="module")
+def two_epochs(synthetic_dir, tmp_path_factory) -> Path:
+    """A finished 2-epoch run at lr 0.001, copied by each test that resumes it."""
+    out = tmp_path_factory.mktemp("two") / "run"
+    result = invoke(["run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "2",
+                     "--threads", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def resume(run: Path, tmp_path: Path, *args: str):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    return copy, CliRunner().invoke(make_cli(), ["run", "--resume", str(copy), *args])
+
+
+def test_a_new_lr_on_resume_is_applied_said_and_recorded(synthetic_dir, two_epochs, tmp_path):
+    import json
+
+    run, result = resume(two_epochs, tmp_path, "--lr", "0.01", "--epochs", "3", "--data-dir",
+                         str(synthetic_dir))
+    assert result.exit_code == 0, result.output
+    assert "resuming with changes: epochs 2 -> 3; lr 0.001 -> 0.01" in result.output
+    assert f"resuming from {run / 'last.npz'} after epoch 2:" in result.output
+    manifest, _ = load_checkpoint(run / "last.npz")
+    assert [row["lr"] for row in manifest["history"]] == [0.001, 0.001, 0.01]
+    assert manifest["optimizer"]["lr"] == 0.01 and manifest["config"]["lr"] == 0.01
+    assert json.loads((run / "run.json").read_text())["config"]["lr"] == 0.01
+    # ... and it really trained at 0.01: not what the same resume at 0.001 gives
+    same, unchanged = resume(two_epochs, tmp_path / "b", "--epochs", "3", "--data-dir",
+                             str(synthetic_dir))
+    assert unchanged.exit_code == 0 and "changes" not in unchanged.output.split("epochs 2 -> 3")[1]
+    assert load_checkpoint(same / "last.npz")[0]["history"][-1]["loss"] != \
+        manifest["history"][-1]["loss"]
+
+
+def test_a_resumed_schedule_follows_a_new_lr(synthetic_dir, tmp_path):
+    out = tmp_path / "sched"
+    args = ["--lr-schedule-schedule", "step", "--lr-schedule-step-size", "1",
+            "--lr-schedule-gamma", "0.5"]
+    first = invoke(["run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "1",
+                    "--out", str(out), "--plugin", "lr-schedule", *args])
+    assert first.exit_code == 0, first.output
+    rest = invoke(["run", "--resume", str(out), "--epochs", "3", "--lr", "0.01", "--data-dir",
+                   str(synthetic_dir)])
+    assert rest.exit_code == 0, rest.output
+    lrs = [row["lr"] for row in load_checkpoint(out / "last.npz")[0]["history"]]
+    assert lrs == pytest.approx([0.001, 0.005, 0.0025])
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--hidden", "32"], "hidden cannot change on resume: {ckpt} was trained with hidden = 100, "
+                         "this run asks for 32"),
+    (["--activation", "relu"], "activation cannot change on resume"),
+    (["--dataset", "mnist"], "dataset cannot change on resume"),
+    (["--optimizer", "sgd"], "optimizer cannot change on resume"),
+    (["--val-split", "0.2"], "val_split cannot change on resume"),
+    (["--epochs", "1"], "{ckpt} has trained 2 epochs already, and this run asks for 1"),
+    (["--epochs", "2"], "nothing is left to train; give --epochs more than 2"),
+])
+def test_a_resume_refuses_what_it_cannot_change_in_one_line(synthetic_dir, two_epochs, tmp_path,
+                                                            args, needle):
+    run, result = resume(two_epochs, tmp_path, *args, "--data-dir", str(synthetic_dir))
+    assert result.exit_code == 2, result.output
+    assert needle.format(ckpt=run / "last.npz") in " ".join(result.output.split())
+    assert "Traceback" not in result.output and "resuming" not in result.output
+
+
+def test_plugins_turned_on_and_off_on_resume_are_said(synthetic_dir, two_epochs, tmp_path):
+    _, result = resume(two_epochs, tmp_path, "--epochs", "3", "--plugin", "history",
+                       "--no-plugin", "progress", "--data-dir", str(synthetic_dir))
+    assert result.exit_code == 0, result.output
+    assert "plugin history on; plugin progress off" in result.output

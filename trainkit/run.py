@@ -305,3 +305,65 @@ def write_status(run: Run, status: str) -> None:
 
         print(f"trainkit: warning: {run.run_dir / STATUS_FILE}: cannot write the run status "
               f"({e.strerror or e})", file=sys.stderr)
+
+
+#: Run keys a resume must keep: they decide which model is trained on which data, and in which
+#: order. Every option of the model, loss and metrics is kept too (``resume_changes``).
+FIXED_ON_RESUME = ("dataset", "model", "loss", "optimizer", "metric", "seed", "val_split")
+
+
+def check_resume_keys(saved: dict[str, Any], config: dict[str, Any], source: str) -> None:
+    """Refuse a merged ``config`` that changes a run key in ``FIXED_ON_RESUME`` (checked before
+    the components are resolved, so that the error names what really changed)."""
+    merged = merge_configs(RUN_DEFAULTS, config)
+    refuse_changes(saved, merged, FIXED_ON_RESUME, source)
+
+
+def refuse_changes(saved: dict[str, Any], new: dict[str, Any], keys, source: str) -> None:
+    for key in keys:
+        if key in saved and saved[key] != new.get(key):
+            raise ConfigError(
+                f"{key} cannot change on resume: {source} was trained with {key} = "
+                f"{show(saved[key])}, this run asks for {show(new.get(key))}; start a new run "
+                f"(another --out) to train with it", key)
+
+
+def resume_changes(saved: dict[str, Any], run: Run, source: str) -> list[str]:
+    """What ``run`` changes from the effective config ``saved`` in a checkpoint, as
+    ``"lr 0.001 -> 0.01"`` lines; a change that a resume cannot make is a ``ConfigError``.
+
+    May change (and is applied): epochs, batch size, threads, the run folder, optimizer options
+    such as the lr, the data folder, run plugins (on, off, their options). May not: anything in
+    ``FIXED_ON_RESUME``, nor an option of the model, the loss or a metric.
+    """
+    new = effective_config(run)
+    registry = run.registry
+    fixed = list(FIXED_ON_RESUME)
+    for kind in ("model", "loss"):
+        fixed += [spec.name for spec in registry.get(kind, run.config[kind]).options]
+    for name in run.config["metric"]:
+        fixed += [spec.name for spec in registry.get("metric", name).options]
+    refuse_changes(saved, new, fixed, source)
+    plugin_names = set(registry.components["plugin"])
+    changes = []
+    for key, value in new.items():
+        if key in fixed or key in plugin_names or key in ("plugin", "no_plugin", "out"):
+            continue
+        if key in saved and saved[key] != value:
+            changes.append(f"{key} {show(saved[key])} -> {show(value)}")
+    saved_plugins = {k for k, v in saved.items() if k in plugin_names and isinstance(v, dict)}
+    for name in run.plugins:
+        if name not in saved_plugins:
+            changes.append(f"plugin {name} on")
+            continue
+        for key, value in new[name].items():
+            if key in saved[name] and saved[name][key] != value:
+                changes.append(f"{name} {key} {show(saved[name][key])} -> {show(value)}")
+    changes += [f"plugin {name} off" for name in sorted(saved_plugins - set(run.plugins))]
+    return changes
+
+
+def show(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) if value else "(none)"
+    return str(value)

@@ -159,24 +159,32 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
             cli_layer.setdefault("no_plugin", []).append(name)
     with cli_errors(app.verbose):
         layers = []
-        resume_from = manifest = None
+        resume_from = manifest = saved = None
         if kwargs.get("resume"):
             from trainkit.checkpoint_io import load_checkpoint
 
             resume_from = resolve_resume_path(kwargs["resume"], kwargs.get("out"))
             manifest, arrays = load_checkpoint(resume_from)
-            layers.append(manifest.get("config") or {})
+            # Checkpoints from before the validation split validated on the test split.
+            saved = {"val_split": 0.0, **(manifest.get("config") or {})}
+            layers.append(saved)
         if kwargs.get("config"):
             layers.append(read_toml(kwargs["config"]))
         layers.append(cli_layer)
         config = runlib.merge_configs(*layers)
-        if resume_from is not None and "out" not in cli_layer:
-            config["out"] = str(resume_from.parent)
+        if resume_from is not None:
+            runlib.check_resume_keys(saved, config, str(resume_from))
+            if "out" not in cli_layer:
+                config["out"] = str(resume_from.parent)
         run = runlib.resolve(config, app.registry)
         for param_name, (plugin, _) in plugin_params.items():
             if param_name in given and plugin not in run.plugins:
                 raise ConfigError(f"{flag_of(param_name)} is an option of plugin {plugin!r}, "
                                   f"which is off; turn it on with --plugin {plugin}", param_name)
+        changes: list[str] = []
+        if resume_from is not None:
+            changes = runlib.resume_changes(saved, run, str(resume_from))
+            check_epochs_left(run.config["epochs"], manifest, resume_from)
         if kwargs.get("print_config"):
             click.echo(dump_toml(runlib.effective_config(run)), nl=False)
             return
@@ -186,18 +194,31 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
             from trainkit.snapshot import restore
 
             restore(trainer, manifest, arrays, source=str(resume_from))
+            if saved.get("lr") != trainer.config.get("lr"):  # a new lr is applied, not recorded
+                trainer.optimizer.lr = trainer.config["lr"]
         if not trainer.is_main_process:  # other data-parallel ranks write nothing
-            train(ctx, run, kwargs, resume_from, manifest)
+            train(ctx, run, kwargs, resume_from, manifest, changes)
             return
         prepare_run_dir(run.run_dir)
         with RunLock(run.run_dir) as lock:
             if lock.stale_owner:
                 click.echo(f"trainkit: took over the lock of process {lock.stale_owner.get('pid')}, "
                            f"which is no longer running", err=True)
-            train(ctx, run, kwargs, resume_from, manifest)
+            train(ctx, run, kwargs, resume_from, manifest, changes)
 
 
-def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest) -> None:
+def check_epochs_left(epochs: int, manifest: dict[str, Any], source: Path) -> None:
+    """A resume must have an epoch left to train."""
+    done = int(manifest.get("epoch") or 0)
+    mid_epoch = bool((manifest.get("state") or {}).get("step_in_epoch"))
+    if epochs < done or (epochs == done and not mid_epoch):
+        raise ConfigError(f"{source} has trained {done} epochs already, and this run asks for "
+                          f"{epochs} in all: nothing is left to train; give --epochs more than "
+                          f"{done} to train further", "epochs")
+
+
+def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest,
+          changes: list[str] = ()) -> None:
     """Pick the BLAS threads, fit, and keep run.json's status true at every moment."""
     from trainkit.run import write_status
     from trainkit.threads import blas_kernels, blas_threads, calibrate, training_step_probe
@@ -230,12 +251,20 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest) 
                 say(f"trainkit: note: {resume_from} was written with BLAS {recorded}, this run uses "
                     f"{trainer.blas_kernels}: it can differ in the last bits from a run that was "
                     "never interrupted", err=True)
-            what = "resuming" if resume_from else "training"
+            what, where = "training", ""
+            if resume_from is not None:
+                state = trainer.state
+                what = f"resuming from {resume_from}"
+                where = f" after epoch {state.epoch}" if not state.step_in_epoch else \
+                    f" in epoch {state.epoch + 1} after step {state.step_in_epoch}"
+                if changes:
+                    say(f"trainkit: resuming with changes: {'; '.join(changes)}")
             say(
-                f"trainkit: {what} {run.config['model']} ({trainer.model.describe()}) on "
+                f"trainkit: {what}{where}: {run.config['model']} ({trainer.model.describe()}) on "
                 f"{run.config['dataset']} with {run.config['optimizer']}, "
-                f"{plural(run.config['epochs'], 'epoch')}, batch {run.config['batch_size']}, "
-                f"{plural(threads, 'BLAS thread')}; run folder {run.run_dir}"
+                f"{plural(run.config['epochs'], 'epoch')} in all, batch "
+                f"{run.config['batch_size']}, {plural(threads, 'BLAS thread')}; "
+                f"run folder {run.run_dir}"
             )
             try:
                 trainer.fit(run.train_loader, run.val_loader, epochs=run.config["epochs"],
