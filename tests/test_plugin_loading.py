@@ -94,7 +94,8 @@ def test_a_failing_hook_names_plugin_and_hook_with_traceback_only_under_v(synthe
     assert ("Error: plugin 'raising' failed in hook on_epoch_end: ValueError: bad value in "
             "my plugin") in result.output
     assert "Traceback" not in result.output
-    verbose = invoke(quick(synthetic_dir, "--plugin", "raising", "-v"), plugins=[RaisingFactory()])
+    verbose = invoke(quick(synthetic_dir, "--plugin", "raising", "-v", "--overwrite"),
+                     plugins=[RaisingFactory()])
     assert verbose.exit_code == 1 and "Traceback" in verbose.output
 
 

@@ -23,9 +23,9 @@ def hold_lock(folder):
     return child
 
 
-def run(data_dir, out):
-    return CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir", str(data_dir), "--epochs", "1",
-                                           "--out", str(out)])
+def run(data_dir, out, *extra):
+    return CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir", str(data_dir),
+                                           "--epochs", "1", "--out", str(out), *extra])
 
 
 def test_a_second_run_on_a_folder_in_use_is_refused(synthetic_dir, tmp_path):
@@ -58,5 +58,40 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(synthetic_dir, tmp_path):
 def test_a_finished_run_releases_its_lock(synthetic_dir, tmp_path):
     out = tmp_path / "run"
     assert run(synthetic_dir, out).exit_code == 0
-    second = run(synthetic_dir, out)
+    second = run(synthetic_dir, out, "--overwrite")
     assert second.exit_code == 0 and "took over" not in second.output
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_a_second_run_on_a_run_folder_is_refused_and_leaves_it_untouched(synthetic_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(synthetic_dir, out, "--epochs", "2").exit_code == 0
+    before = snapshot(out)
+    assert {"last.npz", "best.npz", "final.npz", "run.json"} <= set(before)
+    second = run(synthetic_dir, out, "--seed", "7")
+    assert second.exit_code == 2
+    message = " ".join(second.output.split())
+    assert f"{out} holds an earlier run; resume it with --resume {out}" in message
+    assert "--overwrite" in message and "Traceback" not in second.output
+    assert snapshot(out) == before  # byte for byte
+
+
+def test_overwrite_clears_the_earlier_run_first(synthetic_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run(synthetic_dir, out, "--epochs", "3").exit_code == 0
+    assert (out / "epoch-003.npz").exists()
+    (out / "notes").mkdir()
+    second = run(synthetic_dir, out, "--overwrite")
+    assert second.exit_code == 0, second.output
+    assert f"cleared {out}" in second.output
+    assert not (out / "epoch-003.npz").exists() and not (out / "notes").exists()
+    assert (out / "epoch-001.npz").exists()
+
+
+def test_an_empty_or_new_folder_needs_no_overwrite(synthetic_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert run(synthetic_dir, tmp_path / "empty").exit_code == 0
+    assert run(synthetic_dir, tmp_path / "new" / "deeper").exit_code == 0

@@ -108,6 +108,11 @@ class Run:
     test_loader: Any = None
     run_dir: Path | None = None
 
+    @property
+    def is_main_process(self) -> bool:
+        """False on the data-parallel ranks that write nothing (a plugin says so)."""
+        return all(getattr(p, "is_main_process", True) for p in self.plugins.values())
+
 
 def resolve(config: dict[str, Any], registry: Registry) -> Run:
     """Check the config and create every component from it (no data is loaded yet)."""
@@ -268,10 +273,9 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
     run.test_loader = test_loader
     out = config.get("out")
     run.run_dir = Path(out) if out else default_run_dir()
-    is_main = all(getattr(p, "is_main_process", True) for p in run.plugins.values())
     run.trainer = Trainer(model, run.loss, run.optimizer, run.metrics, run.plugins,
                           plugin_manager=pm, run_dir=run.run_dir, config=effective_config(run),
-                          is_main_process=is_main)
+                          is_main_process=run.is_main_process)
     return run
 
 

@@ -69,6 +69,9 @@ def make_run_command(app: AppState) -> click.Command:
                            "test split is scored once, at the end. 0 validates on the test split."),
         GroupedOption(["--out"], type=click.Path(path_type=Path), envvar="TRAINKIT_OUT",
                       help="Run folder.  [default: runs/<timestamp>]"),
+        GroupedOption(["--overwrite"], is_flag=True,
+                      help="Clear a run folder that holds an earlier run, then train in it "
+                           "(without it such a folder is refused)."),
         GroupedOption(["--resume"], metavar="PATH|last",
                       help="Continue from a checkpoint file, a run folder, or 'last'."),
         GroupedOption(["--threads"], type=ThreadsType(), envvar="TRAINKIT_THREADS",
@@ -188,6 +191,14 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
         if kwargs.get("print_config"):
             click.echo(dump_toml(runlib.effective_config(run)), nl=False)
             return
+        out = Path(run.config["out"]) if run.config.get("out") else None
+        continuing = resume_from is not None and out is not None and \
+            out.resolve() == resume_from.parent.resolve()
+        if out is not None and run.is_main_process and not continuing and not kwargs.get("overwrite") and \
+                holds_a_run(out):
+            raise ConfigError(f"{out} holds an earlier run; resume it with --resume {out}, "
+                              f"train elsewhere with another --out, or clear it with --overwrite",
+                              "out")
         runlib.build(run, app.pm)
         trainer = run.trainer
         if resume_from is not None:
@@ -204,6 +215,9 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
             if lock.stale_owner:
                 click.echo(f"trainkit: took over the lock of process {lock.stale_owner.get('pid')}, "
                            f"which is no longer running", err=True)
+            if kwargs.get("overwrite") and not continuing and holds_a_run(run.run_dir):
+                clear_run_dir(run.run_dir)  # under the lock: never a folder a live run uses
+                click.echo(f"trainkit: cleared {run.run_dir} (--overwrite)", err=True)
             train(ctx, run, kwargs, resume_from, manifest, changes)
 
 
@@ -339,6 +353,32 @@ def resolve_resume_path(value: str, out: Path | None) -> Path:
             raise CheckpointError(f"{path}: run folder holds no last.npz or emergency.npz")
         return found
     return path
+
+
+#: Files that only a run writes: a folder holding one of them holds a run.
+RUN_FILES = ("run.json", "last.npz", "best.npz", "final.npz", "emergency.npz", "history.csv")
+
+
+def holds_a_run(folder: Path) -> bool:
+    if not folder.is_dir():
+        return False
+    return any((folder / name).exists() for name in RUN_FILES) or \
+        any(folder.glob("epoch-*.npz"))
+
+
+def clear_run_dir(folder: Path) -> None:
+    """Remove everything in a run folder but its lock file."""
+    import shutil
+
+    from trainkit.run_lock import LOCK_NAME
+
+    for entry in folder.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def prepare_run_dir(run_dir: Path) -> None:
