@@ -109,6 +109,8 @@ class Checkpoint:
 
     @hookimpl
     def on_exception(self, trainer, exception):
+        if trainer.interrupt_forced:  # stopped mid-step: nothing consistent to save
+            return
         if self.save(trainer, ["emergency.npz"]):
             print(f"trainkit: emergency checkpoint written to {trainer.run_dir / 'emergency.npz'}",
                   file=sys.stderr)

@@ -63,7 +63,7 @@ TABLE = [
     (["--config", "{tmp}/missing.toml"], USAGE, "config file not found"),
     (["--config", "{tmp}"], USAGE, "cannot read config file"),
     (["--config", "{tmp}/broken.toml"], USAGE, "invalid TOML"),
-    (["--config", "{tmp}/unknown.toml"], USAGE, "unknown option 'learning_rate'"),
+    (["--config", "{tmp}/unknown.toml"], USAGE, "unknown key 'learning_rate'"),
     (["--config", "{tmp}/wrongtype.toml"], USAGE, "batch_size must be an integer >= 1"),
 ]
 

@@ -167,3 +167,29 @@ def test_run_help_groups_options_by_component_and_plugin():
     assert "[default: (" not in text  # every default reads as a value, not a parameter name
     assert ("learning rate. [default: 0.01 for sgd, momentum; 0.001 for adam, adamw]"
             in " ".join(text.split()))
+
+
+def test_run_help_shows_the_environment_variable_of_every_option():
+    import click
+
+    from trainkit.cli.app import AppState
+    from trainkit.cli.run import make_run_command
+
+    group = make_cli()
+    command = make_run_command(AppState.load([], group))
+    text = " ".join(invoke(["run", "--help"]).output.split())
+    for param in command.params:
+        if isinstance(param, click.Option) and param.envvar:
+            assert f"env var: {param.envvar}" in text or f"env var: {param.envvar};" in text, \
+                param.name
+    for name in ("TRAINKIT_EPOCHS", "TRAINKIT_LR", "TRAINKIT_PLUGIN", "TRAINKIT_CHECKPOINT_EVERY"):
+        assert name in text
+    evaluate_help = invoke(["evaluate", "--help"]).output
+    assert "TRAINKIT_DATA_DIR" in evaluate_help
+    assert "Samples scored at a time" in " ".join(evaluate_help.split())
+
+
+def test_plain_sgd_defaults_to_its_own_learning_rate():
+    sgd = invoke(["run", "--optimizer", "sgd", "--print-config"]).output.splitlines()
+    adam = invoke(["run", "--print-config"]).output.splitlines()
+    assert "lr = 0.01" in sgd and "lr = 0.001" in adam

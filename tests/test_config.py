@@ -49,7 +49,7 @@ def test_bad_config_files_are_usage_errors(tmp_path):
     (tmp_path / "broken.toml").write_text("epochs = = 3\n")
     (tmp_path / "unknown.toml").write_text("epoks = 3\n")
     (tmp_path / "badtable.toml").write_text("[checkpoint]\nevery = 'often'\n")
-    for name, needle in (("broken.toml", "invalid TOML"), ("unknown.toml", "unknown option 'epoks'"),
+    for name, needle in (("broken.toml", "invalid TOML"), ("unknown.toml", "unknown key 'epoks'; did you mean 'epochs'?"),
                          ("missing.toml", "config file not found"),
                          ("badtable.toml", "'often' is invalid")):
         result = CliRunner().invoke(make_cli(), ["run", "--config", name, "--plugin", "checkpoint"])
@@ -62,3 +62,25 @@ def test_environment_variables_set_options(synthetic_dir):
                                 env={"TRAINKIT_EPOCHS": "7", "TRAINKIT_LR": "0.2",
                                      "TRAINKIT_DATA_DIR": str(synthetic_dir)})
     assert "epochs = 7" in result.output and "lr = 0.2" in result.output
+
+
+def test_a_typo_in_a_config_file_names_the_file_and_the_key(synthetic_dir, tmp_path):
+    (tmp_path / "run.toml").write_text("epoch = 3\n")
+    result = CliRunner().invoke(make_cli(), ["run", "--config", "run.toml"])
+    assert result.exit_code == 2
+    assert "run.toml: unknown key 'epoch'; did you mean 'epochs'?" in result.output
+    assert "--epoch" not in result.output
+
+
+def test_a_config_section_of_a_plugin_that_is_off_is_an_error_as_on_the_command_line(
+        synthetic_dir, tmp_path):
+    (tmp_path / "run.toml").write_text("[early-stopping]\npatience = 1\n")
+    result = CliRunner().invoke(make_cli(), ["run", "--config", "run.toml", "--dataset", "idx",
+                                             "--data-dir", str(synthetic_dir)])
+    assert result.exit_code == 2
+    assert ("run.toml: [early-stopping] sets options of plugin 'early-stopping', which is off; "
+            "turn it on with plugin = [\"early-stopping\"] or --plugin early-stopping"
+            in " ".join(result.output.split()))
+    on = CliRunner().invoke(make_cli(), ["run", "--config", "run.toml", "--plugin",
+                                         "early-stopping", "--print-config"])
+    assert on.exit_code == 0 and "[early-stopping]" in on.output

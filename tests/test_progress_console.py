@@ -30,3 +30,22 @@ def test_no_bar_off_a_terminal(synthetic_dir):
                                              "1", "--out", "run"])
     assert result.exit_code == 0 and "epoch 1/1" not in result.output
     assert "[  1/1] loss:" in result.output
+
+
+def test_at_80_columns_the_running_loss_and_metric_stay_whole():
+    import io
+
+    from tqdm import tqdm
+
+    from trainkit.plugins.progress import Progress
+
+    progress = Progress()
+    progress.epoch_text = "epoch 12/100"
+    screen = io.StringIO()
+    bar = progress.make_bar(tqdm, 938, 417, file=screen, ncols=80)
+    progress.show(bar, {"loss": 0.12345, "acc": 0.96123, "top5_acc": 0.99871}, refresh=True)
+    bar.close()
+    line = [frame for frame in screen.getvalue().split("\r") if frame.strip()][-1]
+    assert len(line) <= 80
+    assert line.startswith("epoch 12/100 loss=0.1235 acc=0.9612 ")
+    assert "|" in line  # the bar gave way, narrowed, but is still there

@@ -94,6 +94,31 @@ def test_sigint_mid_epoch_writes_an_emergency_checkpoint_that_resumes_exactly(
     assert_same_run(uninterrupted, out)
 
 
+class InterruptTwiceAt(InterruptAt):
+    """Two SIGINTs in a row, as a user pressing Ctrl+C twice."""
+
+    @hookimpl
+    def on_batch_end(self, trainer):
+        if trainer.state.global_step == self.global_step:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_says_what_a_second_press_does_and_the_second_says_what_it_skipped(
+        synthetic_dir, tmp_path):
+    once = train(synthetic_dir, tmp_path / "once", 4, plugins=[InterruptAt(global_step=11)])
+    assert "Ctrl+C: stopping after this batch; press Ctrl+C again to stop now without an " \
+           "emergency checkpoint" in once.output
+    assert "second Ctrl+C" not in once.output
+    out = tmp_path / "twice"
+    twice = train(synthetic_dir, out, 4, plugins=[InterruptTwiceAt(global_step=11)])
+    assert twice.exit_code == EXIT_INTERRUPTED
+    assert "second Ctrl+C: stopping now, without an emergency checkpoint" in twice.output
+    assert "emergency checkpoint written" not in twice.output
+    assert not (out / "emergency.npz").exists()
+    assert load_checkpoint(out / "last.npz")[0]["epoch"] == 1  # the last good one is kept
+
+
 def test_resume_last_takes_the_newest_checkpoint_of_a_run_folder(synthetic_dir, tmp_path):
     out = tmp_path / "runs" / "a"
     assert train(synthetic_dir, out, 1).exit_code == 0

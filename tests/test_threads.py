@@ -46,3 +46,22 @@ def test_the_probe_touches_no_weight_and_no_optimizer_state():
     assert after["iterations"] == state["iterations"] == 0
     for name in optimizer.state_names:
         np.testing.assert_array_equal(after[name], state[name])
+
+
+def test_more_threads_than_cores_is_warned_in_one_line(synthetic_dir, monkeypatch):
+    from click.testing import CliRunner
+
+    from trainkit import threads
+    from trainkit.cli import make_cli
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    result = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir",
+                                             str(synthetic_dir), "--epochs", "1", "--threads",
+                                             "3", "--out", "run"])
+    assert result.exit_code == 0, result.output
+    assert ("warning: --threads 3 is more than the 2 cores this process can use"
+            in result.output)
+    quiet = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir",
+                                            str(synthetic_dir), "--epochs", "1", "--threads",
+                                            "2", "--out", "run2"])
+    assert "warning" not in quiet.output

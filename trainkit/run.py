@@ -371,3 +371,24 @@ def show(value: Any) -> str:
     if isinstance(value, list):
         return ",".join(map(str, value)) if value else "(none)"
     return str(value)
+
+
+def check_config_file(layer: dict[str, Any], registry: Registry, plugins_on, source: str) -> None:
+    """Every key of a config file is a run key, a component option or the table of a run plugin
+    that is on; a mistake names the file and the key as written there (not a flag)."""
+    import difflib
+
+    owners = component_option_owners(registry)
+    plugin_names = registry.components["plugin"]
+    for key, value in layer.items():
+        if key in RUN_DEFAULTS or key in owners:
+            continue
+        if key in plugin_names and isinstance(value, dict):
+            if key not in plugins_on:
+                raise ConfigError(f"{source}: [{key}] sets options of plugin {key!r}, which is "
+                                  f"off; turn it on with plugin = [\"{key}\"] or --plugin {key}")
+            continue
+        close = (difflib.get_close_matches(key, list(RUN_DEFAULTS), n=1)  # run keys first
+                 or difflib.get_close_matches(key, [*owners, *plugin_names], n=1))
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{source}: unknown key {key!r}{hint}")

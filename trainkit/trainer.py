@@ -200,6 +200,7 @@ class Trainer:
         self.stop_message: str | None = None
         self._interrupt_requested = False
         self._interrupt_signalled = False
+        self._interrupt_forced = False
         #: Set by a plugin that coordinates several processes: a Ctrl+C then stops the loop only
         #: once that plugin calls ``request_interrupt()``.
         self.collective_interrupts = False
@@ -225,6 +226,12 @@ class Trainer:
     def interrupt_signalled(self) -> bool:
         """True once Ctrl+C was pressed in this process."""
         return self._interrupt_signalled
+
+    @property
+    def interrupt_forced(self) -> bool:
+        """True once a second Ctrl+C stopped the run at once, in the middle of a step: the state
+        is then not consistent, and nothing may be saved from it (no emergency checkpoint)."""
+        return self._interrupt_forced
 
     @property
     def interrupt_requested(self) -> bool:
@@ -266,7 +273,7 @@ class Trainer:
         self.train_loader, self.val_loader, self.epochs = train, val, epochs
         self.test_loader, self.test_logs = test, None
         self.stop_reason = None
-        self._interrupt_requested = self._interrupt_signalled = False
+        self._interrupt_requested = self._interrupt_signalled = self._interrupt_forced = False
         registered = [self.plugin_manager.register(p, name=RUN_PLUGIN_PREFIX + name)
                       for name, p in self.plugins.items()
                       if not self.plugin_manager.is_registered(p)]
@@ -440,10 +447,18 @@ class Trainer:
 
         def handler(signum, frame):
             if self._interrupt_signalled:  # a second Ctrl+C: stop right now
+                self._interrupt_forced = True
+                self._say("trainkit: second Ctrl+C: stopping now, without an emergency checkpoint")
                 raise KeyboardInterrupt
             self._interrupt_signalled = True
+            self._say("trainkit: Ctrl+C: stopping after this batch; press Ctrl+C again to stop "
+                      "now without an emergency checkpoint")
 
         return signal.signal(signal.SIGINT, handler)
+
+    def _say(self, message: str) -> None:
+        if self.is_main_process:
+            print(f"\n{message}", file=sys.stderr, flush=True)
 
     @staticmethod
     def _restore_sigint_handler(previous) -> None:

@@ -15,6 +15,7 @@ class GroupedOption(click.Option):
                  **kwargs: Any) -> None:
         if default_text is not None:  # shown as is (click's show_default adds parentheses)
             kwargs["help"] = f"{kwargs.get('help', '')}  [default: {default_text}]".strip()
+        kwargs.setdefault("show_envvar", True)  # every TRAINKIT_* variable is in --help
         super().__init__(*args, **kwargs)
         self.group = group
 

@@ -49,10 +49,12 @@ def make_run_command(app: AppState) -> click.Command:
         choice_option("--optimizer", "optimizer", "adam", "Optimizer."),
         choice_option("--loss", "loss", "cross-entropy", "Loss function."),
         GroupedOption(["--metric"], type=click.Choice(names["metric"]), multiple=True,
-                      default_text="accuracy", help="Metric to log (repeatable)."),
+                      default_text="accuracy", envvar="TRAINKIT_METRIC",
+                      help="Metric to log (repeatable)."),
         GroupedOption(["--plugin"], type=click.Choice(names["plugin"]), multiple=True,
-                      help="Turn a run plugin on (repeatable)."),
+                      envvar="TRAINKIT_PLUGIN", help="Turn a run plugin on (repeatable)."),
         GroupedOption(["--no-plugin"], type=click.Choice(names["plugin"]), multiple=True,
+                      envvar="TRAINKIT_NO_PLUGIN",
                       help=f"Turn a run plugin off (repeatable). On by default: "
                            f"{', '.join(defaults_on) or 'none'}."),
         GroupedOption(["-p", "plugin_module"], multiple=True, metavar="MODULE|no:NAME",
@@ -171,14 +173,20 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
             # Checkpoints from before the validation split validated on the test split.
             saved = {"val_split": 0.0, **(manifest.get("config") or {})}
             layers.append(saved)
+        file_layer = None
         if kwargs.get("config"):
-            layers.append(read_toml(kwargs["config"]))
+            file_layer = read_toml(kwargs["config"])
+            layers.append(file_layer)
         layers.append(cli_layer)
         config = runlib.merge_configs(*layers)
         if resume_from is not None:
             runlib.check_resume_keys(saved, config, str(resume_from))
             if "out" not in cli_layer:
                 config["out"] = str(resume_from.parent)
+        if file_layer is not None:  # its mistakes are the file's, not flags the user typed
+            on = runlib.enabled_plugins(runlib.merge_configs(runlib.RUN_DEFAULTS, config),
+                                        app.registry)
+            runlib.check_config_file(file_layer, app.registry, on, str(kwargs["config"]))
         run = runlib.resolve(config, app.registry)
         for param_name, (plugin, _) in plugin_params.items():
             if param_name in given and plugin not in run.plugins:
@@ -235,12 +243,23 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest,
           changes: list[str] = ()) -> None:
     """Pick the BLAS threads, fit, and keep run.json's status true at every moment."""
     from trainkit.run import write_status
-    from trainkit.threads import blas_kernels, blas_threads, calibrate, training_step_probe
+    from trainkit.threads import (
+        available_cores,
+        blas_kernels,
+        blas_threads,
+        calibrate,
+        training_step_probe,
+    )
 
     trainer = run.trainer
     main = trainer.is_main_process
     say = click.echo if main else (lambda *args, **kwargs: None)
     threads_wanted = run.config.get("threads")
+    cores = available_cores()
+    if threads_wanted is not None and threads_wanted > cores:
+        say(f"trainkit: warning: --threads {threads_wanted} is more than the {cores} cores this "
+            f"process can use: BLAS threads then wait for each other, and training can be many "
+            f"times slower", err=True)
     if threads_wanted is None and manifest is not None:
         threads_wanted = manifest.get("blas_threads")
     preferred = [p.preferred_blas_threads for p in run.plugins.values()
