@@ -16,6 +16,7 @@ from trainkit.plugins.losses import CrossEntropy
 from trainkit.plugins.metrics import Accuracy
 from trainkit.plugins.models import MLP
 from trainkit.plugins.optimizers import Adam
+from trainkit.run import validation_split
 
 
 class GradientNorm:
@@ -48,14 +49,17 @@ def main() -> None:
     splits = DATASETS[args.dataset]().load()
     model = MLP(hidden=(128,), activation="relu").build(
         splits.input_size, splits.num_classes, np.random.default_rng(0))
-    train = DataLoader(splits.train_images, splits.train_labels, batch_size=64, shuffle=True,
-                       rng=np.random.default_rng(1))
+    # Hold 10% of the training set out for validation; the test split is scored once, at the end.
+    fit_part, val_part = validation_split(len(splits.train_labels), 0.1, np.random.default_rng(2))
+    train = DataLoader(splits.train_images[fit_part], splits.train_labels[fit_part],
+                       batch_size=64, shuffle=True, rng=np.random.default_rng(1))
+    val = DataLoader(splits.train_images[val_part], splits.train_labels[val_part], batch_size=1000)
     test = DataLoader(splits.test_images, splits.test_labels, batch_size=1000)
     grad_norm = GradientNorm()
     trainer = Trainer(model, CrossEntropy(), Adam(lr=1e-3), [Accuracy()],
                       plugins=[Console(), grad_norm])
-    history = trainer.fit(train, test, epochs=args.epochs)
-    print(f"final test accuracy: {history['val_acc'][-1]:.4f} "
+    history = trainer.fit(train, val, epochs=args.epochs, test=test)
+    print(f"final test accuracy: {history['test_acc'][-1]:.4f} "
           f"after {len(grad_norm.norms)} optimizer steps")
 
 

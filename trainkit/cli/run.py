@@ -284,16 +284,16 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest,
                 say(f"trainkit: note: {resume_from} was written with BLAS {recorded}, this run uses "
                     f"{trainer.blas_kernels}: it can differ in the last bits from a run that was "
                     "never interrupted", err=True)
-            what, where = "training", ""
+            what = "training"
             if resume_from is not None:
                 state = trainer.state
-                what = f"resuming from {resume_from}"
-                where = f" after epoch {state.epoch}" if not state.step_in_epoch else \
-                    f" in epoch {state.epoch + 1} after step {state.step_in_epoch}"
+                where = f"after epoch {state.epoch}" if not state.step_in_epoch else \
+                    f"in epoch {state.epoch + 1} after step {state.step_in_epoch}"
+                what = f"resuming from {resume_from} {where}:"
                 if changes:
                     say(f"trainkit: resuming with changes: {'; '.join(changes)}")
             say(
-                f"trainkit: {what}{where}: {run.config['model']} ({trainer.model.describe()}) on "
+                f"trainkit: {what} {run.config['model']} ({trainer.model.describe()}) on "
                 f"{run.config['dataset']} with {run.config['optimizer']}, "
                 f"{plural(run.config['epochs'], 'epoch')} in all, batch "
                 f"{run.config['batch_size']}, {plural(threads, 'BLAS thread')}; "
