@@ -17,7 +17,6 @@ from trainkit import hookimpl
 from trainkit.errors import CheckpointError, ConfigError
 from trainkit.monitor import Monitor
 
-
 #: ``on_fit_end`` reasons after which there is no final model to save.
 NOT_FINISHED = ("interrupted", "failed", "nan")
 

@@ -1,8 +1,9 @@
 """plot: a PNG of the loss and metric curves, train against validation, and the test score.
 
 Drawing takes a few hundred milliseconds, as long as a whole epoch of a small model, so the PNG is
-drawn after an epoch only when ``interval`` seconds have passed since the start or the last drawing, and always
-when the run ends: the plugin never costs more than a few percent of the training time.
+drawn after an epoch only when ``interval`` seconds have passed since the start or the last
+drawing, and always when the run ends: the plugin never costs more than a few percent of the
+training time.
 
 matplotlib is optional: ``pip install 'trainkit[plot]'``. It is imported only when the plugin is
 turned on, and drawn with the Agg canvas directly (no pyplot, no display needed).

@@ -16,7 +16,6 @@ import time
 
 from trainkit import hookimpl
 
-
 BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]"
 
 

@@ -71,7 +71,8 @@ TABLE = [
 @pytest.fixture(scope="module")
 def checkpoint(synthetic_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt") / "run"
-    result = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs",
+    result = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir", str(synthetic_dir),
+                                             "--epochs",
                                              "1", "--out", str(out), "--plugin", "checkpoint"])
     assert result.exit_code == 0, result.output
     return out / "last.npz"

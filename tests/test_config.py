@@ -14,7 +14,8 @@ def invoke(args):
 
 
 def test_print_config_fed_back_reproduces_the_run(synthetic_dir, tmp_path):
-    args = ["--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "2", "--seed", "9", "--optimizer",
+    args = ["--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "2", "--seed", "9",
+            "--optimizer",
             "momentum", "--nesterov", "--lr", "0.05", "--hidden", "32,16", "--activation", "relu",
             "--plugin", "checkpoint", "--checkpoint-keep", "1", "--threads", "1"]
     printed = invoke(["run", *args, "--out", "a", "--print-config"])
@@ -49,7 +50,8 @@ def test_bad_config_files_are_usage_errors(tmp_path):
     (tmp_path / "broken.toml").write_text("epochs = = 3\n")
     (tmp_path / "unknown.toml").write_text("epoks = 3\n")
     (tmp_path / "badtable.toml").write_text("[checkpoint]\nevery = 'often'\n")
-    for name, needle in (("broken.toml", "invalid TOML"), ("unknown.toml", "unknown key 'epoks'; did you mean 'epochs'?"),
+    for name, needle in (("broken.toml", "invalid TOML"), ("unknown.toml",
+                                                           "unknown key 'epoks'; did you mean 'epochs'?"),
                          ("missing.toml", "config file not found"),
                          ("badtable.toml", "'often' is invalid")):
         result = CliRunner().invoke(make_cli(), ["run", "--config", name, "--plugin", "checkpoint"])

@@ -137,7 +137,8 @@ def test_resuming_a_ddp_checkpoint_with_the_same_ranks_is_bit_exact(synthetic_di
 
 
 def test_resuming_with_a_different_number_of_ranks_continues(synthetic_dir, rank_dir, tmp_path):
-    first = trainkit_run(2, "--dataset", "idx", "--data-dir", str(synthetic_dir), "--batch-size", "16", "--epochs",
+    first = trainkit_run(2, "--dataset", "idx", "--data-dir", str(synthetic_dir), "--batch-size", "16",
+                         "--epochs",
                          "1", "--plugin", "checkpoint", "--out", str(tmp_path / "run"))
     assert first.returncode == 0, first.stderr
     rest = trainkit_run(0, "--resume", str(tmp_path / "run"), "--epochs", "3",
@@ -153,7 +154,8 @@ def test_a_mid_epoch_checkpoint_resumed_on_more_ranks_trains_every_remaining_sam
     # job's global batches of 16, so the resume must start at a sample, not at a batch index.
     # The epoch has 461 samples: 512 less the 51 held out for validation.
     out = tmp_path / "run"
-    first = trainkit_run(0, "--dataset", "idx", "--data-dir", str(synthetic_dir), "--batch-size", "8", "--epochs", "2",
+    first = trainkit_run(0, "--dataset", "idx", "--data-dir", str(synthetic_dir), "--batch-size", "8",
+                         "--epochs", "2",
                          "--threads", "1", "--plugin", "checkpoint", "-p", "stop_at_step_37",
                          "--out", str(out))
     assert first.returncode != 0 and "emergency checkpoint written" in first.stderr, first.stderr
@@ -168,7 +170,8 @@ def test_a_mid_epoch_checkpoint_resumed_on_more_ranks_trains_every_remaining_sam
 def long_ddp_job(data_dir: Path, out: Path, rank_dir: Path):
     """A 2-rank job of many epochs, yielded once rank 0 has saved and both ranks are up; always
     reaped at the end."""
-    job = trainkit_run(2, "--dataset", "idx", "--data-dir", str(data_dir), "--batch-size", "8", "--epochs", "500",
+    job = trainkit_run(2, "--dataset", "idx", "--data-dir", str(data_dir), "--batch-size", "8",
+                       "--epochs", "500",
                        "--plugin", "checkpoint", "--out", str(out),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -77,7 +77,8 @@ def test_installed_plugin_options_show_in_run_help(venv_python):
 
 
 def test_installed_plugins_train_and_their_hooks_run(venv_python, synthetic_dir, tmp_path):
-    result = trainkit_in(venv_python, "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "2",
+    result = trainkit_in(venv_python, "run", "--dataset", "idx", "--data-dir", str(synthetic_dir),
+                         "--epochs", "2",
                          "--optimizer", "rmsprop", "--rho", "0.95", "--plugin", "confusion-matrix",
                          "--confusion-matrix-top", "2", "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr

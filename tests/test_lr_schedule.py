@@ -57,7 +57,8 @@ def test_reduce_on_plateau_decays_after_patience():
 
 def test_the_lr_is_logged_every_epoch(synthetic_dir, tmp_path):
     result = CliRunner().invoke(make_cli(), [
-        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "3", "--out", "run", "--lr", "0.01",
+        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "3", "--out",
+        "run", "--lr", "0.01",
         "--plugin", "lr-schedule", "--lr-schedule-schedule", "step", "--lr-schedule-step-size",
         "1", "--lr-schedule-gamma", "0.5", "--plugin", "history"], catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -17,7 +17,8 @@ def test_console_line_format():
 
 
 def test_progress_bar_when_forced(synthetic_dir):
-    result = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs",
+    result = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir", str(synthetic_dir),
+                                             "--epochs",
                                              "1", "--out", "run", "--progress-force",
                                              "--progress-refresh", "0"])
     assert result.exit_code == 0, result.output
@@ -26,7 +27,8 @@ def test_progress_bar_when_forced(synthetic_dir):
 
 
 def test_no_bar_off_a_terminal(synthetic_dir):
-    result = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs",
+    result = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir", str(synthetic_dir),
+                                             "--epochs",
                                              "1", "--out", "run"])
     assert result.exit_code == 0 and "epoch 1/1" not in result.output
     assert "[  1/1] loss:" in result.output

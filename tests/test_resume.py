@@ -26,7 +26,8 @@ def invoke(args, plugins=()):
 
 
 def train(data_dir, out, epochs, *extra, plugins=()):
-    args = ["run", "--dataset", "idx", "--data-dir", str(data_dir), "--batch-size", "64", "--seed", "3", "--threads", "1",
+    args = ["run", "--dataset", "idx", "--data-dir", str(data_dir), "--batch-size", "64", "--seed", "3",
+            "--threads", "1",
             "--epochs", str(epochs), "--out", str(out), *PLUGINS, *extra]
     return invoke(args, plugins)
 
@@ -132,7 +133,8 @@ def test_a_resume_reuses_the_recorded_blas_thread_count(synthetic_dir, tmp_path)
     # BLAS results differ in the last bits between thread counts, so an automatic pick is
     # recorded and reused, never re-picked, on resume.
     out = tmp_path / "auto"
-    result = invoke(["run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "1", "--out", str(out),
+    result = invoke(["run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "1",
+                     "--out", str(out),
                      "--plugin", "checkpoint"])
     assert result.exit_code == 0
     recorded = load_checkpoint(out / "last.npz")[0]["blas_threads"]
@@ -164,10 +166,12 @@ def test_a_resume_on_other_blas_kernels_says_the_last_bits_can_differ(synthetic_
     assert train(synthetic_dir, out, 1).exit_code == 0
     recorded = load_checkpoint(out / "last.npz")[0]["blas_kernels"]
     assert recorded and "openblas" in recorded.lower()
-    same = invoke(["run", "--resume", str(out), "--epochs", "2", "--dataset", "idx", "--data-dir", str(synthetic_dir)])
+    same = invoke(["run", "--resume", str(out), "--epochs", "2", "--dataset", "idx", "--data-dir",
+                   str(synthetic_dir)])
     assert "last bits" not in same.output
     monkeypatch.setattr("trainkit.threads.blas_kernels", lambda: "otherblas 1.0 Z80")
-    other = invoke(["run", "--resume", str(out), "--epochs", "3", "--dataset", "idx", "--data-dir", str(synthetic_dir)])
+    other = invoke(["run", "--resume", str(out), "--epochs", "3", "--dataset", "idx", "--data-dir",
+                    str(synthetic_dir)])
     assert other.exit_code == 0
     assert f"written with BLAS {recorded}, this run uses otherblas 1.0 Z80" in other.output
 
