@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from trainkit.nn.module import Module, Parameter
+from trainkit.nn.module import Module, Parameter, ShapeError
 
 
 class Linear(Module):
@@ -41,6 +41,14 @@ class Linear(Module):
     def parameters(self) -> Iterator[Parameter]:
         yield self.weight
         yield self.bias
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        n_in, n_out = self.weight.data.shape
+        if input_shape != (n_in,):
+            shape = "x".join(map(str, input_shape))
+            hint = "; put a flatten before it" if len(input_shape) > 1 else ""
+            raise ShapeError(f"expects {n_in} input features, got {shape}{hint}")
+        return (n_out,)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x

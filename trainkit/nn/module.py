@@ -2,12 +2,18 @@
 
 A ``Sequential`` owns two flat float32 buffers, one for all parameters and one for all gradients.
 Each layer's parameters are views into them. Optimizers, gradient clipping and all-reduce then
-work on one contiguous array instead of a list of small ones.
+work on one contiguous array instead of a list of small ones. Non-parameter state (batch norm's
+running statistics) lives in a third flat buffer, ``states``, for the same reason.
+
+A model's state is three things: its parameters, its state arrays (``state_arrays``), and JSON
+"extra state" such as a dropout layer's random generator (``extra_state``). Checkpoints hold all
+three. ``train()`` and ``eval()`` switch the layers that behave differently while training.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +32,10 @@ class Parameter:
         return f"Parameter({self.name!r}, shape={self.data.shape})"
 
 
+class ShapeError(ValueError):
+    """A layer cannot take an input of this shape, or was given impossible sizes."""
+
+
 class Module:
     """Base class of layers and models: ``forward`` and ``backward`` side by side.
 
@@ -38,6 +48,36 @@ class Module:
     """
 
     _buffers: dict[tuple[str, tuple[int, ...], str], np.ndarray]
+    training: bool = True
+
+    def train(self, mode: bool = True) -> Module:
+        """Training mode (the default): dropout drops, batch norm uses the batch's statistics."""
+        self.training = mode
+        return self
+
+    def eval(self) -> Module:
+        """Evaluation mode: dropout keeps everything, batch norm uses its running statistics."""
+        return self.train(False)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of one output sample for one input sample of ``input_shape`` (no batch
+        axis); raises ``ShapeError`` when the layer cannot take it. Element-wise layers keep it."""
+        return input_shape
+
+    def state_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
+        """``(name, array)`` of the non-parameter arrays that are part of the model's state."""
+        return iter(())
+
+    def set_state_array(self, name: str, array: np.ndarray) -> None:
+        """Replace state array ``name`` by ``array`` (a view into the model's flat buffer)."""
+        raise NotImplementedError
+
+    def extra_state(self) -> dict[str, Any]:
+        """JSON-ready state that is neither a parameter nor an array (a random generator's)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``extra_state`` returned."""
 
     def buffer(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
         """A scratch array owned by this module, allocated once per name, shape and dtype."""
@@ -74,8 +114,19 @@ class Sequential(Module):
     ``"<index>.<name>"``, for example ``"0.weight"``.
     """
 
-    def __init__(self, *layers: Module) -> None:
+    def __init__(self, *layers: Module, input_shape: tuple[int, ...] | None = None) -> None:
         self.layers = list(layers)
+        #: The shape of one input sample the model expects (``(28, 28, 1)`` for a convnet on
+        #: MNIST), or ``None`` for flat feature vectors: the data loader shapes batches by it.
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        named_states = list(self.named_state_arrays())
+        self.states = np.empty(sum(a.size for _, a in named_states), dtype=np.float32)
+        offset = 0
+        for name, array in named_states:
+            view = self.states[offset:offset + array.size].reshape(array.shape)
+            view[...] = array
+            self.layers[int(name.split(".")[0])].set_state_array(name.split(".", 1)[1], view)
+            offset += array.size
         named = list(self.named_parameters())
         total = sum(p.data.size for _, p in named)
         self.params = np.empty(total, dtype=np.float32)
@@ -97,6 +148,31 @@ class Sequential(Module):
         for _, p in self.named_parameters():
             yield p
 
+    def named_state_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
+        for index, layer in enumerate(self.layers):
+            for name, array in layer.state_arrays():
+                yield f"{index}.{name}", array
+
+    def train(self, mode: bool = True) -> Sequential:
+        self.training = mode
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def extra_state(self) -> dict[str, Any]:
+        """Each layer's extra state, by layer index (``{"5": {"rng": ...}}``)."""
+        return {str(i): state for i, layer in enumerate(self.layers)
+                if (state := layer.extra_state())}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        expected = set(self.extra_state())
+        if set(state) != expected:
+            raise ValueError(f"extra state does not match: the model has it for layers "
+                             f"{sorted(expected) or 'none'}, the checkpoint for "
+                             f"{sorted(state) or 'none'}")
+        for index, layer_state in state.items():
+            self.layers[int(index)].load_extra_state(layer_state)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         for layer in self.layers:
             x = layer.forward(x)
@@ -111,23 +187,27 @@ class Sequential(Module):
         return grad
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """A copy of every parameter, by name."""
-        return {name: p.data.copy() for name, p in self.named_parameters()}
+        """A copy of every parameter and state array, by name."""
+        state = {name: p.data.copy() for name, p in self.named_parameters()}
+        state.update((name, array.copy()) for name, array in self.named_state_arrays())
+        return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Copy parameters in place; raises ``ValueError`` naming any missing or misshapen one."""
-        named = dict(self.named_parameters())
+        """Copy parameters and state arrays in place; raises ``ValueError`` naming any missing
+        or misshapen one."""
+        named = {name: p.data for name, p in self.named_parameters()}
+        named.update(self.named_state_arrays())
         missing = sorted(set(named) - set(state))
         unexpected = sorted(set(state) - set(named))
         if missing or unexpected:
             raise ValueError(f"parameters do not match: missing {missing}, unexpected {unexpected}")
-        for name, p in named.items():
+        for name, target in named.items():
             value = state[name]
-            if value.shape != p.data.shape:
+            if value.shape != target.shape:
                 raise ValueError(
-                    f"parameter {name} has shape {value.shape}, the model expects {p.data.shape}"
+                    f"parameter {name} has shape {value.shape}, the model expects {target.shape}"
                 )
-            p.data[...] = value
+            target[...] = value
 
     def describe(self) -> str:
         return " -> ".join(layer.describe() for layer in self.layers)

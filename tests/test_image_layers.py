@@ -1,0 +1,215 @@
+"""Image layers, dropout and batch norm: finite-difference gradients (in float64), and the
+convolution and pooling against slow loops that are obviously right."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainkit.nn import (
+    AvgPool2d,
+    BatchNorm,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+    ShapeError,
+)
+
+from .test_layers import check_module, to_float64
+
+
+def slow_conv(x, weight, bias, stride, padding):
+    """Every output value as an explicit sum over its window."""
+    n, h, w, c_in = x.shape
+    k, _, _, c_out = weight.shape
+    xp = np.zeros((n, h + 2 * padding, w + 2 * padding, c_in))
+    xp[:, padding:padding + h, padding:padding + w] = x
+    h_out = (h + 2 * padding - k) // stride + 1
+    w_out = (w + 2 * padding - k) // stride + 1
+    out = np.zeros((n, h_out, w_out, c_out))
+    for b in range(n):
+        for y in range(h_out):
+            for xx in range(w_out):
+                for o in range(c_out):
+                    total = bias[o]
+                    for i in range(k):
+                        for j in range(k):
+                            for c in range(c_in):
+                                total += xp[b, y * stride + i, xx * stride + j, c] * weight[i, j, c, o]
+                    out[b, y, xx, o] = total
+    return out
+
+
+def slow_pool(x, k, stride, reduce):
+    n, h, w, c = x.shape
+    h_out, w_out = (h - k) // stride + 1, (w - k) // stride + 1
+    out = np.zeros((n, h_out, w_out, c))
+    for b in range(n):
+        for y in range(h_out):
+            for xx in range(w_out):
+                for ch in range(c):
+                    window = x[b, y * stride:y * stride + k, xx * stride:xx * stride + k, ch]
+                    out[b, y, xx, ch] = reduce(window)
+    return out
+
+
+CONV_CASES = [(3, 1, 0), (3, 2, 1), (2, 1, 1), (1, 1, 0), (5, 2, 2)]  # kernel, stride, padding
+
+
+@pytest.mark.parametrize("kernel,stride,padding", CONV_CASES)
+def test_conv_matches_the_slow_loop(kernel, stride, padding):
+    rng = np.random.default_rng(kernel * 10 + stride)
+    conv = Conv2d(3, 4, kernel, rng, stride=stride, padding=padding)
+    conv.bias.data[:] = rng.normal(size=4)
+    x = rng.normal(size=(2, 7, 6, 3)).astype(np.float32)
+    expected = slow_conv(x.astype(np.float64), conv.weight.data.astype(np.float64),
+                         conv.bias.data.astype(np.float64), stride, padding)
+    np.testing.assert_allclose(conv.forward(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", CONV_CASES)
+def test_conv_gradients(kernel, stride, padding):
+    rng = np.random.default_rng(7)
+    conv = Conv2d(2, 3, kernel, rng, stride=stride, padding=padding)
+    to_float64(conv)
+    check_module(conv, rng.normal(size=(2, 5, 6, 2)), rng)
+
+
+def test_a_first_conv_layer_skips_the_input_gradient():
+    rng = np.random.default_rng(0)
+    conv = Conv2d(1, 2, 3, rng, input_grad=False)
+    conv.forward(rng.normal(size=(2, 5, 5, 1)).astype(np.float32))
+    assert conv.backward(np.ones((2, 3, 3, 2), np.float32)) is None
+    assert np.abs(conv.weight.grad).sum() > 0
+
+
+@pytest.mark.parametrize("pool,reduce", [(MaxPool2d, np.max), (AvgPool2d, np.mean)])
+@pytest.mark.parametrize("kernel,stride", [(2, 2), (3, 2), (2, 1), (3, 3)])
+def test_pooling_matches_the_slow_loop_and_its_gradient_checks(pool, reduce, kernel, stride):
+    rng = np.random.default_rng(kernel * 3 + stride)
+    x = rng.normal(size=(2, 7, 8, 3))
+    layer = pool(kernel, stride)
+    np.testing.assert_allclose(layer.forward(x.astype(np.float32)),
+                               slow_pool(x, kernel, stride, reduce), rtol=1e-6, atol=1e-6)
+    check_module(pool(kernel, stride), x, rng)
+
+
+def test_max_pool_sends_a_tied_gradient_to_the_first_maximum_only():
+    layer = MaxPool2d(2)
+    x = np.ones((1, 2, 2, 1), np.float32)
+    layer.forward(x)
+    grad = layer.backward(np.ones((1, 1, 1, 1), np.float32))
+    assert grad.ravel().tolist() == [1, 0, 0, 0]
+
+
+def test_flatten_round_trips_shapes_and_gradients():
+    rng = np.random.default_rng(2)
+    model = Sequential(Flatten(), Linear(12, 3, rng))
+    to_float64(model.layers[1])
+    check_module(model.layers[1], rng.normal(size=(2, 12)), rng)
+    x = rng.normal(size=(2, 2, 2, 3)).astype(np.float32)
+    out = model.forward(x)
+    assert out.shape == (2, 3)
+    assert model.backward(np.ones_like(out)).shape == x.shape
+
+
+def test_dropout_gradient_with_its_mask_and_identity_when_evaluating():
+    rng = np.random.default_rng(3)
+    layer = Dropout(0.4, np.random.default_rng(11))
+    start = layer.rng.bit_generator.state
+
+    class SameMask:  # redraw the same mask on every forward, for the finite differences
+        def parameters(self):
+            return iter(())
+
+        def forward(self, x):
+            layer.rng.bit_generator.state = start
+            return layer.forward(x)
+
+        def backward(self, g):
+            return layer.backward(g)
+
+    x = rng.normal(size=(6, 50))
+    check_module(SameMask(), x, rng)
+    out = SameMask().forward(x.copy())
+    dropped = np.mean(out == 0)
+    assert 0.25 < dropped < 0.55
+    np.testing.assert_allclose(out[out != 0], (x / 0.6)[out != 0])
+    layer.eval()
+    np.testing.assert_array_equal(layer.forward(x.copy()), x)
+
+
+def test_dropout_masks_follow_its_seed_and_its_saved_state():
+    a, b = Dropout(0.5, np.random.default_rng(5)), Dropout(0.5, np.random.default_rng(5))
+    x = np.ones((4, 8), np.float32)
+    np.testing.assert_array_equal(a.forward(x.copy()), b.forward(x.copy()))
+    saved = a.extra_state()
+    first = a.forward(x.copy()).copy()
+    a.load_extra_state(saved)
+    np.testing.assert_array_equal(a.forward(x.copy()), first)
+
+
+@pytest.mark.parametrize("shape", [(8, 5), (3, 4, 4, 2)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_gradients_for_dense_and_conv_outputs(shape, training):
+    rng = np.random.default_rng(4)
+    layer = BatchNorm(shape[-1])
+    to_float64(layer)
+    layer.gamma.data[:] = rng.normal(size=shape[-1])
+    layer.beta.data[:] = rng.normal(size=shape[-1])
+    layer.running_mean[:] = rng.normal(size=shape[-1])
+    layer.running_var[:] = rng.uniform(0.5, 2, size=shape[-1])
+    layer.train(training)
+    check_module(layer, rng.normal(size=shape), rng)
+
+
+def test_batch_norm_statistics_follow_pytorchs_conventions():
+    rng = np.random.default_rng(6)
+    x = rng.normal(2.0, 3.0, size=(5, 4, 4, 3)).astype(np.float32)
+    layer = BatchNorm(3, momentum=0.1)
+    out = layer.forward(x.copy())
+    flat = x.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(out.reshape(-1, 3).mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(out.reshape(-1, 3).std(0), 1, atol=1e-3)
+    np.testing.assert_allclose(layer.running_mean, 0.1 * flat.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(layer.running_var, 0.9 + 0.1 * flat.var(0, ddof=1), rtol=1e-5)
+    layer.eval()
+    expected = (flat - layer.running_mean) / np.sqrt(layer.running_var + 1e-5)
+    np.testing.assert_allclose(layer.forward(x.copy()).reshape(-1, 3), expected, rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_a_model_keeps_its_running_statistics_and_modes_together():
+    rng = np.random.default_rng(8)
+    model = Sequential(Linear(4, 3, rng), BatchNorm(3), ReLU(), Dropout(0.5, rng),
+                       Linear(3, 2, rng))
+    model.forward(rng.normal(size=(10, 4)).astype(np.float32))
+    state = model.state_dict()
+    assert {"1.running_mean", "1.running_var"} <= set(state)
+    assert np.shares_memory(model.states, model.layers[1].running_mean)
+    assert not np.allclose(state["1.running_mean"], 0)
+    other = Sequential(Linear(4, 3, rng), BatchNorm(3), ReLU(), Dropout(0.5, rng),
+                       Linear(3, 2, rng))
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(other.layers[1].running_var, state["1.running_var"])
+    model.eval()
+    assert not any(layer.training for layer in model.layers)
+    model.train()
+    assert all(layer.training for layer in model.layers)
+    assert set(model.extra_state()) == {"3"}
+
+
+@pytest.mark.parametrize("layer,shape,needle", [
+    (lambda: Conv2d(1, 4, 5, np.random.default_rng(0)), (3, 3, 1), "kernel 5x5 is larger"),
+    (lambda: Conv2d(3, 4, 3, np.random.default_rng(0)), (8, 8, 1), "expects 3 input channels"),
+    (lambda: MaxPool2d(2), (1, 1, 4), "leaves nothing"),
+    (lambda: Linear(64, 10, np.random.default_rng(0)), (2, 2, 16), "put a flatten before it"),
+    (lambda: BatchNorm(8), (4,), "normalises 8 features"),
+])
+def test_impossible_shapes_are_shape_errors(layer, shape, needle):
+    with pytest.raises(ShapeError, match=needle):
+        layer().output_shape(shape)

@@ -1,0 +1,126 @@
+"""``Conv2d``: a 2-D convolution on channels-last (NHWC) batches, as im2col plus one GEMM.
+
+Layout: inputs are ``(N, H, W, C)``, weights ``(k, k, C_in, C_out)``. Channels-last makes every
+step a plain matrix product: the ``k x k x C_in`` patch under each output pixel is one row of the
+column matrix ``(N * H_out * W_out, k * k * C_in)``, and ``columns @ weight`` is the output, already
+``(N, H_out, W_out, C_out)``. The backward pass is two more GEMMs and, for the input gradient, the
+``k * k`` strided additions of col2im. The first layer of a network skips that input gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from trainkit.nn.module import Module, Parameter, ShapeError
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class Conv2d(Module):
+    """``out[n, y, x, :] = sum over the k x k patch at (y*stride, x*stride) of patch @ W + b``.
+
+    ``init`` is ``"he"`` (uniform, for ReLU) or ``"glorot"`` (uniform), over the patch's fan-in
+    ``k * k * in_channels`` (and fan-out ``k * k * out_channels``). Zero padding of ``padding``
+    pixels on each side; ``input_grad=False`` skips the gradient of the input.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 rng: np.random.Generator, *, stride: int = 1, padding: int = 0,
+                 init: str = "he", input_grad: bool = True) -> None:
+        for name, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
+                                 ("kernel_size", kernel_size, 1), ("stride", stride, 1),
+                                 ("padding", padding, 0)):
+            if value < low:
+                raise ShapeError(f"{name} must be at least {low}, got {value}")
+        k = kernel_size
+        fan_in, fan_out = k * k * in_channels, k * k * out_channels
+        limit = np.sqrt(6.0 / fan_in) if init == "he" else np.sqrt(6.0 / (fan_in + fan_out))
+        w = rng.uniform(-limit, limit, size=(k, k, in_channels, out_channels)).astype(np.float32)
+        self.weight = Parameter(w, "weight")
+        self.bias = Parameter(np.zeros(out_channels, dtype=np.float32), "bias")
+        self.kernel_size, self.stride, self.padding = k, stride, padding
+        self.input_grad = input_grad
+        self._padded: dict[tuple[int, ...], np.ndarray] = {}
+
+    def parameters(self) -> Iterator[Parameter]:
+        yield self.weight
+        yield self.bias
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        k, s, p = self.kernel_size, self.stride, self.padding
+        c_in, c_out = self.weight.data.shape[2:]
+        if len(input_shape) != 3:
+            raise ShapeError(f"needs image input (height, width, channels), got "
+                             f"{describe_shape(input_shape)}")
+        h, w, c = input_shape
+        if c != c_in:
+            raise ShapeError(f"expects {c_in} input channels, got {c}")
+        if k > h + 2 * p or k > w + 2 * p:
+            raise ShapeError(f"kernel {k}x{k} is larger than its {h + 2 * p}x{w + 2 * p} "
+                             f"(padded) input")
+        return (conv_output_size(h, k, s, p), conv_output_size(w, k, s, p), c_out)
+
+    def pad(self, x: np.ndarray) -> np.ndarray:
+        """``x`` with ``padding`` zeros around each image, in a buffer whose border stays zero."""
+        p = self.padding
+        if not p:
+            return x
+        n, h, w, c = x.shape
+        shape = (n, h + 2 * p, w + 2 * p, c)
+        padded = self._padded.get(shape)
+        if padded is None:
+            padded = self._padded[shape] = np.zeros(shape, dtype=x.dtype)
+        padded[:, p:p + h, p:p + w, :] = x
+        return padded
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        k, s = self.kernel_size, self.stride
+        h_out, w_out, c_out = self.output_shape(x.shape[1:])
+        padded = self.pad(x)
+        c_in = padded.shape[3]
+        columns = self.buffer("columns", (n, h_out, w_out, k, k, c_in), x.dtype)
+        for i in range(k):  # im2col: one strided copy per kernel offset
+            for j in range(k):
+                columns[:, :, :, i, j, :] = padded[:, i:i + s * (h_out - 1) + 1:s,
+                                                   j:j + s * (w_out - 1) + 1:s, :]
+        self._columns = columns.reshape(-1, k * k * c_in)
+        self._input_shape = x.shape
+        out = self.buffer("out", (n * h_out * w_out, c_out), x.dtype)
+        np.matmul(self._columns, self.weight.data.reshape(-1, c_out), out=out)
+        out += self.bias.data
+        return out.reshape(n, h_out, w_out, c_out)
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
+        n, h_out, w_out, c_out = grad_output.shape
+        grad = grad_output.reshape(-1, c_out)
+        np.matmul(self._columns.T, grad, out=self.weight.grad.reshape(-1, c_out))
+        np.add.reduce(grad, axis=0, out=self.bias.grad)
+        if not self.input_grad:
+            return None
+        k, s, p = self.kernel_size, self.stride, self.padding
+        _, h, w, c_in = self._input_shape
+        grad_columns = self.buffer("grad_columns", self._columns.shape, grad.dtype)
+        np.matmul(grad, self.weight.data.reshape(-1, c_out).T, out=grad_columns)
+        grad_columns = grad_columns.reshape(n, h_out, w_out, k, k, c_in)
+        grad_padded = self.buffer("grad_padded", (n, h + 2 * p, w + 2 * p, c_in), grad.dtype)
+        grad_padded.fill(0)
+        for i in range(k):  # col2im: every patch adds its gradient back where it was read
+            for j in range(k):
+                grad_padded[:, i:i + s * (h_out - 1) + 1:s,
+                            j:j + s * (w_out - 1) + 1:s, :] += grad_columns[:, :, :, i, j, :]
+        return grad_padded[:, p:p + h, p:p + w, :] if p else grad_padded
+
+    def describe(self) -> str:
+        k, _, c_in, c_out = self.weight.data.shape
+        extra = f", stride={self.stride}" if self.stride != 1 else ""
+        extra += f", padding={self.padding}" if self.padding else ""
+        return f"Conv2d({c_in}, {c_out}, {k}x{k}{extra})"
+
+
+def describe_shape(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape)) if shape else "a scalar"
