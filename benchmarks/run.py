@@ -1,10 +1,13 @@
 """trainkit's performance, as ratios measured within one run (absolute times drift on shared
 machines). Prints one table; BENCHMARKS.md holds the latest numbers.
 
-    TRAINKIT_DATA_DIR=../shared/data/mnist python benchmarks/run.py            # everything
-    TRAINKIT_DATA_DIR=../shared/data/mnist python benchmarks/run.py --quick    # fewer repeats
+    TRAINKIT_DATA_DIR=../shared/data python benchmarks/run.py             # everything
+    TRAINKIT_DATA_DIR=../shared/data python benchmarks/run.py --quick     # fewer repeats
+    TRAINKIT_DATA_DIR=../shared/data python benchmarks/run.py --convnet   # the convnet section
 
-Configuration: the notebook's MLP 784-100-10 with sigmoid, Adam (lr 1e-3), batch 64, MNIST.
+Configuration: the notebook's MLP 784-100-10 with sigmoid, Adam (lr 1e-3), batch 64, MNIST; and
+the default `--model cnn` (LeNet-style: conv 1->32 5x5, ReLU, max-pool 2, conv 32->64 5x5, ReLU,
+max-pool 2, dense 1024->128, ReLU, dropout 0.5, dense 128->10), Adam, batch 64, 20,000 samples.
 PyTorch is compared whenever it can be imported: `pip install torch==2.13.0` (a CPU build from
 local disk on the project's machines).
 """
@@ -34,7 +37,7 @@ from trainkit.data import DataLoader
 from trainkit.plugins.datasets import MNIST
 from trainkit.plugins.losses import CrossEntropy
 from trainkit.plugins.metrics import Accuracy
-from trainkit.plugins.models import MLP
+from trainkit.plugins.models import CNN, MLP
 from trainkit.plugins.optimizers import Adam
 from trainkit.threads import available_cores, blas_kernels, calibrate, training_step_probe
 
@@ -78,17 +81,26 @@ class EpochTimer:
         self.times.append(time.perf_counter())
 
 
+def build_model(name: str):
+    rng = np.random.default_rng(0)
+    if name == "cnn":
+        return CNN().build(784, 10, rng, input_shape=(28, 28, 1))
+    return MLP().build(784, 10, rng)
+
+
 def trainkit_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: int = 64,
-                           plugins: bool = True, run_dir: Path | None = None) -> float:
+                           plugins: bool = True, run_dir: Path | None = None,
+                           model: str = "mlp") -> float:
     """Median seconds of one training epoch (no validation) after a warm-up epoch."""
     from trainkit.plugin_manager import get_plugin_manager
     from trainkit.trainer import Trainer
 
-    model = MLP().build(784, 10, np.random.default_rng(0))
-    trainer = Trainer(model, CrossEntropy(), Adam(), [Accuracy()],
+    network = build_model(model)
+    trainer = Trainer(network, CrossEntropy(), Adam(), [Accuracy()],
                       default_plugins() if plugins else [],
                       plugin_manager=get_plugin_manager(), run_dir=run_dir)
-    loader = DataLoader(images, labels, batch, shuffle=True, rng=np.random.default_rng(1))
+    loader = DataLoader(images, labels, batch, shuffle=True, rng=np.random.default_rng(1),
+                        sample_shape=network.input_shape)
     timer = EpochTimer()
     trainer.plugin_manager.register(timer, name="bench-timer")
     sink = io.StringIO()
@@ -142,6 +154,70 @@ def torch_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: int
         epoch()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def torch_cnn_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: int = 64) -> float:
+    """The same LeNet-style network in PyTorch (NCHW, its native layout), trained the same way."""
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    x_all = torch.from_numpy(images.reshape(len(images), 1, 28, 28))
+    y_all = torch.from_numpy(labels.astype(np.int64))
+    model = nn.Sequential(nn.Conv2d(1, 32, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 5),
+                          nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1024, 128),
+                          nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(1)
+
+    def epoch():
+        order = torch.randperm(len(y_all), generator=generator)
+        for start in range(0, len(y_all), batch):
+            index = order[start:start + batch]
+            x = x_all[index].float().div_(255)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y_all[index])
+            loss.backward()
+            optimizer.step()
+
+    epoch()
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        epoch()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def convnet_section(images, labels, epochs: int, rounds: int) -> None:
+    """trainkit's default convnet against PyTorch's, at 1 thread and at trainkit's automatic pick,
+    alternating the two sides and reporting the median ratio."""
+    images, labels = images[:20_000], labels[:20_000]
+    network = build_model("cnn")
+    optimizer = Adam()
+    optimizer.bind(network.params, network.grads)
+    picked = calibrate(training_step_probe(network, CrossEntropy(), 64, 784, optimizer))
+    have_torch = importlib.util.find_spec("torch") is not None
+    for threads, label in sorted({(1, "1 thread"), (picked, f"auto pick: {picked} thread(s)")}):
+        mine, theirs = [], []
+        for _ in range(rounds):
+            mine.append(trainkit_epoch_seconds(images, labels, threads=threads, epochs=epochs,
+                                               model="cnn"))
+            if have_torch:
+                theirs.append(torch_cnn_epoch_seconds(images, labels, threads=threads,
+                                                      epochs=epochs))
+        row(f"convnet, trainkit, {label}: s/epoch", f"{statistics.median(mine):.2f}",
+            f"{len(labels) / statistics.median(mine):,.0f} samples/s")
+        if not have_torch:
+            row("PyTorch", "skipped", "not installed: pip install torch==2.13.0")
+            continue
+        row(f"convnet, PyTorch CPU, {label}: s/epoch", f"{statistics.median(theirs):.2f}",
+            f"torch {importlib.metadata.version('torch')}")
+        row(f"  ratio trainkit / PyTorch ({label})",
+            f"{statistics.median(m / t for m, t in zip(mine, theirs)):.3f}",
+            f"target <= 0.80 (median of {rounds} alternations)")
 
 
 @contextlib.contextmanager
@@ -248,6 +324,7 @@ def report_best(times: dict[str, float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--convnet", action="store_true", help="only the convnet section")
     parser.add_argument("--child-best-times", type=int, metavar="EPOCHS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_best_times:
@@ -257,6 +334,12 @@ def main() -> None:
         print(json.dumps({"kernels": blas_kernels(), "times": times}))
         return
     epochs = 2 if args.quick else 4
+    if args.convnet:
+        splits = MNIST().load()
+        print(f"trainkit convnet benchmark; {available_cores()} cores; BLAS: {blas_kernels()}")
+        convnet_section(splits.train_images, splits.train_labels, epochs=1 if args.quick else 2,
+                        rounds=2 if args.quick else 3)
+        return
     data_dir = MNIST().data_dir
     memory = peak_rss_mib_of_full_run(str(data_dir)) if data_dir else None
     splits = MNIST().load()
@@ -300,6 +383,9 @@ def main() -> None:
     print("\nAgainst PyTorch CPU, each side at its best thread count (training only):")
     report_best(best_times(images, labels, epochs, all_threads))
     without_forced_kernels(epochs)
+
+    print("\nConvnet against PyTorch CPU, same network and thread count, 20,000 samples:")
+    convnet_section(images, labels, epochs=1 if args.quick else 2, rounds=2 if args.quick else 3)
 
     print("\nBLAS threads: trainkit's pick against the best fixed count (1 or all cores):")
     for label, context in (("idle", contextlib.nullcontext()), ("one competing process",

@@ -79,7 +79,8 @@ class DDP:
             return loader
         part = np.array_split(np.arange(len(loader.labels)), self.world)[self.rank]
         start, stop = (int(part[0]), int(part[-1]) + 1) if len(part) else (0, 0)
-        return DataLoader(loader.images[start:stop], loader.labels[start:stop], loader.batch_size)
+        return DataLoader(loader.images[start:stop], loader.labels[start:stop], loader.batch_size,
+                          sample_shape=loader.sample_shape)
 
     # ------------------------------------------------------------------ every step
 

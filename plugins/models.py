@@ -1,7 +1,8 @@
-"""Models: the multi-layer perceptron."""
+"""Models: the multi-layer perceptron and a LeNet-style convolutional network."""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from trainkit import hookimpl
@@ -41,6 +42,80 @@ class MLP:
         return Sequential(*layers)
 
 
+class CNN:
+    """A LeNet-style convolutional network: conv blocks, then a dense layer, dropout and the
+    classifier. Each block is a convolution (no padding), [batch norm], ReLU and a 2x2 max-pool
+    (applied as max-pool then ReLU, which is the same function, computed faster).
+
+    Args:
+        channels: output channels of each conv block, comma-separated: ``32,64``.
+        kernel: the side of every convolution's square kernel.
+        dense: width of the dense layer before the classifier (0: none).
+        dropout: share of the dense layer's outputs dropped while training.
+        batch_norm: batch normalisation after every convolution and the dense layer.
+    """
+
+    def __init__(
+        self,
+        channels: tuple[int, ...] = (32, 64),
+        kernel: int = 5,
+        dense: int = 128,
+        dropout: float = 0.5,
+        batch_norm: bool = False,
+    ) -> None:
+        channels = tuple(channels)
+        if not channels or any(c < 1 for c in channels):
+            raise ConfigError(f"channels must be positive integers, got {channels}", "channels")
+        if kernel < 1:
+            raise ConfigError(f"kernel must be at least 1, got {kernel}", "kernel")
+        if dense < 0:
+            raise ConfigError(f"dense must be 0 or more, got {dense}", "dense")
+        if not 0 <= dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}", "dropout")
+        self.channels, self.kernel, self.dense = channels, kernel, dense
+        self.dropout, self.batch_norm = dropout, batch_norm
+
+    def build(self, input_size: int, num_classes: int, rng, input_shape=None):
+        from trainkit.nn import (
+            BatchNorm,
+            Conv2d,
+            Dropout,
+            Flatten,
+            Linear,
+            MaxPool2d,
+            ReLU,
+            Sequential,
+        )
+
+        if input_shape is None or len(input_shape) != 3:
+            raise ConfigError(f"model cnn needs image samples (height, width, channels); the "
+                              f"dataset gives {input_shape or input_size}", "model")
+        layers = []
+        channels_in = input_shape[-1]
+        for i, channels_out in enumerate(self.channels):
+            layers.append(Conv2d(channels_in, channels_out, self.kernel, rng, input_grad=i > 0))
+            if self.batch_norm:
+                layers.append(BatchNorm(channels_out))
+            # max-pool then ReLU: the same function and gradient as ReLU then max-pool (ReLU is
+            # monotonic), with the ReLU on a quarter of the values
+            layers += [MaxPool2d(2), ReLU()]
+            channels_in = channels_out
+        features = Sequential(*layers).output_shape(input_shape)  # names a block that cannot fit
+        width = math.prod(features)
+        layers.append(Flatten())
+        if self.dense:
+            layers.append(Linear(width, self.dense, rng, init="he"))
+            if self.batch_norm:
+                layers.append(BatchNorm(self.dense))
+            layers.append(ReLU())
+            width = self.dense
+        if self.dropout:
+            layers.append(Dropout(self.dropout, rng.spawn(1)[0]))
+        layers.append(Linear(width, num_classes, rng))
+        return Sequential(*layers, input_shape=input_shape)
+
+
 @hookimpl
 def register_models(register):
     register("mlp", MLP)
+    register("cnn", CNN)

@@ -242,6 +242,23 @@ def validation_split(n: int, fraction: float, rng) -> tuple[Any, Any]:
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def build_model(factory, splits, rng):
+    """The model for ``splits``: ``factory.build(input_size, num_classes, rng)``, with
+    ``input_shape=`` (one sample's shape, ``(28, 28, 1)`` for MNIST) too when ``build`` takes it;
+    a ``ShapeError`` becomes a ``ConfigError``."""
+    import inspect
+
+    from trainkit.nn import ShapeError
+
+    kwargs = {}
+    if "input_shape" in inspect.signature(factory.build).parameters:
+        kwargs["input_shape"] = splits.sample_shape
+    try:
+        return factory.build(splits.input_size, splits.num_classes, rng, **kwargs)
+    except ShapeError as e:
+        raise ConfigError(str(e), "model") from None
+
+
 def build(run: Run, pm, *, load_data: bool = True) -> Run:
     """Load the data and create the model, loaders and trainer of a resolved run."""
     import numpy as np
@@ -253,23 +270,25 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
     model_seed, data_seed, split_seed = np.random.SeedSequence(config["seed"]).spawn(3)
     run.splits = run.dataset.load() if load_data else None
     splits = run.splits
-    model = run.model_factory.build(splits.input_size, splits.num_classes,
-                                    np.random.default_rng(model_seed))
+    model = build_model(run.model_factory, splits, np.random.default_rng(model_seed))
     train, val = validation_split(len(splits.train_labels), config["val_split"],
                                   np.random.default_rng(split_seed))
     eval_batch = max(config["batch_size"], 1000)
-    test_loader = DataLoader(splits.test_images, splits.test_labels, eval_batch)
+    shape = getattr(model, "input_shape", None)  # image batches for a convnet, flat for an MLP
+
+    def loader(images, labels, batch_size, **kwargs):
+        return DataLoader(images, labels, batch_size, sample_shape=shape, **kwargs)
+
+    test_loader = loader(splits.test_images, splits.test_labels, eval_batch)
     if val is None:  # val_split 0: validate on the test split (the CLI warns)
-        run.train_loader = DataLoader(splits.train_images, splits.train_labels,
-                                      config["batch_size"], shuffle=True,
-                                      rng=np.random.default_rng(data_seed))
+        run.train_loader = loader(splits.train_images, splits.train_labels, config["batch_size"],
+                                  shuffle=True, rng=np.random.default_rng(data_seed))
         run.val_loader = test_loader
     else:
-        run.train_loader = DataLoader(splits.train_images[train], splits.train_labels[train],
-                                      config["batch_size"], shuffle=True,
-                                      rng=np.random.default_rng(data_seed))
-        run.val_loader = DataLoader(splits.train_images[val], splits.train_labels[val],
-                                    eval_batch)
+        run.train_loader = loader(splits.train_images[train], splits.train_labels[train],
+                                  config["batch_size"], shuffle=True,
+                                  rng=np.random.default_rng(data_seed))
+        run.val_loader = loader(splits.train_images[val], splits.train_labels[val], eval_batch)
     run.test_loader = test_loader
     out = config.get("out")
     run.run_dir = Path(out) if out else default_run_dir()

@@ -1,6 +1,7 @@
 """A trainer's complete state as named arrays plus JSON, and back.
 
-This is what a checkpoint holds: the model's parameters, the optimizer's buffers and counters, the
+This is what a checkpoint holds: the model's parameters and state arrays (batch norm's running
+statistics) and its extra state (dropout's random generators), the optimizer's buffers and counters, the
 loop's position (epoch, step, the data order's random state, the partial epoch sums), the history,
 the run's config and every plugin's own state. Restoring it and calling ``fit`` again continues the
 run bit-exactly.
@@ -46,6 +47,7 @@ def capture(trainer) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "blas_threads": trainer.blas_threads,
         "blas_kernels": trainer.blas_kernels,
         "optimizer": optimizer_scalars,
+        "model_extra": trainer.model.extra_state(),
         "history": trainer.history.rows,
         "plugins": plugin_state,
     }
@@ -60,6 +62,7 @@ def restore(trainer, manifest: dict[str, Any], arrays: dict[str, np.ndarray], so
     model_state = {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
     try:
         trainer.model.load_state_dict(model_state)
+        trainer.model.load_extra_state(manifest.get("model_extra") or {})
     except ValueError as e:
         raise CheckpointError(f"{where}checkpoint was made for another model: {e}") from None
     optimizer_state: dict[str, Any] = dict(manifest.get("optimizer") or {})

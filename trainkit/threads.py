@@ -71,18 +71,36 @@ def calibrate(step: Callable[[], object], candidates: Sequence[int] | None = Non
     return largest if best[largest] <= best[fastest] * (1 + tolerance) else fastest
 
 
+@contextlib.contextmanager
+def model_state_kept(model) -> Iterator[None]:
+    """Put back what a probe's forward passes change besides the weights: batch norm's running
+    statistics and dropout's random generators."""
+    states = getattr(model, "states", None)
+    saved = states.copy() if states is not None else None
+    extra = model.extra_state() if hasattr(model, "extra_state") else None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            states[...] = saved
+        if extra is not None:
+            model.load_extra_state(extra)
+
+
 def training_step_probe(model, loss, batch_size: int, input_size: int,
                         optimizer=None) -> Callable[[], object]:
     """One training step on a zero batch: forward, backward and (on scratch copies of the
     parameters and its state) the optimizer's update. It has the shape of the real work, the
     single-threaded element-wise phases included (that is where spinning BLAS threads hurt a
     loaded machine), and leaves nothing that training keeps changed: not the weights, not the
-    optimizer state, not any random generator."""
+    optimizer state, not any random generator (run it inside ``model_state_kept(model)`` for a
+    model with batch norm or dropout)."""
     import copy
 
     import numpy as np
 
-    x = np.zeros((batch_size, input_size), dtype=np.float32)
+    shape = getattr(model, "input_shape", None) or (input_size,)
+    x = np.zeros((batch_size, *shape), dtype=np.float32)
     y = np.zeros(batch_size, dtype=np.intp)
     scratch = None
     if optimizer is not None:

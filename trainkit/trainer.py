@@ -351,6 +351,7 @@ class Trainer:
             state.step_in_epoch, state.sums = 0, sums
         state.epoch_rng_state = loader.epoch_rng_state
         started = time.perf_counter()
+        self.model.train()
         self.call_hook("on_epoch_start", epoch=epoch)
         if start < len(loader):
             try:
@@ -420,7 +421,17 @@ class Trainer:
     # ------------------------------------------------------------------ evaluate
 
     def evaluate(self, data: DataLoader, prefix: str = "") -> dict[str, float]:
-        """Loss and metrics over ``data`` (sample-weighted means), without touching the weights."""
+        """Loss and metrics over ``data`` (sample-weighted means), in evaluation mode (dropout off,
+        batch norm on its running statistics), without touching the weights; the model's mode is
+        put back afterwards."""
+        training = getattr(self.model, "training", True)
+        self.model.eval()
+        try:
+            return self._evaluate(data, prefix)
+        finally:
+            self.model.train(training)
+
+    def _evaluate(self, data: DataLoader, prefix: str) -> dict[str, float]:
         order = np.arange(len(data.labels))
         totals = [0.0] * (1 + len(self.metrics))
         n = 0

@@ -248,6 +248,7 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest,
         blas_kernels,
         blas_threads,
         calibrate,
+        model_state_kept,
         training_step_probe,
     )
 
@@ -267,9 +268,10 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest,
     if threads_wanted is None and preferred:
         threads_wanted = min(preferred)
     if threads_wanted is None:
-        threads_wanted = calibrate(training_step_probe(
-            trainer.model, trainer.loss, run.config["batch_size"], run.splits.input_size,
-            trainer.optimizer))
+        with model_state_kept(trainer.model):
+            threads_wanted = calibrate(training_step_probe(
+                trainer.model, trainer.loss, run.config["batch_size"], run.splits.input_size,
+                trainer.optimizer))
     if run.config["val_split"] == 0:
         say("trainkit: warning: --val-split 0 validates on the test split: best.npz, early "
             "stopping and plateau schedules then pick on test data", err=True)

@@ -34,12 +34,21 @@ class DatasetSplits:
     def input_size(self) -> int:
         return int(np.prod(self.train_images.shape[1:]))
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One sample's shape as a model sees it: images ``(H, W)`` become channels-last
+        ``(H, W, 1)``; ``(H, W, C)`` and flat ``(F,)`` samples stay as they are."""
+        shape = tuple(int(d) for d in self.train_images.shape[1:])
+        return (*shape, 1) if len(shape) == 2 else shape
+
 
 class DataLoader:
     """Batches of ``(float32 inputs (B, features), integer labels (B,))``.
 
     ``shuffle=True`` draws a new permutation every epoch from ``rng`` (a seeded
     ``np.random.Generator``). The last batch may be smaller unless ``drop_last=True``.
+    With ``sample_shape`` (``(28, 28, 1)`` for a convnet) the inputs come as ``(B, *sample_shape)``:
+    a view of the same buffer, so shaping costs no copy.
     """
 
     def __init__(
@@ -51,12 +60,17 @@ class DataLoader:
         shuffle: bool = False,
         rng: np.random.Generator | None = None,
         drop_last: bool = False,
+        sample_shape: tuple[int, ...] | None = None,
     ) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.images = images.reshape(len(images), -1)
+        if sample_shape is not None and int(np.prod(sample_shape)) != self.images.shape[1]:
+            raise ValueError(f"samples of {self.images.shape[1]} values cannot take the shape "
+                             f"{sample_shape}")
+        self.sample_shape = tuple(sample_shape) if sample_shape is not None else None
         self.labels = labels.astype(np.intp, copy=False)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -130,6 +144,8 @@ class DataLoader:
             np.multiply(raw, self.scale, out=x)
         else:
             x[...] = raw
+        if self.sample_shape is not None:
+            return x.reshape(size, *self.sample_shape), self.labels[index]
         return x, self.labels[index]
 
     def __iter__(self) -> Iterator[Batch]:

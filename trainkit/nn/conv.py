@@ -3,8 +3,9 @@
 Layout: inputs are ``(N, H, W, C)``, weights ``(k, k, C_in, C_out)``. Channels-last makes every
 step a plain matrix product: the ``k x k x C_in`` patch under each output pixel is one row of the
 column matrix ``(N * H_out * W_out, k * k * C_in)``, and ``columns @ weight`` is the output, already
-``(N, H_out, W_out, C_out)``. The backward pass is two more GEMMs and, for the input gradient, the
-``k * k`` strided additions of col2im. The first layer of a network skips that input gradient.
+``(N, H_out, W_out, C_out)``. The backward pass is one GEMM for the weights and, for the input
+gradient, one small GEMM per kernel offset added back where its pixels were read (col2im). The
+first layer of a network skips that input gradient.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from trainkit.nn.module import Module, Parameter, ShapeError
 
@@ -84,10 +86,9 @@ class Conv2d(Module):
         padded = self.pad(x)
         c_in = padded.shape[3]
         columns = self.buffer("columns", (n, h_out, w_out, k, k, c_in), x.dtype)
-        for i in range(k):  # im2col: one strided copy per kernel offset
-            for j in range(k):
-                columns[:, :, :, i, j, :] = padded[:, i:i + s * (h_out - 1) + 1:s,
-                                                   j:j + s * (w_out - 1) + 1:s, :]
+        # im2col in one copy: the (n, y, x, c, i, j) window view, reordered to patch rows
+        windows = sliding_window_view(padded, (k, k), axis=(1, 2))[:, ::s, ::s]
+        np.copyto(columns, windows.transpose(0, 1, 2, 4, 5, 3))
         self._columns = columns.reshape(-1, k * k * c_in)
         self._input_shape = x.shape
         out = self.buffer("out", (n * h_out * w_out, c_out), x.dtype)
@@ -104,15 +105,18 @@ class Conv2d(Module):
             return None
         k, s, p = self.kernel_size, self.stride, self.padding
         _, h, w, c_in = self._input_shape
-        grad_columns = self.buffer("grad_columns", self._columns.shape, grad.dtype)
-        np.matmul(grad, self.weight.data.reshape(-1, c_out).T, out=grad_columns)
-        grad_columns = grad_columns.reshape(n, h_out, w_out, k, k, c_in)
+        # col2im, one kernel offset at a time: the gradient of the pixels each patch read at
+        # offset (i, j) is one small GEMM, added where they were read. A single GEMM into the
+        # whole column matrix costs the same FLOPs, but adding back its strided slices is slow.
+        weight = self.weight.data
+        share = self.buffer("share", (grad.shape[0], c_in), grad.dtype)
         grad_padded = self.buffer("grad_padded", (n, h + 2 * p, w + 2 * p, c_in), grad.dtype)
         grad_padded.fill(0)
-        for i in range(k):  # col2im: every patch adds its gradient back where it was read
+        for i in range(k):
             for j in range(k):
+                np.matmul(grad, weight[i, j].T, out=share)
                 grad_padded[:, i:i + s * (h_out - 1) + 1:s,
-                            j:j + s * (w_out - 1) + 1:s, :] += grad_columns[:, :, :, i, j, :]
+                            j:j + s * (w_out - 1) + 1:s, :] += share.reshape(n, h_out, w_out, c_in)
         return grad_padded[:, p:p + h, p:p + w, :] if p else grad_padded
 
     def describe(self) -> str:

@@ -139,6 +139,17 @@ class Sequential(Module):
             p.grad = self.grads[offset : offset + n].reshape(p.data.shape)
             offset += n
 
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Walk ``input_shape`` through every layer; a ``ShapeError`` names the layer at fault
+        by its position (from 1) and what it is."""
+        shape = tuple(input_shape)
+        for position, layer in enumerate(self.layers, 1):
+            try:
+                shape = layer.output_shape(shape)
+            except ShapeError as e:
+                raise ShapeError(f"layer {position} ({layer.describe()}): {e}") from None
+        return shape
+
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
         for index, layer in enumerate(self.layers):
             for p in layer.parameters():
