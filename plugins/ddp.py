@@ -7,7 +7,10 @@ own slice of every global batch (``--batch-size`` per rank, times the number of 
 backward pass, one ``Allreduce`` over a single flat buffer sums the sample-weighted gradients
 together with the batch's loss and metrics, the sample count and a Ctrl+C flag, so every rank
 takes the same optimizer step and sees the same global numbers: the console, history, early
-stopping and the NaN guard decide identically everywhere. Only rank 0 shows progress and writes
+stopping and the NaN guard decide identically everywhere. Batch norm normalises each rank's own
+batch (as PyTorch's DistributedDataParallel does without SyncBatchNorm), and its running
+statistics are averaged over the ranks in that same Allreduce, so every rank holds the same
+statistics after every step. Only rank 0 shows progress and writes
 files. The ranks' weights are compared at every epoch end (and every ``check_every`` steps); a
 divergence stops the run on every rank. An exception on one rank aborts the whole job
 (``MPI_Abort``), so no rank waits forever in a collective another rank has left.
@@ -69,7 +72,9 @@ class DDP:
         trainer.val_loader = self.shard_for_scoring(trainer.val_loader)
         trainer.test_loader = self.shard_for_scoring(trainer.test_loader)
         extras = 3 + len(trainer.metrics)  # loss, metrics, samples, interrupt flag
-        self._buffer = np.empty(trainer.model.grads.size + extras, dtype=np.float32)
+        states = getattr(trainer.model, "states", np.empty(0, np.float32))
+        self._states = states  # batch norm's running statistics, averaged in the same Allreduce
+        self._buffer = np.empty(trainer.model.grads.size + states.size + extras, dtype=np.float32)
 
     def shard_for_scoring(self, loader):
         """This rank's contiguous part of a validation or test loader."""
@@ -90,7 +95,10 @@ class DDP:
         size = grads.size
         n_local = trainer.batch_samples
         np.multiply(grads, n_local / trainer.train_loader.global_batch_size, out=buffer[:size])
-        extras = buffer[size:]
+        states = self._states
+        if states.size:
+            np.multiply(states, np.float32(1 / self.world), out=buffer[size:size + states.size])
+        extras = buffer[size + states.size:]
         extras[0] = logs["loss"] * n_local
         for i, metric in enumerate(trainer.metrics, 1):
             extras[i] = logs[metric.name] * n_local
@@ -101,6 +109,8 @@ class DDP:
         self.allreduce_seconds += time.perf_counter() - start
         self.allreduce_calls += 1
         grads[...] = buffer[:size]
+        if states.size:
+            states[...] = buffer[size:size + states.size]
         n_global = float(extras[-2])
         logs["loss"] = float(extras[0]) / n_global
         for i, metric in enumerate(trainer.metrics, 1):
@@ -137,7 +147,7 @@ class DDP:
         self.check_weights(trainer)
 
     def check_weights(self, trainer) -> None:
-        digest = hashlib.sha256(trainer.model.params.tobytes()).hexdigest()
+        digest = hashlib.sha256(trainer.model.params.tobytes() + self._states.tobytes()).hexdigest()
         digests = self.comm.allgather(digest)
         if len(set(digests)) > 1:
             differ = [r for r, d in enumerate(digests) if d != digests[0]]

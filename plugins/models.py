@@ -43,9 +43,11 @@ class MLP:
 
 
 class CNN:
-    """A LeNet-style convolutional network: conv blocks, then a dense layer, dropout and the
-    classifier. Each block is a convolution (no padding), [batch norm], ReLU and a 2x2 max-pool
-    (applied as max-pool then ReLU, which is the same function, computed faster).
+    """A LeNet-style convolutional network for images.
+
+    Conv blocks, then a dense layer, dropout and the classifier. Each block is a convolution (no
+    padding), [batch norm], ReLU and a 2x2 max-pool (applied as max-pool then ReLU, which is the
+    same function, computed faster).
 
     Args:
         channels: output channels of each conv block, comma-separated: ``32,64``.
@@ -115,7 +117,64 @@ class CNN:
         return Sequential(*layers, input_shape=input_shape)
 
 
+class SequentialModel:
+    """Any stack of registered layers, described in a config file.
+
+    Args:
+        layers: the layers in order: a layer type (``"relu"``) or a table of its options
+            (``{type = "conv2d", channels = 32}``); the last one gives the class scores.
+    """
+
+    def __init__(self, layers: list | None = None) -> None:
+        if not layers:
+            raise ConfigError('model sequential needs its layers, e.g. layers = ["flatten", '
+                              '{type = "dense", units = 10}] in a --config file', "layers")
+        self.layers = list(layers)
+
+    def build(self, input_size: int, num_classes: int, rng, input_shape=None, layer_types=None):
+        from trainkit.nn import Sequential, ShapeError
+        from trainkit.options import option_specs
+
+        layer_types = layer_types or {}
+        shape = tuple(input_shape or (input_size,))
+        modules = []
+        for position, entry in enumerate(self.layers, 1):
+            where = f"layer {position}"
+            if isinstance(entry, str):
+                entry = {"type": entry}
+            if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+                raise ConfigError(f"{where}: {entry!r} is not a layer type or a table with a "
+                                  f"type", "layers")
+            options = dict(entry)
+            kind = options.pop("type")
+            if kind not in layer_types:
+                raise ConfigError(f"{where}: unknown layer type {kind!r}; known: "
+                                  f"{', '.join(sorted(layer_types))}", "layers")
+            factory = layer_types[kind]
+            specs = {spec.name: spec for spec in option_specs(factory)}
+            for key in options:
+                if key not in specs:
+                    raise ConfigError(f"{where} ({kind}): unknown option {key!r}; it has: "
+                                      f"{', '.join(specs) or 'none'}", "layers")
+            values = {k: specs[k].convert(v, where=f"{where} ({kind}) {k}")
+                      for k, v in options.items()}
+            try:
+                module = factory(shape, rng, **values)
+                shape = module.output_shape(shape)
+            except ShapeError as e:
+                raise ConfigError(f"{where} ({kind}): {e}", "layers") from None
+            modules.append(module)
+        if shape != (num_classes,):
+            raise ConfigError(f"the last layer gives {'x'.join(map(str, shape))} outputs per "
+                              f"sample; the dataset has {num_classes} classes: end with "
+                              f'{{type = "dense", units = {num_classes}}}', "layers")
+        if getattr(modules[0], "input_grad", None):
+            modules[0].input_grad = False  # nobody needs the gradient of the data
+        return Sequential(*modules, input_shape=input_shape)
+
+
 @hookimpl
 def register_models(register):
     register("mlp", MLP)
     register("cnn", CNN)
+    register("sequential", SequentialModel)

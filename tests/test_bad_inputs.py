@@ -18,7 +18,7 @@ TABLE = [
     (["--loss", "nope"], USAGE, "'nope' is not one of"),
     (["--metric", "nope"], USAGE, "'nope' is not one of"),
     (["--dataset", "nope"], USAGE, "'nope' is not one of"),
-    (["--model", "nope"], USAGE, "'nope' is not 'mlp'"),
+    (["--model", "nope"], USAGE, "'nope' is not one of 'cnn', 'mlp', 'sequential'"),
     (["--plugin", "nope"], USAGE, "'nope' is not one of"),
     (["--no-plugin", "nope"], USAGE, "'nope' is not one of"),
     (["--activation", "gelu"], USAGE, "'gelu' is not one of"),

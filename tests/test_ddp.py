@@ -37,6 +37,7 @@ RANK_DUMP = textwrap.dedent("""
     def on_fit_end(trainer):
         rank = os.environ.get("PMI_RANK", "0")
         np.save(Path(os.environ["RANK_DIR"]) / f"weights-{rank}.npy", trainer.model.params)
+        np.save(Path(os.environ["RANK_DIR"]) / f"states-{rank}.npy", trainer.model.states)
 
     @hookimpl
     def on_epoch_start(trainer):
@@ -213,3 +214,29 @@ def test_ctrl_c_stops_every_rank_at_the_same_step(synthetic_dir, rank_dir, tmp_p
     assert stderr.count("interrupted at epoch") == 1  # rank 0 speaks for the job
     manifest, _ = load_checkpoint(out / "emergency.npz")
     assert manifest["global_step"] >= 1
+
+
+CNN = ["--model", "cnn", "--channels", "4,8", "--dense", "16", "--threads", "1", "--epochs", "1"]
+
+
+def test_a_convnet_on_two_ranks_of_16_matches_one_process_of_32(synthetic_dir, rank_dir,
+                                                                  tmp_path):
+    common = ["--dataset", "idx", "--data-dir", str(synthetic_dir), *CNN, "--dropout", "0"]
+    ddp = trainkit_run(2, *common, "--batch-size", "16", "--out", str(tmp_path / "ddp"))
+    assert ddp.returncode == 0, ddp.stderr
+    rank0, rank1 = weights(rank_dir, 0), weights(rank_dir, 1)
+    np.testing.assert_array_equal(rank0, rank1)
+    single = trainkit_run(0, *common, "--batch-size", "32", "--out", str(tmp_path / "one"))
+    assert single.returncode == 0, single.stderr
+    np.testing.assert_allclose(rank0, weights(rank_dir, 0), rtol=0, atol=1e-5)
+
+
+def test_batch_norm_statistics_stay_in_step_across_ranks(synthetic_dir, rank_dir, tmp_path):
+    result = trainkit_run(2, "--dataset", "idx", "--data-dir", str(synthetic_dir), *CNN,
+                          "--batch-norm", "--batch-size", "16", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    states = [np.load(rank_dir / f"states-{rank}.npy") for rank in (0, 1)]
+    assert states[0].size and not np.allclose(states[0][:4], 0)
+    np.testing.assert_array_equal(states[0], states[1])
+    _, arrays = load_checkpoint(tmp_path / "run" / "last.npz")
+    np.testing.assert_array_equal(arrays["model/1.running_mean"], states[0][:4])

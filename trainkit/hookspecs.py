@@ -74,6 +74,19 @@ def register_models(register: Register) -> None:
 
 
 @hookspec
+def register_layers(register: Register) -> None:
+    """Register layer types for the ``sequential`` model: ``register("conv2d", conv2d)``.
+
+    A layer factory is called as ``factory(input_shape, rng, **options)``: ``input_shape`` is one
+    sample's shape coming in (``(28, 28, 1)``, or ``(features,)``), ``rng`` a seeded
+    ``np.random.Generator``, and its keyword parameters with defaults are the options a config
+    file sets per layer (``{type = "conv2d", channels = 32}``). It returns a ``trainkit.nn.Module``
+    whose ``output_shape`` says what comes out, raising ``trainkit.nn.ShapeError`` for an input
+    it cannot take.
+    """
+
+
+@hookspec
 def register_plugins(register: Register) -> None:
     """Register run plugins: ``register("checkpoint", Checkpoint, default=False)``.
 

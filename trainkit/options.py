@@ -5,7 +5,8 @@ turns them into ``--checkpoint-every`` and ``--checkpoint-keep``, config files s
 ``trainkit plugins`` lists them. Help text comes from the ``Args:`` section of the docstring.
 
 Supported annotations: ``bool``, ``int``, ``float``, ``str``, ``pathlib.Path``, ``Literal[...]``,
-``tuple[int, ...]`` (written ``256,128``), and ``X | None``.
+``tuple[int, ...]`` (written ``256,128``), ``list`` (a TOML array in a config file, JSON on the
+command line) and ``X | None``.
 """
 
 from __future__ import annotations
@@ -77,9 +78,25 @@ class OptionSpec:
                 return Path(value)
             if self.type is tuple:
                 return parse_int_tuple(value)
+            if self.type is list:
+                return parse_list(value)
             return str(value)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where or self.name}: {value!r} is invalid: {e}", self.name) from None
+
+
+def parse_list(value: Any) -> list[Any]:
+    """A list as it is (from a config file), or written as JSON (on the command line)."""
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError as e:
+            raise ValueError(f"must be a list written as JSON ({e})") from None
+    if not isinstance(value, (list, tuple)):
+        raise ValueError("must be a list")
+    return list(value)
 
 
 def parse_int_tuple(value: Any) -> tuple[int, ...]:
@@ -134,6 +151,8 @@ def _describe(annotation: Any) -> tuple[Any, tuple[Any, ...] | None, bool]:
         return type(choices[0]), choices, optional
     if origin is tuple:
         return tuple, None, optional
+    if origin is list or annotation is list:
+        return list, None, optional
     if annotation in (bool, int, float, str, Path):
         return annotation, None, optional
     return str, None, optional

@@ -23,6 +23,7 @@ KINDS: dict[str, str] = {
     "metric": "register_metrics",
     "dataset": "register_datasets",
     "model": "register_models",
+    "layer": "register_layers",
     "plugin": "register_plugins",
 }
 

@@ -43,7 +43,7 @@ def component_option_owners(registry: Registry) -> dict[str, list[tuple[str, str
     """Option name -> ``[(kind, component name), ...]`` for every non-plugin component."""
     owners: dict[str, list[tuple[str, str]]] = {}
     for component in registry.all():
-        if component.kind == "plugin":
+        if component.kind in ("plugin", "layer"):  # a layer's options are set per layer
             continue
         for spec in component.options:
             owners.setdefault(spec.name, []).append((component.kind, component.name))
@@ -242,17 +242,21 @@ def validation_split(n: int, fraction: float, rng) -> tuple[Any, Any]:
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def build_model(factory, splits, rng):
+def build_model(factory, splits, rng, layer_types: dict[str, Any] | None = None):
     """The model for ``splits``: ``factory.build(input_size, num_classes, rng)``, with
-    ``input_shape=`` (one sample's shape, ``(28, 28, 1)`` for MNIST) too when ``build`` takes it;
-    a ``ShapeError`` becomes a ``ConfigError``."""
+    ``input_shape=`` (one sample's shape, ``(28, 28, 1)`` for MNIST) and ``layer_types=`` (the
+    registered layers, by name) too when ``build`` takes them; a ``ShapeError`` becomes a
+    ``ConfigError``."""
     import inspect
 
     from trainkit.nn import ShapeError
 
-    kwargs = {}
-    if "input_shape" in inspect.signature(factory.build).parameters:
+    kwargs: dict[str, Any] = {}
+    accepts = inspect.signature(factory.build).parameters
+    if "input_shape" in accepts:
         kwargs["input_shape"] = splits.sample_shape
+    if "layer_types" in accepts:
+        kwargs["layer_types"] = layer_types
     try:
         return factory.build(splits.input_size, splits.num_classes, rng, **kwargs)
     except ShapeError as e:
@@ -270,7 +274,8 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
     model_seed, data_seed, split_seed = np.random.SeedSequence(config["seed"]).spawn(3)
     run.splits = run.dataset.load() if load_data else None
     splits = run.splits
-    model = build_model(run.model_factory, splits, np.random.default_rng(model_seed))
+    layer_types = {name: c.factory for name, c in run.registry.components["layer"].items()}
+    model = build_model(run.model_factory, splits, np.random.default_rng(model_seed), layer_types)
     train, val = validation_split(len(splits.train_labels), config["val_split"],
                                   np.random.default_rng(split_seed))
     eval_batch = max(config["batch_size"], 1000)

@@ -44,7 +44,13 @@ def _value(value: Any) -> str:
         return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table, such as one layer of a sequential model
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def _key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
 
 
 def dump_toml(config: dict[str, Any]) -> str:
@@ -58,7 +64,7 @@ def dump_toml(config: dict[str, Any]) -> str:
         if not isinstance(table, dict):
             continue
         lines.append("")
-        lines.append(f"[{key if re.fullmatch(r'[A-Za-z0-9_-]+', key) else json.dumps(key)}]")
+        lines.append(f"[{_key(key)}]")
         for sub, value in table.items():
             lines.append(f"# {sub} = (unset)" if value is None else f"{sub} = {_value(value)}")
     return "\n".join(lines) + "\n"

@@ -61,11 +61,23 @@ class ThreadsType(click.ParamType):
         return count
 
 
+class JSONList(click.ParamType):
+    name = "JSON"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> list[Any]:
+        from trainkit.options import parse_list
+
+        try:
+            return parse_list(value)
+        except ValueError as e:
+            self.fail(f"{value!r} {e}", param, ctx)
+
+
 def click_type(spec) -> Any:
     if spec.choices is not None:
         return click.Choice([str(c) for c in spec.choices])
     return {int: click.INT, float: click.FLOAT, Path: click.Path(path_type=Path),
-            tuple: IntTuple()}.get(spec.type, click.STRING)
+            tuple: IntTuple(), list: JSONList()}.get(spec.type, click.STRING)
 
 
 def flag_of(name: str) -> str:

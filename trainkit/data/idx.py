@@ -99,15 +99,18 @@ def _read(f, path: Path, size_on_disk: int, compressed: bool) -> np.ndarray:
     return array.astype(dtype.newbyteorder("="), copy=False) if dtype.itemsize > 1 else array
 
 
-def _read_at_most(f, nbytes: int, chunk: int = 1 << 20) -> bytearray:
-    """Read up to ``nbytes`` in chunks, so memory grows with the data really there, never with
-    what a header merely declares."""
+def _read_at_most(f, nbytes: int, first_chunk: int = 1 << 16, max_chunk: int = 1 << 20) -> bytearray:
+    """Read up to ``nbytes`` in chunks that start small and double, so memory grows with the data
+    really there, never with what a header merely declares (a gzip reader allocates the whole
+    size asked for, even when far less data follows)."""
     data = bytearray()
+    chunk = first_chunk
     while len(data) < nbytes:
         piece = f.read(min(chunk, nbytes - len(data)))
         if not piece:
             break
         data += piece
+        chunk = min(chunk * 2, max_chunk)
     return data
 
 
