@@ -55,6 +55,7 @@ class CNN:
         dense: width of the dense layer before the classifier (0: none).
         dropout: share of the dense layer's outputs dropped while training.
         batch_norm: batch normalisation after every convolution and the dense layer.
+        conv_dropout: share of the last conv block's outputs dropped while training.
     """
 
     def __init__(
@@ -64,6 +65,7 @@ class CNN:
         dense: int = 128,
         dropout: float = 0.5,
         batch_norm: bool = False,
+        conv_dropout: float = 0.0,
     ) -> None:
         channels = tuple(channels)
         if not channels or any(c < 1 for c in channels):
@@ -75,7 +77,10 @@ class CNN:
         if not 0 <= dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}", "dropout")
         self.channels, self.kernel, self.dense = channels, kernel, dense
-        self.dropout, self.batch_norm = dropout, batch_norm
+        if not 0 <= conv_dropout < 1:
+            raise ConfigError(f"conv_dropout must be in [0, 1), got {conv_dropout}",
+                              "conv_dropout")
+        self.dropout, self.batch_norm, self.conv_dropout = dropout, batch_norm, conv_dropout
 
     def build(self, input_size: int, num_classes: int, rng, input_shape=None):
         from trainkit.nn import (
@@ -104,6 +109,8 @@ class CNN:
             channels_in = channels_out
         features = Sequential(*layers).output_shape(input_shape)  # names a block that cannot fit
         width = math.prod(features)
+        if self.conv_dropout:
+            layers.append(Dropout(self.conv_dropout, rng.spawn(1)[0]))
         layers.append(Flatten())
         if self.dense:
             layers.append(Linear(width, self.dense, rng, init="he"))

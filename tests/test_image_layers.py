@@ -213,3 +213,25 @@ def test_a_model_keeps_its_running_statistics_and_modes_together():
 def test_impossible_shapes_are_shape_errors(layer, shape, needle):
     with pytest.raises(ShapeError, match=needle):
         layer().output_shape(shape)
+
+
+def test_splitting_the_element_wise_work_over_threads_changes_no_bit():
+    from trainkit.nn import parallel
+
+    def one_step(threads):
+        previous = parallel.set_threads(threads)
+        try:
+            rng = np.random.default_rng(9)
+            model = Sequential(Conv2d(1, 4, 3, rng, input_grad=False), MaxPool2d(2), ReLU(),
+                               Conv2d(4, 6, 3, rng), MaxPool2d(2), Flatten(),
+                               Linear(6 * 2 * 2, 3, rng))
+            x = rng.random((32, 14, 14, 1), dtype=np.float32)
+            out = model.forward(x).copy()
+            model.backward(np.ones_like(out))
+            return out, model.grads.copy()
+        finally:
+            parallel.set_threads(previous)
+
+    (out1, grads1), (out3, grads3) = one_step(1), one_step(3)
+    np.testing.assert_array_equal(out1, out3)
+    np.testing.assert_array_equal(grads1, grads3)

@@ -119,11 +119,18 @@ def training_step_probe(model, loss, batch_size: int, input_size: int,
 
 @contextlib.contextmanager
 def blas_threads(count: int) -> Iterator[int]:
-    """Limit BLAS to ``count`` threads for the duration of the block."""
+    """Limit BLAS to ``count`` threads for the duration of the block, and split the layers'
+    element-wise work over as many (``trainkit.nn.parallel``)."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=count, user_api="blas"):
-        yield count
+    from trainkit.nn import parallel
+
+    previous = parallel.set_threads(count)
+    try:
+        with threadpool_limits(limits=count, user_api="blas"):
+            yield count
+    finally:
+        parallel.set_threads(previous)
 
 
 def blas_kernels() -> str | None:

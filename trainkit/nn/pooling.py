@@ -12,6 +12,7 @@ import numpy as np
 
 from trainkit.nn.conv import describe_shape
 from trainkit.nn.module import Module, ShapeError
+from trainkit.nn.parallel import over_batch
 
 
 class _Pool2d(Module):
@@ -69,11 +70,16 @@ class MaxPool2d(_Pool2d):
         n, h, w, c = x.shape
         columns = self.buffer("columns", (n, h, w // 2, c), x.dtype)
         right = self.buffer("right", columns.shape, np.bool_)
-        np.greater(x[:, :, 1::2], x[:, :, 0::2], out=right)
-        np.maximum(x[:, :, 0::2], x[:, :, 1::2], out=columns)
         bottom = self.buffer("bottom", out.shape, np.bool_)
-        np.greater(columns[:, 1::2], columns[:, 0::2], out=bottom)
-        np.maximum(columns[:, 0::2], columns[:, 1::2], out=out)
+
+        def work(lo: int, hi: int) -> None:
+            xs, cs = x[lo:hi], columns[lo:hi]
+            np.greater(xs[:, :, 1::2], xs[:, :, 0::2], out=right[lo:hi])
+            np.maximum(xs[:, :, 0::2], xs[:, :, 1::2], out=cs)
+            np.greater(cs[:, 1::2], cs[:, 0::2], out=bottom[lo:hi])
+            np.maximum(cs[:, 0::2], cs[:, 1::2], out=out[lo:hi])
+
+        over_batch(n, work)
         return out
 
     def _backward_2x2(self, grad_output: np.ndarray) -> np.ndarray:
@@ -82,11 +88,16 @@ class MaxPool2d(_Pool2d):
         bottom = self.buffer("bottom", grad_output.shape, np.bool_)
         right = self.buffer("right", (n, h, w // 2, c), np.bool_)
         grad_columns = self.buffer("grad_columns", right.shape, dtype)
-        np.multiply(grad_output, bottom, out=grad_columns[:, 1::2])
-        np.subtract(grad_output, grad_columns[:, 1::2], out=grad_columns[:, 0::2])
         grad_input = self.buffer("grad_input", self._x.shape, dtype)
-        np.multiply(grad_columns, right, out=grad_input[:, :, 1::2])
-        np.subtract(grad_columns, grad_input[:, :, 1::2], out=grad_input[:, :, 0::2])
+
+        def work(lo: int, hi: int) -> None:
+            g, gc, gi = grad_output[lo:hi], grad_columns[lo:hi], grad_input[lo:hi]
+            np.multiply(g, bottom[lo:hi], out=gc[:, 1::2])
+            np.subtract(g, gc[:, 1::2], out=gc[:, 0::2])
+            np.multiply(gc, right[lo:hi], out=gi[:, :, 1::2])
+            np.subtract(gc, gi[:, :, 1::2], out=gi[:, :, 0::2])
+
+        over_batch(n, work)
         return grad_input
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
