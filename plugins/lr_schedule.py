@@ -24,7 +24,8 @@ class LRSchedule:
         gamma: decay factor: per step_size epochs (step), per epoch (exponential), per plateau.
         step_size: epochs between two decays (step).
         warmup: epochs of linear warm-up up to the base lr (cosine).
-        cycle: epochs from the base lr down to min_lr (cosine; 0 means until the last epoch).
+        cycle: epochs of the cosine after the warm-up (cosine; 0: the remaining epochs), as
+            PyTorch's CosineAnnealingLR T_max: the lr reaches min_lr just after the last one.
         min_lr: the lowest learning rate any schedule goes to.
         monitor: the metric reduce-on-plateau watches.
         patience: epochs without improvement before reduce-on-plateau decays.
@@ -66,8 +67,10 @@ class LRSchedule:
         else:  # cosine
             if epoch <= self.warmup:
                 return base * epoch / self.warmup
+            # PyTorch's CosineAnnealingLR with T_max = span: the first epoch after the warm-up
+            # trains at the base lr and no epoch of the span trains at min_lr
             span = self.cycle or max(total_epochs - self.warmup, 1)
-            progress = min((epoch - self.warmup - 1) / max(span - 1, 1), 1.0)
+            progress = min((epoch - self.warmup - 1) / span, 1.0)
             lr = self.min_lr + (base - self.min_lr) * (1 + math.cos(math.pi * progress)) / 2
         return max(lr, self.min_lr)
 

@@ -193,3 +193,17 @@ def test_plain_sgd_defaults_to_its_own_learning_rate():
     sgd = invoke(["run", "--optimizer", "sgd", "--print-config"]).output.splitlines()
     adam = invoke(["run", "--print-config"]).output.splitlines()
     assert "lr = 0.01" in sgd and "lr = 0.001" in adam
+
+
+@pytest.mark.parametrize("value,needle", [
+    ("100,,10", "has an empty entry"),
+    ("0", "sizes must be positive integers"),
+    (",", "has an empty entry"),
+    ("100,abc", "must be comma-separated integers"),
+    ("", "must name at least one size"),
+])
+def test_architecture_strings_are_validated_strictly(value, needle):
+    result = invoke(["run", "--hidden", value, "--print-config"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(lines) == 1 and f"'{value}'" in lines[0] and needle in lines[0]

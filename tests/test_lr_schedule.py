@@ -27,13 +27,29 @@ def test_exponential():
     assert plugin.lr_at(3, 10) == pytest.approx(0.81)
 
 
-def test_cosine_with_warmup_reaches_min_lr_at_the_last_epoch():
+def test_cosine_follows_pytorchs_cosine_annealing_and_never_trains_an_epoch_at_min_lr():
     plugin = schedule(schedule="cosine", warmup=2, min_lr=0.1)
     lrs = [plugin.lr_at(e, 7) for e in range(1, 8)]
     assert lrs[:3] == [0.5, 1.0, 1.0]
-    assert lrs[-1] == pytest.approx(0.1)
-    assert lrs[4] == pytest.approx(0.1 + 0.9 * (1 + math.cos(math.pi * 2 / 4)) / 2)
+    t_max = 5  # the epochs after the warm-up
+    for epoch in range(3, 8):  # CosineAnnealingLR's closed form, epoch t = epoch - 3
+        expected = 0.1 + 0.9 * (1 + math.cos(math.pi * (epoch - 3) / t_max)) / 2
+        assert lrs[epoch - 1] == pytest.approx(expected)
+    assert lrs[-1] > 0.1 + 1e-3
     assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))
+
+
+def test_a_two_epoch_cosine_run_improves_in_both_epochs(synthetic_dir, tmp_path):
+    result = CliRunner().invoke(make_cli(), [
+        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out",
+        "run", "--lr", "0.002", "--plugin", "lr-schedule", "--plugin", "history"],
+        catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    values = [dict(zip(header, row.split(","))) for row in rows[1:]]
+    assert [float(v["lr"]) for v in values] == pytest.approx([0.002, 0.001])  # T_max = 2
+    assert float(values[1]["val_loss"]) < float(values[0]["val_loss"])
 
 
 class Opt:

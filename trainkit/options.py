@@ -106,13 +106,19 @@ def parse_int_tuple(value: Any) -> tuple[int, ...]:
     elif isinstance(value, int) and not isinstance(value, bool):
         items = [value]
     else:
-        items = [part for part in str(value).replace(" ", "").split(",") if part]
+        text = str(value).replace(" ", "")
+        items = text.split(",") if text else []
+        if "" in items and items != [""]:
+            raise ValueError("has an empty entry: write comma-separated integers such as 256,128")
+        items = [item for item in items if item]
     try:
         result = tuple(int(item) for item in items)
     except (TypeError, ValueError):
         raise ValueError("must be comma-separated integers such as 256,128") from None
     if not result:
         raise ValueError("must name at least one size")
+    if any(size < 1 for size in result):
+        raise ValueError("sizes must be positive integers")
     return result
 
 
