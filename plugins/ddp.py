@@ -78,14 +78,11 @@ class DDP:
 
     def shard_for_scoring(self, loader):
         """This rank's contiguous part of a validation or test loader."""
-        from trainkit.data import DataLoader
-
         if loader is None or self.world == 1:
             return loader
         part = np.array_split(np.arange(len(loader.labels)), self.world)[self.rank]
         start, stop = (int(part[0]), int(part[-1]) + 1) if len(part) else (0, 0)
-        return DataLoader(loader.images[start:stop], loader.labels[start:stop], loader.batch_size,
-                          sample_shape=loader.sample_shape)
+        return loader.part(start, stop)
 
     # ------------------------------------------------------------------ every step
 

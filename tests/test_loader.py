@@ -55,3 +55,15 @@ def test_resume_epoch_redraws_the_same_order():
     assert resumed.rng.bit_generator.state == after
     rest = [y.tolist() for _, y in resumed.batches(order, first_sample=16)]
     assert rest == [order[i * 8:(i + 1) * 8].tolist() for i in range(2, 5)]
+
+
+def test_a_subset_serves_only_its_samples_without_copying_them():
+    images = np.arange(20, dtype=np.uint8).reshape(10, 2)
+    labels = np.arange(10)
+    loader = DataLoader(images, labels, 3, subset=np.array([1, 4, 5, 8]))
+    assert loader.images is images or np.shares_memory(loader.images, images)
+    served = [(x.copy(), y.tolist()) for x, y in loader.batches(np.arange(4))]
+    assert [y for _, y in served] == [[1, 4, 5], [8]]
+    np.testing.assert_array_equal(served[1][0], images[[8]] / np.float32(255))
+    part = loader.part(1, 3)
+    assert [y.tolist() for _, y in part.batches(np.arange(2))] == [[4, 5]]

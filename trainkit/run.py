@@ -278,8 +278,10 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
     model = build_model(run.model_factory, splits, np.random.default_rng(model_seed), layer_types)
     train, val = validation_split(len(splits.train_labels), config["val_split"],
                                   np.random.default_rng(split_seed))
-    eval_batch = max(config["batch_size"], 1000)
     shape = getattr(model, "input_shape", None)  # image batches for a convnet, flat for an MLP
+    # Scoring batches: large for an MLP (fewer, faster GEMMs); for a convnet, whose buffers grow
+    # with the batch (im2col), a size that keeps its memory near training's.
+    eval_batch = max(config["batch_size"], 1000 if shape is None else 256)
 
     def loader(images, labels, batch_size, **kwargs):
         return DataLoader(images, labels, batch_size, sample_shape=shape, **kwargs)
@@ -289,11 +291,10 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
         run.train_loader = loader(splits.train_images, splits.train_labels, config["batch_size"],
                                   shuffle=True, rng=np.random.default_rng(data_seed))
         run.val_loader = test_loader
-    else:
-        run.train_loader = loader(splits.train_images[train], splits.train_labels[train],
-                                  config["batch_size"], shuffle=True,
-                                  rng=np.random.default_rng(data_seed))
-        run.val_loader = loader(splits.train_images[val], splits.train_labels[val], eval_batch)
+    else:  # both parts read the training file's one array
+        run.train_loader = loader(splits.train_images, splits.train_labels, config["batch_size"],
+                                  shuffle=True, rng=np.random.default_rng(data_seed), subset=train)
+        run.val_loader = loader(splits.train_images, splits.train_labels, eval_batch, subset=val)
     run.test_loader = test_loader
     out = config.get("out")
     run.run_dir = Path(out) if out else default_run_dir()

@@ -48,7 +48,9 @@ class DataLoader:
     ``shuffle=True`` draws a new permutation every epoch from ``rng`` (a seeded
     ``np.random.Generator``). The last batch may be smaller unless ``drop_last=True``.
     With ``sample_shape`` (``(28, 28, 1)`` for a convnet) the inputs come as ``(B, *sample_shape)``:
-    a view of the same buffer, so shaping costs no copy.
+    a view of the same buffer, so shaping costs no copy. With ``subset`` (indices into ``images``)
+    the loader serves only those samples, without copying them: a validation split and the
+    training part of the same file share one array.
     """
 
     def __init__(
@@ -61,9 +63,14 @@ class DataLoader:
         rng: np.random.Generator | None = None,
         drop_last: bool = False,
         sample_shape: tuple[int, ...] | None = None,
+        subset: np.ndarray | None = None,
     ) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.subset = None if subset is None else np.asarray(subset, dtype=np.intp)
+        self._file_labels = labels  # indexed like images, for part()
+        if self.subset is not None:
+            labels = labels[self.subset]
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.images = images.reshape(len(images), -1)
@@ -139,7 +146,7 @@ class DataLoader:
             buffers = self._buffers[size] = (np.empty((size, features), self.images.dtype),
                                              np.empty((size, features), np.float32))
         raw, x = buffers
-        np.take(self.images, index, axis=0, out=raw)
+        np.take(self.images, index if self.subset is None else self.subset[index], axis=0, out=raw)
         if self.scale is not None:
             np.multiply(raw, self.scale, out=x)
         else:
@@ -147,6 +154,12 @@ class DataLoader:
         if self.sample_shape is not None:
             return x.reshape(size, *self.sample_shape), self.labels[index]
         return x, self.labels[index]
+
+    def part(self, start: int, stop: int) -> DataLoader:
+        """A loader over samples ``start:stop`` of this one (in its order), unshuffled."""
+        rows = np.arange(start, stop) if self.subset is None else self.subset[start:stop]
+        return DataLoader(self.images, self._file_labels, self.batch_size,
+                          sample_shape=self.sample_shape, subset=rows)
 
     def __iter__(self) -> Iterator[Batch]:
         return self.batches(self.new_epoch())

@@ -47,7 +47,7 @@ class Module:
     by its next call with the same shape. Copy what you keep.
     """
 
-    _buffers: dict[tuple[str, tuple[int, ...], str], np.ndarray]
+    _buffers: dict[str, np.ndarray]
     training: bool = True
 
     def train(self, mode: bool = True) -> Module:
@@ -80,15 +80,16 @@ class Module:
         """Restore what ``extra_state`` returned."""
 
     def buffer(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
-        """A scratch array owned by this module, allocated once per name, shape and dtype."""
+        """A scratch array owned by this module, reused while ``name`` is asked for with the same
+        shape and dtype, and replaced when not: a module holds one batch size's buffers at a
+        time (training at 64 and scoring at 256 do not keep both sets alive)."""
         try:
             buffers = self._buffers
         except AttributeError:
             buffers = self._buffers = {}
-        key = (name, shape, np.dtype(dtype).char)
-        array = buffers.get(key)
-        if array is None:
-            array = buffers[key] = np.empty(shape, dtype=dtype)
+        array = buffers.get(name)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = buffers[name] = np.empty(shape, dtype=dtype)
         return array
 
     def parameters(self) -> Iterator[Parameter]:
