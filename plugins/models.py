@@ -45,9 +45,9 @@ class MLP:
 class CNN:
     """A LeNet-style convolutional network for images.
 
-    Conv blocks, then a dense layer, dropout and the classifier. Each block is a convolution (no
-    padding), [batch norm], ReLU and a 2x2 max-pool (applied as max-pool then ReLU, which is the
-    same function, computed faster).
+    Conv blocks, dropout, then a dense layer, dropout and the classifier. Each block is a
+    convolution (no padding), [batch norm], ReLU and a 2x2 max-pool (applied as max-pool then
+    ReLU, which is the same function, computed faster).
 
     Args:
         channels: output channels of each conv block, comma-separated: ``32,64``.
@@ -65,7 +65,7 @@ class CNN:
         dense: int = 128,
         dropout: float = 0.5,
         batch_norm: bool = False,
-        conv_dropout: float = 0.0,
+        conv_dropout: float = 0.25,
     ) -> None:
         channels = tuple(channels)
         if not channels or any(c < 1 for c in channels):
