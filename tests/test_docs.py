@@ -28,3 +28,27 @@ def test_every_hook_spec_is_documented_with_its_exact_signature():
 def test_every_hook_spec_has_a_docstring():
     for name, function in specs():
         assert (function.__doc__ or "").strip(), name
+
+
+def test_the_readmes_sequential_example_builds_a_network_for_mnist():
+    import re
+
+    import numpy as np
+
+    from trainkit import run as runlib
+    from trainkit.data import DatasetSplits
+    from trainkit.plugin_manager import get_plugin_manager
+    from trainkit.registry import Registry
+    from trainkit.tomlio import read_toml
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = re.search(r"```toml\n(model = \"sequential\".*?)```", readme, re.S).group(1)
+    path = Path("example.toml")
+    path.write_text(example)
+    registry = Registry.collect(get_plugin_manager())
+    run = runlib.resolve(read_toml(path), registry)
+    images = np.zeros((2, 28, 28), np.uint8)
+    splits = DatasetSplits("mnist", images, np.zeros(2, np.intp), images, np.zeros(2, np.intp), 10)
+    layer_types = {name: c.factory for name, c in registry.components["layer"].items()}
+    model = runlib.build_model(run.model_factory, splits, np.random.default_rng(0), layer_types)
+    assert model.forward(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 10)
