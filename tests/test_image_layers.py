@@ -108,6 +108,7 @@ def test_max_pool_sends_a_tied_gradient_to_the_first_maximum_only():
 
 def test_flatten_round_trips_shapes_and_gradients():
     rng = np.random.default_rng(2)
+    check_module(Flatten(), rng.normal(size=(2, 3, 2, 2)), rng)
     model = Sequential(Flatten(), Linear(12, 3, rng))
     to_float64(model.layers[1])
     check_module(model.layers[1], rng.normal(size=(2, 12)), rng)

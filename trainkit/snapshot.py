@@ -47,7 +47,7 @@ def capture(trainer) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "blas_threads": trainer.blas_threads,
         "blas_kernels": trainer.blas_kernels,
         "optimizer": optimizer_scalars,
-        "model_extra": trainer.model.extra_state(),
+        "model_extra": getattr(trainer.model, "extra_state", dict)(),
         "history": trainer.history.rows,
         "plugins": plugin_state,
     }
@@ -62,7 +62,9 @@ def restore(trainer, manifest: dict[str, Any], arrays: dict[str, np.ndarray], so
     model_state = {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
     try:
         trainer.model.load_state_dict(model_state)
-        trainer.model.load_extra_state(manifest.get("model_extra") or {})
+        extra = manifest.get("model_extra") or {}
+        if extra or hasattr(trainer.model, "load_extra_state"):
+            trainer.model.load_extra_state(extra)
     except ValueError as e:
         raise CheckpointError(f"{where}checkpoint was made for another model: {e}") from None
     optimizer_state: dict[str, Any] = dict(manifest.get("optimizer") or {})

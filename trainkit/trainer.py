@@ -351,7 +351,7 @@ class Trainer:
             state.step_in_epoch, state.sums = 0, sums
         state.epoch_rng_state = loader.epoch_rng_state
         started = time.perf_counter()
-        self.model.train()
+        self._set_mode(True)
         self.call_hook("on_epoch_start", epoch=epoch)
         if start < len(loader):
             try:
@@ -425,11 +425,17 @@ class Trainer:
         batch norm on its running statistics), without touching the weights; the model's mode is
         put back afterwards."""
         training = getattr(self.model, "training", True)
-        self.model.eval()
+        self._set_mode(False)
         try:
             return self._evaluate(data, prefix)
         finally:
-            self.model.train(training)
+            self._set_mode(training)
+
+    def _set_mode(self, training: bool) -> None:
+        """Train or eval mode, for models that have modes (every ``trainkit.nn.Module``)."""
+        switch = getattr(self.model, "train", None)
+        if switch is not None:
+            switch(training)
 
     def _evaluate(self, data: DataLoader, prefix: str) -> dict[str, float]:
         order = np.arange(len(data.labels))
