@@ -92,6 +92,14 @@ class Module:
             array = buffers[name] = np.empty(shape, dtype=dtype)
         return array
 
+    def column_sums(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``x.sum(axis=0)`` of a 2-D array, computed as ``ones @ x``: a GEMV, about ten times
+        faster than numpy's reduction over the first axis of a tall array."""
+        ones = getattr(self, "_ones", None)
+        if ones is None or ones.shape[0] != x.shape[0] or ones.dtype != x.dtype:
+            ones = self._ones = np.ones(x.shape[0], dtype=x.dtype)
+        return np.matmul(ones, x, out=out)
+
     def parameters(self) -> Iterator[Parameter]:
         return iter(())
 

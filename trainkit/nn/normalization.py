@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from trainkit.nn.module import Module, Parameter, ShapeError
+from trainkit.nn.parallel import over_batch
 
 
 class BatchNorm(Module):
@@ -50,54 +51,67 @@ class BatchNorm(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         shape = x.shape
-        x2 = x.reshape(-1, shape[-1])
-        x_hat = self.buffer("x_hat", x2.shape, x2.dtype)
-        if not self.training:
-            inv_std = 1 / np.sqrt(self.running_var + self.eps)
-            np.subtract(x2, self.running_mean, out=x_hat)
-            x_hat *= inv_std
-            np.multiply(x_hat, self.gamma.data, out=x2)
-            x2 += self.beta.data
-            self._x_hat, self._inv_std = x_hat, inv_std
-            return x2.reshape(shape)
-        m = x2.shape[0]
-        mean = x2.mean(axis=0)
-        centred = np.subtract(x2, mean, out=x_hat)
-        squares = np.multiply(centred, centred, out=x2)  # x is no longer needed
-        var = squares.mean(axis=0)
+        x2 = x.reshape(-1, shape[-1])  # x is the previous layer's fresh output: safe to reuse
+        rows = x2.shape[0]
+        centred = self.buffer("centred", x2.shape, x2.dtype)
+        if self.training:
+            mean = self.column_sums(x2) / np.float32(rows)
+            squares = x2  # overwritten: only the centred values are needed from here on
+
+            def centre(lo: int, hi: int) -> None:
+                np.subtract(x2[lo:hi], mean, out=centred[lo:hi])
+                np.multiply(centred[lo:hi], centred[lo:hi], out=squares[lo:hi])
+
+            over_batch(rows, centre)
+            var = self.column_sums(squares) / np.float32(rows)
+            self._update_running(mean, var, rows)
+        else:
+            mean, var = self.running_mean, self.running_var
+            over_batch(rows, lambda lo, hi: np.subtract(x2[lo:hi], mean, out=centred[lo:hi]))
         inv_std = 1 / np.sqrt(var + self.eps)
-        x_hat = np.multiply(centred, inv_std, out=centred)
-        np.multiply(x_hat, self.gamma.data, out=x2)
-        x2 += self.beta.data
-        self._x_hat, self._inv_std = x_hat, inv_std
+        scale, beta = self.gamma.data * inv_std, self.beta.data
+
+        def normalise(lo: int, hi: int) -> None:
+            np.multiply(centred[lo:hi], scale, out=x2[lo:hi])
+            x2[lo:hi] += beta
+
+        over_batch(rows, normalise)
+        self._centred, self._inv_std = centred, inv_std
+        return x2.reshape(shape)
+
+    def _update_running(self, mean: np.ndarray, var: np.ndarray, rows: int) -> None:
         keep = 1 - self.momentum
         self.running_mean *= keep
         self.running_mean += self.momentum * mean
         self.running_var *= keep
-        self.running_var += (self.momentum * np.float32(m / max(m - 1, 1))) * var
-        return x2.reshape(shape)
+        self.running_var += (self.momentum * np.float32(rows / max(rows - 1, 1))) * var
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         shape = grad_output.shape
         g = grad_output.reshape(-1, shape[-1])
-        gamma = self.gamma.data
-        x_hat = self._x_hat
+        rows = g.shape[0]
+        centred, inv_std = self._centred, self._inv_std
+        product = self.buffer("product", g.shape, g.dtype)
+        over_batch(rows, lambda lo, hi: np.multiply(g[lo:hi], centred[lo:hi], out=product[lo:hi]))
+        self.column_sums(g, out=self.beta.grad)
+        g_centred = self.column_sums(product)  # sum(g * (x - mean)) per feature
+        np.multiply(g_centred, inv_std, out=self.gamma.grad)  # sum(g * x_hat)
+        scale = self.gamma.data * inv_std
         if not self.training:  # the statistics are constants here
-            np.add.reduce(g, axis=0, out=self.beta.grad)
-            product = np.multiply(g, x_hat, out=self.buffer("product", g.shape, g.dtype))
-            np.add.reduce(product, axis=0, out=self.gamma.grad)
-            g *= self._inv_std * gamma
+            over_batch(rows, lambda lo, hi: np.multiply(g[lo:hi], scale, out=g[lo:hi]))
             return g.reshape(shape)
-        m = np.float32(g.shape[0])
-        np.add.reduce(g, axis=0, out=self.beta.grad)
-        product = np.multiply(g, x_hat, out=self.buffer("product", g.shape, g.dtype))
-        np.add.reduce(product, axis=0, out=self.gamma.grad)
-        # dx = gamma * inv_std / m * (m * g - sum(g) - x_hat * sum(g * x_hat))
-        np.multiply(x_hat, self.gamma.grad, out=product)
-        g *= m
-        g -= self.beta.grad
-        g -= product
-        g *= (gamma * self._inv_std) / m
+        # dx = gamma * inv_std * (g - mean(g) - (x - mean) * inv_std^2 * mean(g * (x - mean)))
+        g_mean = self.beta.grad / np.float32(rows)
+        k = inv_std * inv_std * g_centred / np.float32(rows)
+
+        def input_grad(lo: int, hi: int) -> None:
+            part, prod = g[lo:hi], product[lo:hi]
+            np.multiply(centred[lo:hi], k, out=prod)
+            part -= prod
+            part -= g_mean
+            part *= scale
+
+        over_batch(rows, input_grad)
         return g.reshape(shape)
 
     def describe(self) -> str:
