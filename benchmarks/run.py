@@ -6,9 +6,9 @@ machines). Prints one table; BENCHMARKS.md holds the latest numbers.
     TRAINKIT_DATA_DIR=../shared/data python benchmarks/run.py --convnet   # the convnet section
 
 Configuration: the notebook's MLP 784-100-10 with sigmoid, Adam (lr 1e-3), batch 64, MNIST; and
-the default `--model cnn` (LeNet-style: conv 1->32 5x5, ReLU, max-pool 2, conv 32->64 5x5, ReLU,
-max-pool 2, dropout 0.25, dense 1024->128, ReLU, dropout 0.5, dense 128->10), Adam, batch 64,
-20,000 samples.
+the default `--model cnn` (LeNet-style: conv 1->32 5x5, batch norm, ReLU, max-pool 2, conv
+32->64 5x5, batch norm, ReLU, max-pool 2, dropout 0.25, dense 1024->128, batch norm, ReLU,
+dropout 0.25, dense 128->10), Adam, batch 64, 20,000 samples.
 PyTorch is compared whenever it can be imported: `pip install torch==2.13.0` (a CPU build from
 local disk on the project's machines).
 """
@@ -166,9 +166,10 @@ def torch_cnn_epoch_seconds(images, labels, *, threads: int, epochs: int, batch:
     torch.manual_seed(0)
     x_all = torch.from_numpy(images.reshape(len(images), 1, 28, 28))
     y_all = torch.from_numpy(labels.astype(np.int64))
-    model = nn.Sequential(nn.Conv2d(1, 32, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 5),
-                          nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
-                          nn.Linear(1024, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10))
+    model = nn.Sequential(nn.Conv2d(1, 32, 5), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(32, 64, 5), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Dropout(0.25), nn.Flatten(), nn.Linear(1024, 128),
+                          nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128, 10))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(1)

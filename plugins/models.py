@@ -45,16 +45,17 @@ class MLP:
 class CNN:
     """A LeNet-style convolutional network for images.
 
-    Conv blocks, dropout, then a dense layer, dropout and the classifier. Each block is a
-    convolution (no padding), [batch norm], ReLU and a 2x2 max-pool (applied as max-pool then
-    ReLU, which is the same function, computed faster).
+    Conv blocks, dropout, then a dense layer, [batch norm], ReLU, dropout and the classifier.
+    Each block is a convolution (no padding), [batch norm], ReLU and a 2x2 max-pool (applied as
+    max-pool then ReLU, which is the same function, computed faster).
 
     Args:
         channels: output channels of each conv block, comma-separated: ``32,64``.
         kernel: the side of every convolution's square kernel.
         dense: width of the dense layer before the classifier (0: none).
         dropout: share of the dense layer's outputs dropped while training.
-        batch_norm: batch normalisation after every convolution and the dense layer.
+        batch_norm: batch normalisation after every convolution and the dense layer
+            (--no-batch-norm turns it off).
         conv_dropout: share of the last conv block's outputs dropped while training.
     """
 
@@ -63,8 +64,8 @@ class CNN:
         channels: tuple[int, ...] = (32, 64),
         kernel: int = 5,
         dense: int = 128,
-        dropout: float = 0.5,
-        batch_norm: bool = False,
+        dropout: float = 0.25,
+        batch_norm: bool = True,
         conv_dropout: float = 0.25,
     ) -> None:
         channels = tuple(channels)

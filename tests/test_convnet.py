@@ -142,8 +142,8 @@ def test_a_plugin_registers_a_layer_type_for_the_sequential_model(synthetic_dir,
 @pytest.mark.parametrize("args,layers,needle", [
     (["--kernel", "30"], None, "layer 1 (Conv2d(1, 32, 30x30)): kernel 30x30 is larger than its "
                                "28x28 (padded) input"),
-    (["--channels", "8,8,8", "--kernel", "4"], None, "layer 8 (MaxPool2d(2)): a 2x2 window "
-                                                     "leaves nothing of its 1x1 input"),
+    (["--channels", "8,8,8", "--kernel", "4", "--no-batch-norm"], None,
+     "layer 8 (MaxPool2d(2)): a 2x2 window leaves nothing of its 1x1 input"),
     ([], '[{type = "conv2d", channels = 4}, {type = "dense", units = 10}]',
      "layer 2 (dense): needs flat input (features), got 26x26x4; put a flatten before it"),
     ([], '["flatten", {type = "dense", units = 7}]', "the last layer gives 7 outputs per sample; "
