@@ -279,9 +279,10 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
     train, val = validation_split(len(splits.train_labels), config["val_split"],
                                   np.random.default_rng(split_seed))
     shape = getattr(model, "input_shape", None)  # image batches for a convnet, flat for an MLP
-    # Scoring batches: large for an MLP (fewer, faster GEMMs); for a convnet, whose buffers grow
-    # with the batch (im2col), a size that keeps its memory near training's.
-    eval_batch = max(config["batch_size"], 1000 if shape is None else 256)
+    # Scoring batches: large for an MLP (fewer, faster GEMMs); a convnet's buffers grow with the
+    # batch (im2col), and its GEMMs are large at any batch: it scores at the training batch size
+    # and so keeps one set of buffers.
+    eval_batch = max(config["batch_size"], 1000) if shape is None else config["batch_size"]
 
     def loader(images, labels, batch_size, **kwargs):
         return DataLoader(images, labels, batch_size, sample_shape=shape, **kwargs)
