@@ -47,7 +47,7 @@ class Module:
     by its next call with the same shape. Copy what you keep.
     """
 
-    _buffers: dict[str, np.ndarray]
+    _buffers: dict[tuple[str, tuple[int, ...], Any], np.ndarray]
     training: bool = True
 
     def train(self, mode: bool = True) -> Module:
@@ -87,9 +87,12 @@ class Module:
             buffers = self._buffers
         except AttributeError:
             buffers = self._buffers = {}
-        array = buffers.get(name)
-        if array is None or array.shape != shape or array.dtype != dtype:
-            array = buffers[name] = np.empty(shape, dtype=dtype)
+        key = (name, shape, dtype)
+        array = buffers.get(key)
+        if array is None:
+            for old in [k for k in buffers if k[0] == name]:  # another shape: let it go
+                del buffers[old]
+            array = buffers[key] = np.empty(shape, dtype=dtype)
         return array
 
     def column_sums(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
