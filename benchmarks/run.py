@@ -124,16 +124,31 @@ def reference_epoch_seconds(images, labels, *, threads: int, epochs: int, batch:
     return float(np.median(times))
 
 
-def torch_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: int = 64) -> float:
+def torch_network(model: str):
+    """The network ``build_model(model)`` builds, in PyTorch (NCHW for the convnet, its native
+    layout)."""
+    from torch import nn
+
+    if model == "cnn":
+        return nn.Sequential(nn.Conv2d(1, 32, 5), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(32, 64, 5), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Dropout(0.25), nn.Flatten(), nn.Linear(1024, 128),
+                             nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128, 10))
+    return nn.Sequential(nn.Linear(784, 100), nn.Sigmoid(), nn.Linear(100, 10))
+
+
+def torch_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: int = 64,
+                        model: str = "mlp") -> float:
+    """Median seconds of one PyTorch training epoch after a warm-up epoch, the same way."""
     import torch
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    x_all = torch.from_numpy(images.reshape(len(images), -1))
+    shape = (len(images), 1, 28, 28) if model == "cnn" else (len(images), -1)
+    x_all = torch.from_numpy(images.reshape(shape))
     y_all = torch.from_numpy(labels.astype(np.int64))
-    model = torch.nn.Sequential(torch.nn.Linear(784, 100), torch.nn.Sigmoid(),
-                                torch.nn.Linear(100, 10))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    network = torch_network(model)
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(1)
 
@@ -142,45 +157,8 @@ def torch_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: int
         for start in range(0, len(y_all), batch):
             index = order[start:start + batch]
             x = x_all[index].float().div_(255)
-            y = y_all[index]
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optimizer.step()
-
-    epoch()
-    times = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        epoch()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def torch_cnn_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: int = 64) -> float:
-    """The same LeNet-style network in PyTorch (NCHW, its native layout), trained the same way."""
-    import torch
-    from torch import nn
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    x_all = torch.from_numpy(images.reshape(len(images), 1, 28, 28))
-    y_all = torch.from_numpy(labels.astype(np.int64))
-    model = nn.Sequential(nn.Conv2d(1, 32, 5), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(32, 64, 5), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Dropout(0.25), nn.Flatten(), nn.Linear(1024, 128),
-                          nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128, 10))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = nn.CrossEntropyLoss()
-    generator = torch.Generator().manual_seed(1)
-
-    def epoch():
-        order = torch.randperm(len(y_all), generator=generator)
-        for start in range(0, len(y_all), batch):
-            index = order[start:start + batch]
-            x = x_all[index].float().div_(255)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y_all[index])
+            loss = loss_fn(network(x), y_all[index])
             loss.backward()
             optimizer.step()
 
@@ -208,8 +186,8 @@ def convnet_section(images, labels, epochs: int, rounds: int) -> None:
             mine.append(trainkit_epoch_seconds(images, labels, threads=threads, epochs=epochs,
                                                model="cnn"))
             if have_torch:
-                theirs.append(torch_cnn_epoch_seconds(images, labels, threads=threads,
-                                                      epochs=epochs))
+                theirs.append(torch_epoch_seconds(images, labels, threads=threads,
+                                                  epochs=epochs, model="cnn"))
         row(f"convnet, trainkit, {label}: s/epoch", f"{statistics.median(mine):.2f}",
             f"{len(labels) / statistics.median(mine):,.0f} samples/s")
         if not have_torch:

@@ -3,9 +3,6 @@ the sequential model, layer plugins, and one-line errors for impossible networks
 
 from __future__ import annotations
 
-import os
-import signal
-
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -13,6 +10,8 @@ from click.testing import CliRunner
 from trainkit import hookimpl
 from trainkit.checkpoint_io import load_checkpoint
 from trainkit.cli import EXIT_INTERRUPTED, make_cli
+
+from .test_resume import InterruptAt
 
 SMALL = ["--model", "cnn", "--channels", "4,8", "--dense", "16", "--batch-size", "32",
          "--threads", "1"]
@@ -32,16 +31,6 @@ def test_the_convnet_trains_on_image_batches_and_keeps_its_state(synthetic_dir, 
     assert not np.allclose(arrays["model/1.running_mean"], 0)  # batch norm's statistics
     assert manifest["model_extra"]  # dropout's random generator
     assert manifest["history"][-1]["test_acc"] > 0.5
-
-
-class InterruptAt:
-    def __init__(self, global_step: int):
-        self.global_step = global_step
-
-    @hookimpl
-    def on_batch_end(self, trainer):
-        if trainer.state.global_step == self.global_step:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def same_checkpoints(a, b) -> None:
