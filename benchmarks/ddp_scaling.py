@@ -1,7 +1,7 @@
 """Data-parallel scaling: samples/s for 1 and 2 MPI ranks, allreduce time per step, and a worked
 extrapolation to N machines on 10 GbE with the ring-allreduce cost 2(N-1)/N x bytes / bandwidth.
 
-    TRAINKIT_DATA_DIR=../shared/data/mnist python benchmarks/ddp_scaling.py
+    TRAINKIT_DATA_DIR=../shared/data python benchmarks/ddp_scaling.py
 
 (It starts `mpiexec -n 1` and `mpiexec -n 2` itself; needs `pip install 'trainkit[mpi]'`.)
 """

@@ -40,7 +40,13 @@ from trainkit.plugins.losses import CrossEntropy
 from trainkit.plugins.metrics import Accuracy
 from trainkit.plugins.models import CNN, MLP
 from trainkit.plugins.optimizers import Adam
-from trainkit.threads import available_cores, blas_kernels, calibrate, training_step_probe
+from trainkit.threads import (
+    available_cores,
+    blas_kernels,
+    blas_threads,
+    calibrate,
+    training_step_probe,
+)
 
 
 def _load_reference_loop():
@@ -105,7 +111,7 @@ def trainkit_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: 
     timer = EpochTimer()
     trainer.plugin_manager.register(timer, name="bench-timer")
     sink = io.StringIO()
-    with threadpool_limits(threads, user_api="blas"), contextlib.redirect_stderr(sink), \
+    with blas_threads(threads, network.splits_batch), contextlib.redirect_stderr(sink), \
             contextlib.redirect_stdout(sink):
         trainer.fit(loader, None, epochs=1 + epochs)
         timer.times.append(time.perf_counter())
@@ -178,7 +184,8 @@ def convnet_section(images, labels, epochs: int, rounds: int) -> None:
     network = build_model("cnn")
     optimizer = Adam()
     optimizer.bind(network.params, network.grads)
-    picked = calibrate(training_step_probe(network, CrossEntropy(), 64, 784, optimizer))
+    picked = calibrate(training_step_probe(network, CrossEntropy(), 64, 784, optimizer),
+                       split_batch=network.splits_batch)
     have_torch = importlib.util.find_spec("torch") is not None
     for threads, label in sorted({(1, "1 thread"), (picked, f"auto pick: {picked} thread(s)")}):
         mine, theirs = [], []

@@ -216,7 +216,7 @@ def test_impossible_shapes_are_shape_errors(layer, shape, needle):
         layer().output_shape(shape)
 
 
-def test_splitting_the_element_wise_work_over_threads_changes_no_bit():
+def test_splitting_the_batch_over_threads_keeps_values_and_input_gradients_exact():
     from trainkit.nn import parallel
 
     def one_step(threads):
@@ -226,13 +226,18 @@ def test_splitting_the_element_wise_work_over_threads_changes_no_bit():
             model = Sequential(Conv2d(1, 4, 3, rng, input_grad=False), MaxPool2d(2), ReLU(),
                                Conv2d(4, 6, 3, rng), MaxPool2d(2), Flatten(),
                                Linear(6 * 2 * 2, 3, rng))
+            model.layers[0].input_grad = True  # to compare the gradient of the input too
             x = rng.random((32, 14, 14, 1), dtype=np.float32)
             out = model.forward(x).copy()
-            model.backward(np.ones_like(out))
-            return out, model.grads.copy()
+            grad_x = model.backward(np.ones_like(out)).copy()
+            return out, grad_x, model.grads.copy()
         finally:
             parallel.set_threads(previous)
 
-    (out1, grads1), (out3, grads3) = one_step(1), one_step(3)
-    np.testing.assert_array_equal(out1, out3)
-    np.testing.assert_array_equal(grads1, grads3)
+    (out1, gx1, grads1), (out3, gx3, grads3) = one_step(1), one_step(3)
+    np.testing.assert_array_equal(out1, out3)  # every sample's values: computed the same way
+    np.testing.assert_array_equal(gx1, gx3)
+    # weight gradients sum the parts' products: the same up to float32 rounding, and the same
+    # to the bit for the same number of threads
+    np.testing.assert_allclose(grads1, grads3, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(one_step(3)[2], grads3)

@@ -35,7 +35,7 @@ def available_cores() -> int:
 
 def calibrate(step: Callable[[], object], candidates: Sequence[int] | None = None, *,
               rounds: int = 3, window: float = 0.025, tolerance: float = 0.10,
-              settle: float = 0.15) -> int:
+              settle: float = 0.15, split_batch: bool = False) -> int:
     """The thread count among ``candidates`` (default: 1 and every core) that runs ``step``
     fastest. Each candidate is timed over ``rounds`` windows of about ``window`` seconds and
     keeps its best: noise can only slow a window down, never speed it up.
@@ -48,14 +48,12 @@ def calibrate(step: Callable[[], object], candidates: Sequence[int] | None = Non
     then always within ``tolerance`` of the best, and stable from run to run on an idle machine
     (where all cores win clearly), which keeps runs with the same seed bit-identical.
     """
-    from threadpoolctl import threadpool_limits
-
     candidates = sorted(set(candidates or (1, available_cores())))
     if len(candidates) == 1:
         return candidates[0]
     timings: dict[int, list[float]] = {c: [] for c in candidates}
     for count in candidates:  # fewest threads first: idle BLAS workers cannot disturb them
-        with threadpool_limits(limits=count, user_api="blas"):
+        with blas_threads(count, split_batch):
             if count == candidates[0]:
                 time.sleep(settle)  # workers of earlier BLAS calls spin for a while: let them stop
             step()  # wake the thread pool up
@@ -118,16 +116,19 @@ def training_step_probe(model, loss, batch_size: int, input_size: int,
 
 
 @contextlib.contextmanager
-def blas_threads(count: int) -> Iterator[int]:
-    """Limit BLAS to ``count`` threads for the duration of the block, and split the layers'
-    element-wise work over as many (``trainkit.nn.parallel``)."""
+def blas_threads(count: int, split_batch: bool = False) -> Iterator[int]:
+    """Run the block on ``count`` threads: BLAS on ``count`` threads, and the layers' element-wise
+    work split over as many (``trainkit.nn.parallel``). With ``split_batch`` (a model whose
+    layers split their whole work, GEMMs included, over the batch: a convnet) BLAS runs on one
+    thread and the layers' own ``count`` threads do all the work: no idle BLAS worker then spins
+    on the cores those threads need."""
     from threadpoolctl import threadpool_limits
 
     from trainkit.nn import parallel
 
     previous = parallel.set_threads(count)
     try:
-        with threadpool_limits(limits=count, user_api="blas"):
+        with threadpool_limits(limits=1 if split_batch else count, user_api="blas"):
             yield count
     finally:
         parallel.set_threads(previous)

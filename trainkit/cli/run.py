@@ -256,6 +256,7 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest,
     main = trainer.is_main_process
     say = click.echo if main else (lambda *args, **kwargs: None)
     threads_wanted = run.config.get("threads")
+    split_batch = getattr(trainer.model, "splits_batch", False)
     cores = available_cores()
     if threads_wanted is not None and threads_wanted > cores:
         say(f"trainkit: warning: --threads {threads_wanted} is more than the {cores} cores this "
@@ -271,7 +272,7 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest,
         with model_state_kept(trainer.model):
             threads_wanted = calibrate(training_step_probe(
                 trainer.model, trainer.loss, run.config["batch_size"], run.splits.input_size,
-                trainer.optimizer))
+                trainer.optimizer), split_batch=split_batch)
     if run.config["val_split"] == 0:
         say("trainkit: warning: --val-split 0 validates on the test split: best.npz, early "
             "stopping and plateau schedules then pick on test data", err=True)
@@ -279,7 +280,7 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest,
     if main:
         write_status(run, "running")
     try:
-        with blas_threads(threads_wanted) as threads:
+        with blas_threads(threads_wanted, split_batch) as threads:
             trainer.blas_threads, trainer.blas_kernels = threads, blas_kernels()
             recorded = manifest.get("blas_kernels") if manifest is not None else None
             if recorded and recorded != trainer.blas_kernels:

@@ -49,6 +49,9 @@ class Module:
 
     _buffers: dict[tuple[str, tuple[int, ...], Any], np.ndarray]
     training: bool = True
+    #: True for a layer that splits all its work, GEMMs included, over the batch on the run's
+    #: threads (``trainkit.nn.parallel``): a model with one runs BLAS single-threaded.
+    splits_batch: bool = False
 
     def train(self, mode: bool = True) -> Module:
         """Training mode (the default): dropout drops, batch norm uses the batch's statistics."""
@@ -161,6 +164,10 @@ class Sequential(Module):
             except ShapeError as e:
                 raise ShapeError(f"layer {position} ({layer.describe()}): {e}") from None
         return shape
+
+    @property
+    def splits_batch(self) -> bool:  # type: ignore[override]
+        return any(layer.splits_batch for layer in self.layers)
 
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
         for index, layer in enumerate(self.layers):

@@ -1,12 +1,16 @@
-"""Element-wise work split over the batch, on the threads BLAS may use.
+"""Layer work split over the batch, on the run's threads.
 
-numpy runs a copy or a ufunc on one core, but it releases the GIL while it does, so two Python
-threads really do work on two halves of a batch at once. The convolution's im2col copy and the
-2x2 max-pool's passes are split this way when the run uses more than one BLAS thread: at two
-threads they are the part of a convnet step that BLAS does not already share.
+numpy runs a copy, a ufunc or (with BLAS on one thread) a GEMM on one core, but it releases the
+GIL while it does, so Python threads really do work on parts of a batch at once. Max-pooling and
+batch norm's element-wise passes split their work this way. A convolution splits all of it,
+im2col and its GEMMs included: a model with one (``Module.splits_batch``) runs BLAS on a single
+thread and these threads do the work, because a multi-threaded BLAS leaves a worker spinning on
+the second core after every GEMM, right where the element-wise work would run.
 
-Every element is computed the same way whatever the split, so results do not depend on it.
-Reductions (sums over the batch) are never split here, for the same reason.
+Every sample's values, and the gradient of the input, are computed the same way whatever the
+split. A convolution's weight gradient is the sum of its parts' products, added in a fixed order:
+like BLAS's own threads, the thread count changes its last bits, and the same count gives the
+same bits. Sums over the batch elsewhere (biases, batch norm's statistics) are never split.
 """
 
 from __future__ import annotations
@@ -36,15 +40,22 @@ def threads() -> int:
     return _threads
 
 
+def batch_parts(n: int) -> list[int]:
+    """The bounds ``[0, ..., n]`` of the contiguous parts ``range(n)`` is split into."""
+    parts = max(1, min(_threads, n // MIN_SAMPLES))
+    return [n * i // parts for i in range(parts + 1)]
+
+
+def run_parts(bounds: list[int], work: Callable[[int, int, int], object]) -> None:
+    """Call ``work(part index, start, stop)`` for every part, in parallel, this thread taking the
+    first part."""
+    futures = [_pool.submit(work, i, bounds[i], bounds[i + 1]) for i in range(1, len(bounds) - 1)]
+    work(0, bounds[0], bounds[1])
+    for future in futures:
+        future.result()
+
+
 def over_batch(n: int, work: Callable[[int, int], object]) -> None:
     """Call ``work(start, stop)`` on contiguous parts of ``range(n)`` that together cover it,
     in parallel on up to ``threads()`` threads (this one included)."""
-    parts = min(_threads, n // MIN_SAMPLES)
-    if parts <= 1:
-        work(0, n)
-        return
-    bounds = [n * i // parts for i in range(parts + 1)]
-    futures = [_pool.submit(work, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-    work(bounds[0], bounds[1])
-    for future in futures:
-        future.result()
+    run_parts(batch_parts(n), lambda _, lo, hi: work(lo, hi))
