@@ -32,7 +32,7 @@ def dense(input_shape, rng, units: int = 10, init: Literal["glorot", "he"] = "gl
 
 
 def conv2d(input_shape, rng, channels: int = 32, kernel: int = 3, stride: int = 1,
-           padding: int = 0, init: Literal["he", "glorot"] = "he"):
+           padding: int = 0, init: Literal["he", "glorot"] = "he", bias: bool = True):
     """A 2-D convolution over channels-last images.
 
     Args:
@@ -41,6 +41,7 @@ def conv2d(input_shape, rng, channels: int = 32, kernel: int = 3, stride: int = 
         stride: step between two windows.
         padding: zero pixels added on every side.
         init: weight initialisation: he (for ReLU) or glorot.
+        bias: add a learned bias per channel (not needed before batch norm).
     """
     from trainkit.nn import Conv2d, ShapeError
 
@@ -48,7 +49,7 @@ def conv2d(input_shape, rng, channels: int = 32, kernel: int = 3, stride: int = 
         raise ShapeError(f"needs image input (height, width, channels), got "
                          f"{'x'.join(map(str, input_shape))}")
     return Conv2d(input_shape[-1], channels, kernel, rng, stride=stride, padding=padding,
-                  init=init)
+                  init=init, bias=bias)
 
 
 def max_pool(input_shape, rng, size: int = 2, stride: int = 0):

@@ -241,3 +241,15 @@ def test_splitting_the_batch_over_threads_keeps_values_and_input_gradients_exact
     # to the bit for the same number of threads
     np.testing.assert_allclose(grads1, grads3, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(one_step(3)[2], grads3)
+
+
+def test_a_conv_without_bias_has_only_its_weight():
+    rng = np.random.default_rng(12)
+    conv = Conv2d(2, 3, 3, rng, bias=False)
+    assert [p.name for p in conv.parameters()] == ["weight"]
+    x = rng.normal(size=(2, 5, 5, 2)).astype(np.float32)
+    expected = slow_conv(x.astype(np.float64), conv.weight.data.astype(np.float64),
+                         np.zeros(3), 1, 0)
+    np.testing.assert_allclose(conv.forward(x), expected, rtol=1e-5, atol=1e-5)
+    to_float64(conv)
+    check_module(conv, rng.normal(size=(2, 5, 5, 2)), rng)

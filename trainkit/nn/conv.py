@@ -30,14 +30,15 @@ class Conv2d(Module):
 
     ``init`` is ``"he"`` (uniform, for ReLU) or ``"glorot"`` (uniform), over the patch's fan-in
     ``k * k * in_channels`` (and fan-out ``k * k * out_channels``). Zero padding of ``padding``
-    pixels on each side; ``input_grad=False`` skips the gradient of the input.
+    pixels on each side; ``input_grad=False`` skips the gradient of the input; ``bias=False``
+    leaves the bias out (a batch norm right after it would cancel it anyway).
     """
 
     splits_batch = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
                  rng: np.random.Generator, *, stride: int = 1, padding: int = 0,
-                 init: str = "he", input_grad: bool = True) -> None:
+                 init: str = "he", input_grad: bool = True, bias: bool = True) -> None:
         for name, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
                                  ("kernel_size", kernel_size, 1), ("stride", stride, 1),
                                  ("padding", padding, 0)):
@@ -48,14 +49,15 @@ class Conv2d(Module):
         limit = np.sqrt(6.0 / fan_in) if init == "he" else np.sqrt(6.0 / (fan_in + fan_out))
         w = rng.uniform(-limit, limit, size=(k, k, in_channels, out_channels)).astype(np.float32)
         self.weight = Parameter(w, "weight")
-        self.bias = Parameter(np.zeros(out_channels, dtype=np.float32), "bias")
+        self.bias = Parameter(np.zeros(out_channels, dtype=np.float32), "bias") if bias else None
         self.kernel_size, self.stride, self.padding = k, stride, padding
         self.input_grad = input_grad
         self._padded: dict[tuple[int, ...], np.ndarray] = {}
 
     def parameters(self) -> Iterator[Parameter]:
         yield self.weight
-        yield self.bias
+        if self.bias is not None:
+            yield self.bias
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         k, s, p = self.kernel_size, self.stride, self.padding
@@ -96,7 +98,8 @@ class Conv2d(Module):
         windows = windows.transpose(0, 1, 2, 4, 5, 3)
         rows = columns.reshape(-1, k * k * c_in)
         out = self.buffer("out", (n * h_out * w_out, c_out), x.dtype)
-        weight, bias, pixels = self.weight.data.reshape(-1, c_out), self.bias.data, h_out * w_out
+        weight, pixels = self.weight.data.reshape(-1, c_out), h_out * w_out
+        bias = self.bias.data if self.bias is not None else None
 
         def part(lo: int, hi: int) -> None:  # samples lo:hi, independent of the others
             np.copyto(columns[lo:hi], windows[lo:hi])
@@ -104,7 +107,8 @@ class Conv2d(Module):
             # (W.T @ columns.T).T: the same product, written straight into ``out``, and 8%
             # faster in OpenBLAS for these tall-and-narrow shapes than columns @ W
             np.matmul(weight.T, rows[lo * pixels:hi * pixels].T, out=block.T)
-            block += bias
+            if bias is not None:
+                block += bias
 
         over_batch(n, part)
         self._columns, self._input_shape = rows, x.shape
@@ -147,7 +151,8 @@ class Conv2d(Module):
         run_parts(bounds, part)
         for partial in partials[1:]:  # in a fixed order: the same sum for the same split
             partials[0] += partial
-        self.column_sums(grad, out=self.bias.grad)
+        if self.bias is not None:
+            self.column_sums(grad, out=self.bias.grad)
         if grad_padded is None:
             return None
         return grad_padded[:, p:p + h, p:p + w, :] if p else grad_padded
@@ -156,6 +161,7 @@ class Conv2d(Module):
         k, _, c_in, c_out = self.weight.data.shape
         extra = f", stride={self.stride}" if self.stride != 1 else ""
         extra += f", padding={self.padding}" if self.padding else ""
+        extra += ", no bias" if self.bias is None else ""
         return f"Conv2d({c_in}, {c_out}, {k}x{k}{extra})"
 
 
