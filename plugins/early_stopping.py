@@ -42,6 +42,7 @@ class EarlyStopping:
         self.wait = 0
         self.stopped_epoch: int | None = None
         self.best_weights = None
+        self.best_states = None  # batch norm's running statistics that go with them
         self.name = "early-stopping"
 
     @hookimpl
@@ -50,6 +51,8 @@ class EarlyStopping:
             self.wait = 0
             if self.restore_best:
                 self.best_weights = trainer.model.params.copy()
+                states = getattr(trainer.model, "states", None)
+                self.best_states = states.copy() if states is not None and states.size else None
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -66,6 +69,8 @@ class EarlyStopping:
                 and reason in ("completed", "early-stopping")):
             return
         trainer.model.params[...] = self.best_weights
+        if self.best_states is not None:
+            trainer.model.states[...] = self.best_states
         if trainer.is_main_process:
             kept = ("final.npz holds them" if "checkpoint" in trainer.plugins
                     else "no file holds them (the checkpoint plugin is off)")
@@ -77,7 +82,8 @@ class EarlyStopping:
     def on_save_checkpoint(self, state):
         state["early-stopping"] = {"wait": self.wait, "stopped_epoch": self.stopped_epoch,
                                    "monitor": self.monitor.state_dict(),
-                                   "best_weights": self.best_weights}
+                                   "best_weights": self.best_weights,
+                                   "best_states": self.best_states}
 
     @hookimpl
     def on_load_checkpoint(self, state):
@@ -87,6 +93,7 @@ class EarlyStopping:
             self.stopped_epoch = mine.get("stopped_epoch")
             self.monitor.load_state_dict(mine["monitor"])
             self.best_weights = mine.get("best_weights")
+            self.best_states = mine.get("best_states")
 
 
 @hookimpl

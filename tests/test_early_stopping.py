@@ -19,7 +19,8 @@ class FakeTrainer:
     is_main_process = True
 
     def __init__(self):
-        self.model = type("Model", (), {"params": np.zeros(3, np.float32)})()
+        self.model = type("Model", (), {"params": np.zeros(3, np.float32),
+                                        "states": np.zeros(2, np.float32)})()
         self.stopped = self.message = None
         self.plugins = {"checkpoint": None}
 
@@ -32,6 +33,7 @@ def drive(plugin, values, key="val_loss"):
     trainer = FakeTrainer()
     for epoch, value in enumerate(values, 1):
         trainer.model.params[:] = epoch
+        trainer.model.states[:] = -epoch  # running statistics move with the weights
         plugin.on_epoch_end(trainer, epoch, {key: value})
         if trainer.stopped:
             plugin.on_train_end(trainer, trainer.stopped)
@@ -45,6 +47,7 @@ def test_stops_after_patience_epochs_without_improvement_and_restores_the_best()
     epoch, trainer = drive(plugin, [1.0, 0.8, 0.85, 0.9, 0.5])
     assert epoch == 4 and trainer.stopped == "early-stopping"
     assert (trainer.model.params == 2).all()  # epoch 2 had the best val_loss
+    assert (trainer.model.states == -2).all()  # and its batch-norm statistics come back too
 
 
 def test_min_delta_and_max_mode():
