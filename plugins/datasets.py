@@ -125,8 +125,9 @@ class IDXDataset:
                 f"DIR/{self.name} and pass --data-dir DIR (or set TRAINKIT_DATA_DIR=DIR)"
             ) from None
         except KeyError:
-            raise DataError(f"dataset {self.name!r} cannot be downloaded: give --data-dir DIR, "
-                            f"a folder that holds its four IDX files") from None
+            raise DataError(f"dataset {self.name!r} cannot be downloaded: give --data-dir DIR "
+                            f"(or TRAINKIT_DATA_DIR), a folder that holds its four IDX "
+                            f"files") from None
         return paths
 
 
@@ -163,15 +164,6 @@ class IDXFiles(IDXDataset):
 
     name = "idx"
     num_classes = None
-
-    def locate(self, filename: str) -> Path:
-        if self.data_dir is None:
-            raise DataError("dataset 'idx' reads your own IDX files: give --data-dir DIR "
-                            "(or TRAINKIT_DATA_DIR)")
-        return super().locate(filename)
-
-    def locate_all(self) -> dict[str, Path]:
-        return {split: self.locate(filename) for split, filename in SPLIT_FILES.items()}
 
 
 class MNIST(IDXDataset):
