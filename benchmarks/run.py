@@ -45,6 +45,8 @@ from trainkit.threads import (
     blas_kernels,
     blas_threads,
     calibrate,
+    default_threads,
+    model_state_kept,
     training_step_probe,
 )
 
@@ -178,16 +180,12 @@ def torch_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: int
 
 
 def convnet_section(images, labels, epochs: int, rounds: int) -> None:
-    """trainkit's default convnet against PyTorch's, at 1 thread and at trainkit's automatic pick,
-    alternating the two sides and reporting the median ratio."""
+    """trainkit's default convnet against PyTorch's, at 1 thread and at trainkit's default count
+    (every core), alternating the two sides and reporting the median ratio."""
     images, labels = images[:20_000], labels[:20_000]
-    network = build_model("cnn")
-    optimizer = Adam()
-    optimizer.bind(network.params, network.grads)
-    picked = calibrate(training_step_probe(network, CrossEntropy(), 64, 784, optimizer),
-                       split_batch=network.splits_batch)
+    cores = default_threads(split_batch=True)
     have_torch = importlib.util.find_spec("torch") is not None
-    for threads, label in sorted({(1, "1 thread"), (picked, f"auto pick: {picked} thread(s)")}):
+    for threads, label in sorted({(1, "1 thread"), (cores, f"default: {cores} thread(s)")}):
         mine, theirs = [], []
         for _ in range(rounds):
             mine.append(trainkit_epoch_seconds(images, labels, threads=threads, epochs=epochs,
@@ -308,10 +306,39 @@ def report_best(times: dict[str, float]) -> None:
         f"torch {importlib.metadata.version('torch')}")
     row("  ratio trainkit / PyTorch", f"{times['trainkit'] / times['torch']:.3f}", "target <= 0.40")
 
+def threads_section(images, labels, epochs: int) -> None:
+    """The default thread count (fixed by the model: 1 for the MLP, every core for the convnet)
+    and ``--threads auto`` (timed at the start), against the best fixed count, idle and beside
+    one CPU-bound process."""
+    cores = available_cores()
+    counts = sorted({1, cores})
+    for label, context in (("idle", contextlib.nullcontext()), ("one competing process",
+                                                                 competing_process())):
+        with context:
+            for model, n in (("mlp", len(labels)), ("cnn", 4000)):
+                network = build_model(model)
+                optimizer = Adam()
+                optimizer.bind(network.params, network.grads)
+                with model_state_kept(network):
+                    picked = calibrate(training_step_probe(network, CrossEntropy(), 64, 784,
+                                                           optimizer),
+                                       split_batch=network.splits_batch)
+                fixed = {t: trainkit_epoch_seconds(images[:n], labels[:n], threads=t,
+                                                   epochs=epochs, model=model) for t in counts}
+                best = min(fixed.values())
+                default = default_threads(network.splits_batch)
+                detail = ", ".join(f"{t} thr {s:.3f}s" for t, s in fixed.items())
+                row(f"{label}, {model}: default {default} thr / best", f"{fixed[default] / best:.3f}",
+                    detail)
+                row(f"{label}, {model}: auto picks {picked} thr / best",
+                    f"{fixed[picked] / best:.3f}", "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--convnet", action="store_true", help="only the convnet section")
+    parser.add_argument("--threads", action="store_true", help="only the thread-count section")
     parser.add_argument("--child-best-times", type=int, metavar="EPOCHS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_best_times:
@@ -321,6 +348,11 @@ def main() -> None:
         print(json.dumps({"kernels": blas_kernels(), "times": times}))
         return
     epochs = 2 if args.quick else 4
+    if args.threads:
+        splits = MNIST().load()
+        print(f"trainkit thread-count benchmark; {available_cores()} cores; BLAS: {blas_kernels()}")
+        threads_section(splits.train_images, splits.train_labels, epochs=1 if args.quick else 2)
+        return
     if args.convnet:
         splits = MNIST().load()
         print(f"trainkit convnet benchmark; {available_cores()} cores; BLAS: {blas_kernels()}")
@@ -374,23 +406,7 @@ def main() -> None:
     print("\nConvnet against PyTorch CPU, same network and thread count, 20,000 samples:")
     convnet_section(images, labels, epochs=1 if args.quick else 2, rounds=2 if args.quick else 3)
 
-    print("\nBLAS threads: trainkit's pick against the best fixed count (1 or all cores):")
-    for label, context in (("idle", contextlib.nullcontext()), ("one competing process",
-                                                                 competing_process())):
-        with context:
-            probe_model = MLP().build(784, 10, np.random.default_rng(0))
-            probe_optimizer = Adam()
-            probe_optimizer.bind(probe_model.params, probe_model.grads)
-            picked = calibrate(training_step_probe(probe_model, CrossEntropy(), 64, 784,
-                                                   probe_optimizer))
-            fixed = {t: trainkit_epoch_seconds(images, labels, threads=t, epochs=epochs)
-                     for t in all_threads}
-            pick_time = fixed[picked] if picked in fixed else trainkit_epoch_seconds(
-                images, labels, threads=picked, epochs=epochs)
-            best = min(fixed.values())
-            detail = ", ".join(f"{t} thr {s:.3f}s" for t, s in fixed.items())
-            row(f"{label}: picks {picked} thread(s); pick / best", f"{pick_time / best:.3f}",
-                f"target <= 1.10 ({detail})")
+    threads_section(images, labels, epochs)
 
     print("\nScale, 1 BLAS thread: samples/s and share of the single-core float32 GEMM rate:")
     rate = gemm_rate_single_core()

@@ -65,3 +65,60 @@ def test_more_threads_than_cores_is_warned_in_one_line(synthetic_dir, monkeypatc
                                             str(synthetic_dir), "--epochs", "1", "--threads",
                                             "2", "--out", "run2"])
     assert "warning" not in quiet.output
+
+
+def run_and_read_last(synthetic_dir, out, *extra):
+    from click.testing import CliRunner
+
+    from trainkit.checkpoint_io import load_checkpoint
+    from trainkit.cli import make_cli
+
+    result = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir",
+                                             str(synthetic_dir), "--epochs", "1", "--out",
+                                             str(out), *extra])
+    assert result.exit_code == 0, result.output
+    return load_checkpoint(out / "last.npz")
+
+
+def test_the_same_command_gives_the_same_bits_on_an_idle_and_on_a_loaded_machine(
+        synthetic_dir, tmp_path):
+    import subprocess
+    import sys
+
+    idle_manifest, idle_arrays = run_and_read_last(synthetic_dir, tmp_path / "idle")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        busy_manifest, busy_arrays = run_and_read_last(synthetic_dir, tmp_path / "busy")
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert busy_manifest["blas_threads"] == idle_manifest["blas_threads"]
+    assert busy_arrays.keys() == idle_arrays.keys()
+    for name in idle_arrays:
+        np.testing.assert_array_equal(busy_arrays[name], idle_arrays[name], err_msg=name)
+
+
+def test_the_default_count_follows_the_model_and_auto_times_it(synthetic_dir, tmp_path,
+                                                                monkeypatch):
+    from trainkit import threads
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    mlp = run_and_read_last(synthetic_dir, tmp_path / "mlp")[0]
+    cnn = run_and_read_last(synthetic_dir, tmp_path / "cnn", "--model", "cnn", "--channels",
+                            "2,4", "--dense", "8")[0]
+    assert (mlp["blas_threads"], cnn["blas_threads"]) == (1, 2)
+    timed = []
+    monkeypatch.setattr(threads, "calibrate", lambda *a, **k: timed.append(1) or 2)
+    auto = run_and_read_last(synthetic_dir, tmp_path / "auto", "--threads", "auto")[0]
+    assert timed and auto["blas_threads"] == 2
+
+
+def test_the_count_does_change_the_bits_so_the_test_above_can_fail(synthetic_dir, tmp_path):
+    from trainkit.threads import available_cores
+
+    if available_cores() < 2:
+        pytest.skip("needs two cores")
+    one = run_and_read_last(synthetic_dir, tmp_path / "one", "--threads", "1")[1]
+    two = run_and_read_last(synthetic_dir, tmp_path / "two", "--threads", "2")[1]
+    assert any(not np.array_equal(one[name], two[name]) for name in one)

@@ -1,19 +1,25 @@
-"""How many BLAS threads to use: measured, not assumed.
+"""How many threads a run uses: fixed by the machine and the model, or timed on request.
 
-On a small machine the right count depends on what else is running. With idle cores, all of them
-are fastest; once another CPU-bound process competes (or the hypervisor steals time), OpenBLAS
-threads spin waiting for each other and run several times slower than one thread. So when a run
-starts, trainkit times real training steps (forward, backward and an optimizer update on scratch
-copies, on a zero batch of the run's shape: no weight, optimizer state or random generator of the
-run changes) with one thread
-and with every core, in windows of about 25 ms (one thread first, after a short rest, so that
-spinning BLAS workers cannot slow it), and keeps every core unless one thread is more than 10%
-faster. That takes about a third of a second.
-``--threads N`` (or ``TRAINKIT_THREADS``) overrides the pick.
+The thread count changes the last bits of the results (OpenBLAS's own threads split a product
+differently from one thread, and a convolution's weight gradient is a sum over its batch parts),
+so a count that followed the machine's load would make the same command give different weights
+on a busy minute. The default therefore depends on nothing that moves:
 
-The count is fixed for the whole run and recorded in its checkpoints: BLAS results differ in the
-last bits between thread counts, so changing it mid-run (or on resume) would break bit-exact
-reproducibility. Pin it with ``--threads`` to compare runs bit for bit across machines or loads.
+- a model that splits its work over the batch on trainkit's own threads (a convnet,
+  ``trainkit.nn.parallel``) uses every core. Its threads wait for each other on locks, not in
+  spin loops, so beside a CPU-bound process they still beat one thread;
+- any other model (an MLP, whose only parallelism is BLAS's) uses one thread. OpenBLAS's
+  threads spin while they wait for each other: beside one CPU-bound process on two cores they
+  ran an MLP epoch four times slower than one thread, against 1.1-1.3x faster on an idle machine.
+
+``--threads auto`` times real training steps (forward, backward and an optimizer update on
+scratch copies, on a zero batch of the run's shape: no weight, optimizer state or random
+generator of the run changes) with one thread and with every core, in windows of about 25 ms,
+and keeps every core unless one thread is more than 10% faster: the fastest choice for this
+minute's load, at the price of bits that follow it. ``--threads N`` (or ``TRAINKIT_THREADS``)
+sets the count.
+
+The count is fixed for the whole run and recorded in its checkpoints, and a resume keeps it.
 The BLAS kernels (OpenBLAS picks them for the CPU, or ``OPENBLAS_CORETYPE`` forces them) change
 the last bits too: they are recorded beside the count, and a resume on other kernels says so.
 """
@@ -31,6 +37,14 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def default_threads(split_batch: bool) -> int:
+    """The count a run uses unless told otherwise: every core for a model that splits its work
+    over the batch on trainkit's own threads (a convnet), one thread for a model whose only
+    parallelism is BLAS's (an MLP). It depends on nothing but the machine and the model, so two
+    runs of the same command give the same bits whatever else the machine is doing."""
+    return available_cores() if split_batch else 1
 
 
 def calibrate(step: Callable[[], object], candidates: Sequence[int] | None = None, *,

@@ -49,9 +49,9 @@ class IntTuple(click.ParamType):
 class ThreadsType(click.ParamType):
     name = "N|auto"
 
-    def convert(self, value: Any, param: Any, ctx: Any) -> int | None:
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str | None:
         if value in (None, "auto") or isinstance(value, int) and value > 0:
-            return None if value in (None, "auto") else value
+            return value
         try:
             count = int(value)
         except ValueError:

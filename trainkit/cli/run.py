@@ -77,7 +77,10 @@ def make_run_command(app: AppState) -> click.Command:
         GroupedOption(["--resume"], metavar="PATH|last",
                       help="Continue from a checkpoint file, a run folder, or 'last'."),
         GroupedOption(["--threads"], type=ThreadsType(), envvar="TRAINKIT_THREADS",
-                      default_text="auto", help="BLAS threads."),
+                      default_text="all cores for a convnet, 1 otherwise",
+                      help="Threads: a count, or 'auto' to time 1 against all cores at the start "
+                           "(fastest under load, but the last bits of the results then depend on "
+                           "it)."),
         GroupedOption(["--config"], type=click.Path(path_type=Path),
                       help="TOML file of options; command-line flags override it."),
         GroupedOption(["--print-config"], is_flag=True,
@@ -248,6 +251,7 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest,
         blas_kernels,
         blas_threads,
         calibrate,
+        default_threads,
         model_state_kept,
         training_step_probe,
     )
@@ -258,7 +262,7 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest,
     threads_wanted = run.config.get("threads")
     split_batch = getattr(trainer.model, "splits_batch", False)
     cores = available_cores()
-    if threads_wanted is not None and threads_wanted > cores:
+    if isinstance(threads_wanted, int) and threads_wanted > cores:
         say(f"trainkit: warning: --threads {threads_wanted} is more than the {cores} cores this "
             f"process can use: BLAS threads then wait for each other, and training can be many "
             f"times slower", err=True)
@@ -269,6 +273,8 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest,
     if threads_wanted is None and preferred:
         threads_wanted = min(preferred)
     if threads_wanted is None:
+        threads_wanted = default_threads(split_batch)
+    if threads_wanted == "auto":
         with model_state_kept(trainer.model):
             threads_wanted = calibrate(training_step_probe(
                 trainer.model, trainer.loss, run.config["batch_size"], run.splits.input_size,
