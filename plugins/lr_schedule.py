@@ -1,9 +1,16 @@
-"""lr-schedule: change the learning rate every epoch.
+"""lr-schedule: change the learning rate every epoch, or every optimizer step.
 
-``step``, ``exponential`` and ``cosine`` (with linear warm-up) set the lr at the start of each epoch
-from the epoch number alone, so a resumed run gets the same lr; ``reduce-on-plateau`` lowers it at
-the end of an epoch when a monitored metric stalls, and keeps its counters in checkpoints. The lr of
-every epoch is logged (``lr`` in the history).
+Per epoch: ``step``, ``exponential`` and ``cosine`` (with linear warm-up) set the lr at the start
+of each epoch from the epoch number alone; ``reduce-on-plateau`` lowers it at the end of an epoch
+when a monitored metric stalls, and keeps its counters in checkpoints.
+
+Per optimizer step: ``warmup-cosine`` (a linear warm-up, then a cosine down to ``min_lr`` over
+the remaining steps) and ``one-cycle`` (PyTorch's ``OneCycleLR``: from lr/25 up to the lr over the
+first ``pct_start`` of the steps, then down to lr/25e4, both on a cosine). They set the lr before
+every step from the number of steps done, so a resume, mid-epoch too, continues the same sequence.
+
+The base lr (the optimizer's) is kept in checkpoints. The lr the epoch ended with is logged
+(``lr`` in the history).
 """
 
 from __future__ import annotations
@@ -15,15 +22,23 @@ from trainkit import hookimpl
 from trainkit.errors import ConfigError
 from trainkit.monitor import Monitor
 
+PER_STEP = ("warmup-cosine", "one-cycle")
+#: OneCycleLR's defaults: it starts at lr / 25 and ends at lr / 25 / 1e4.
+ONE_CYCLE_DIV, ONE_CYCLE_FINAL_DIV = 25.0, 1e4
+
 
 class LRSchedule:
-    """Change the learning rate every epoch: step, exponential, cosine or reduce-on-plateau.
+    """Change the learning rate every epoch (step, exponential, cosine, reduce-on-plateau) or
+    every optimizer step (warmup-cosine, one-cycle).
 
     Args:
-        schedule: step, exponential, cosine (with warm-up) or reduce-on-plateau.
+        schedule: step, exponential, cosine (with warm-up) or reduce-on-plateau, every epoch;
+            warmup-cosine or one-cycle, every optimizer step.
         gamma: decay factor: per step_size epochs (step), per epoch (exponential), per plateau.
         step_size: epochs between two decays (step).
-        warmup: epochs of linear warm-up up to the base lr (cosine).
+        warmup: epochs of linear warm-up up to the base lr (cosine, warmup-cosine).
+        warmup_steps: optimizer steps of linear warm-up (warmup-cosine; 0: ``warmup`` epochs).
+        pct_start: share of the steps spent rising to the lr (one-cycle).
         cycle: epochs of the cosine after the warm-up (cosine; 0: the remaining epochs), as
             PyTorch's CosineAnnealingLR T_max: the lr reaches min_lr just after the last one.
         min_lr: the lowest learning rate any schedule goes to.
@@ -33,10 +48,13 @@ class LRSchedule:
 
     def __init__(
         self,
-        schedule: Literal["step", "exponential", "cosine", "reduce-on-plateau"] = "cosine",
+        schedule: Literal["step", "exponential", "cosine", "reduce-on-plateau", "warmup-cosine",
+                          "one-cycle"] = "cosine",
         gamma: float = 0.1,
         step_size: int = 10,
         warmup: int = 0,
+        warmup_steps: int = 0,
+        pct_start: float = 0.3,
         cycle: int = 0,
         min_lr: float = 0.0,
         monitor: str = "val_loss",
@@ -44,7 +62,10 @@ class LRSchedule:
     ) -> None:
         if not 0 < gamma <= 1:
             raise ConfigError(f"gamma must be in (0, 1], got {gamma}", "gamma")
+        if not 0 < pct_start < 1:
+            raise ConfigError(f"pct_start must be between 0 and 1, got {pct_start}", "pct_start")
         for option, value, low in (("step_size", step_size, 1), ("warmup", warmup, 0),
+                                   ("warmup_steps", warmup_steps, 0),
                                    ("cycle", cycle, 0), ("patience", patience, 1)):
             if value < low:
                 raise ConfigError(f"{option} must be at least {low}, got {value}", option)
@@ -52,6 +73,7 @@ class LRSchedule:
             raise ConfigError(f"min_lr must be 0 or more, got {min_lr}", "min_lr")
         self.schedule, self.gamma, self.step_size = schedule, gamma, step_size
         self.warmup, self.cycle, self.min_lr, self.patience = warmup, cycle, min_lr, patience
+        self.warmup_steps, self.pct_start = warmup_steps, pct_start
         self.monitor = Monitor(monitor) if schedule == "reduce-on-plateau" else None
         self.base_lr: float | None = None
         self.wait = 0
@@ -71,8 +93,32 @@ class LRSchedule:
             # trains at the base lr and no epoch of the span trains at min_lr
             span = self.cycle or max(total_epochs - self.warmup, 1)
             progress = min((epoch - self.warmup - 1) / span, 1.0)
-            lr = self.min_lr + (base - self.min_lr) * (1 + math.cos(math.pi * progress)) / 2
+            lr = cosine_between(base, self.min_lr, progress)
         return max(lr, self.min_lr)
+
+    def lr_at_step(self, step: int, total_steps: int, steps_per_epoch: int) -> float:
+        """The lr of optimizer step ``step`` (from 0) of ``total_steps``, for the per-step
+        schedules."""
+        base, last = self.base_lr, max(total_steps - 1, 1)
+        if self.schedule == "one-cycle":  # torch.optim.lr_scheduler.OneCycleLR, two phases
+            start = base / ONE_CYCLE_DIV
+            peak_step = self.pct_start * total_steps - 1
+            if step <= peak_step:
+                return cosine_between(start, base, step / peak_step if peak_step > 0 else 1.0)
+            end = start / ONE_CYCLE_FINAL_DIV
+            return cosine_between(base, end, min((step - peak_step) / (last - peak_step), 1.0))
+        warmup = self.warmup_steps or self.warmup * steps_per_epoch
+        if step < warmup:
+            return base * (step + 1) / warmup
+        span = max(total_steps - warmup, 1)
+        return cosine_between(base, self.min_lr, min((step - warmup) / span, 1.0))
+
+    @hookimpl
+    def on_batch_start(self, trainer):
+        if self.schedule in PER_STEP:
+            steps_per_epoch = len(trainer.train_loader)
+            trainer.optimizer.lr = self.lr_at_step(
+                trainer.state.global_step, trainer.epochs * steps_per_epoch, steps_per_epoch)
 
     @hookimpl
     def on_fit_start(self, trainer):
@@ -81,7 +127,7 @@ class LRSchedule:
 
     @hookimpl
     def on_epoch_start(self, trainer, epoch):
-        if self.monitor is None:
+        if self.monitor is None and self.schedule not in PER_STEP:
             trainer.optimizer.lr = self.lr_at(epoch, trainer.epochs)
 
     @hookimpl
@@ -112,6 +158,11 @@ class LRSchedule:
                 self.base_lr = configured  # resumed with another --lr: the schedule follows it
             if self.monitor is not None and mine.get("monitor"):
                 self.monitor.load_state_dict(mine["monitor"])
+
+
+def cosine_between(start: float, end: float, progress: float) -> float:
+    """From ``start`` (progress 0) to ``end`` (progress 1) along half a cosine."""
+    return end + (start - end) * (1 + math.cos(math.pi * progress)) / 2
 
 
 @hookimpl

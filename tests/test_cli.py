@@ -48,19 +48,19 @@ def test_data_dir_from_the_environment(synthetic_dir):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--optimizer", "nope"], "'nope' is not one of 'adam', 'adamw', 'momentum', 'sgd'"),
-    (["--loss", "nope"], "'bce', 'cross-entropy', 'mse'"),
-    (["--metric", "nope"], "'accuracy', 'top-k-accuracy'"),
-    (["--dataset", "nope"], "'fashion-mnist', 'idx', 'mnist'"),
-    (["--model", "nope"], "'mlp'"),
-    (["--plugin", "nope"], "'checkpoint'"),
-    (["--no-plugin", "nope"], "'console'"),
+    (["--optimizer", "nope"], "momentum"),
+    (["--loss", "nope"], "cross-entropy"),
+    (["--metric", "nope"], "top-k-accuracy"),
+    (["--dataset", "nope"], "fashion-mnist"),
+    (["--model", "nope"], "sequential"),
+    (["--plugin", "nope"], "checkpoint"),
+    (["--no-plugin", "nope"], "console"),
     (["--epochs", "0"], "--epochs"),
     (["--batch-size", "-1"], "--batch-size"),
     (["--lr", "-1"], "--lr"),
-    (["--lr", "abc"], "'abc' is not a valid float"),
+    (["--lr", "abc"], "abc"),
     (["--hidden", "10,x"], "--hidden"),
-    (["--activation", "gelu"], "'sigmoid', 'relu', 'tanh'"),
+    (["--activation", "gelu"], "tanh"),
     (["--beta1", "0.5", "--optimizer", "sgd"], "--beta1"),
     (["--early-stopping-patience", "2"], "early-stopping"),
     (["-p", "no:nothing-like-it"], "unknown plugin"),
@@ -179,7 +179,7 @@ def test_run_help_shows_the_environment_variable_of_every_option():
     command = make_run_command(AppState.load([], group))
     text = " ".join(invoke(["run", "--help"]).output.split())
     for param in command.params:
-        if isinstance(param, click.Option) and param.envvar:
+        if isinstance(param, click.Option) and param.envvar and not param.hidden:
             assert f"env var: {param.envvar}" in text or f"env var: {param.envvar};" in text, \
                 param.name
     for name in ("TRAINKIT_EPOCHS", "TRAINKIT_LR", "TRAINKIT_PLUGIN", "TRAINKIT_CHECKPOINT_EVERY"):

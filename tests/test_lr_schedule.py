@@ -1,4 +1,5 @@
-"""lr-schedule: each schedule's closed form, and the lr logged every epoch."""
+"""lr-schedule: each schedule's closed form, the lr logged every epoch, per-step schedules
+that resume exactly, and the option named after the plugin."""
 
 from __future__ import annotations
 
@@ -75,9 +76,62 @@ def test_the_lr_is_logged_every_epoch(synthetic_dir, tmp_path):
     result = CliRunner().invoke(make_cli(), [
         "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "3", "--out",
         "run", "--lr", "0.01",
-        "--plugin", "lr-schedule", "--lr-schedule-schedule", "step", "--lr-schedule-step-size",
+        "--lr-schedule", "step", "--lr-schedule-step-size",
         "1", "--lr-schedule-gamma", "0.5", "--plugin", "history"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "run" / "history.csv").read_text().splitlines()
     lr_column = lines[0].split(",").index("lr")
     assert [float(line.split(",")[lr_column]) for line in lines[1:]] == [0.01, 0.005, 0.0025]
+
+
+def test_warmup_cosine_rises_linearly_then_follows_the_cosine_over_every_step():
+    plugin = schedule(schedule="warmup-cosine", warmup_steps=4, min_lr=0.1)
+    total = 20
+    lrs = [plugin.lr_at_step(step, total, steps_per_epoch=10) for step in range(total)]
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    for step in range(4, total):
+        expected = 0.1 + 0.9 * (1 + math.cos(math.pi * (step - 4) / 16)) / 2
+        assert lrs[step] == pytest.approx(expected, rel=1e-12)
+    assert lrs[-1] > 0.1  # the last step still learns
+    by_epochs = schedule(schedule="warmup-cosine", warmup=1)  # warm-up given in epochs
+    assert by_epochs.lr_at_step(9, 30, steps_per_epoch=10) == 1.0
+    assert by_epochs.lr_at_step(8, 30, steps_per_epoch=10) == pytest.approx(0.9)
+
+
+def test_one_cycle_follows_pytorchs_one_cycle_lr():
+    plugin = schedule(schedule="one-cycle", pct_start=0.25)
+    total = 40
+    lrs = [plugin.lr_at_step(step, total, steps_per_epoch=10) for step in range(total)]
+
+    def anneal(start, end, pct):  # OneCycleLR's cosine annealing, from its documentation
+        return end + (start - end) / 2 * (math.cos(math.pi * pct) + 1)
+
+    initial, peak_step = 1.0 / 25, 0.25 * total - 1
+    final = initial / 1e4
+    for step, lr in enumerate(lrs):
+        if step <= peak_step:
+            expected = anneal(initial, 1.0, step / peak_step)
+        else:
+            expected = anneal(1.0, final, (step - peak_step) / (total - 1 - peak_step))
+        assert lr == pytest.approx(expected, rel=1e-12), step
+    assert lrs[0] == pytest.approx(0.04) and max(lrs) == pytest.approx(1.0)
+    assert lrs[-1] == pytest.approx(final)
+
+
+def history_lrs(folder):
+    from trainkit.checkpoint_io import load_checkpoint
+
+    return [row["lr"] for row in load_checkpoint(folder / "last.npz")[0]["history"]]
+
+
+def test_the_schedule_option_named_after_the_plugin_turns_it_on_and_the_old_name_works(
+        synthetic_dir, tmp_path):
+    common = ["run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "3",
+              "--lr", "0.01", "--lr-schedule-step-size", "1", "--lr-schedule-gamma", "0.5"]
+    new = CliRunner().invoke(make_cli(), [*common, "--out", "new", "--lr-schedule", "step"])
+    assert new.exit_code == 0, new.output
+    old = CliRunner().invoke(make_cli(), [*common, "--out", "old", "--plugin", "lr-schedule",
+                                          "--lr-schedule-schedule", "step"])
+    assert old.exit_code == 0, old.output
+    assert history_lrs(tmp_path / "new") == history_lrs(tmp_path / "old") == [0.01, 0.005,
+                                                                                0.0025]

@@ -95,6 +95,25 @@ def test_sigint_mid_epoch_writes_an_emergency_checkpoint_that_resumes_exactly(
     assert_same_run(uninterrupted, out)
 
 
+def test_a_per_step_schedule_resumes_mid_epoch_bit_exactly(synthetic_dir, tmp_path):
+    def run(out, plugins=()):
+        return CliRunner().invoke(make_cli(plugins), [
+            "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "3",
+            "--threads", "1", "--out", str(out), "--lr-schedule", "one-cycle",
+            "--plugin", "early-stopping", "--early-stopping-restore-best", "--plugin", "history"],
+            catch_exceptions=False)
+
+    assert run(tmp_path / "whole").exit_code == 0
+    interrupted = run(tmp_path / "split", plugins=[InterruptAt(global_step=11)])
+    assert interrupted.exit_code != 0 and (tmp_path / "split" / "emergency.npz").exists()
+    resumed = CliRunner().invoke(make_cli(), ["run", "--resume", str(tmp_path / "split"),
+                                              "--data-dir", str(synthetic_dir)])
+    assert resumed.exit_code == 0, resumed.output
+    assert_same_run(tmp_path / "whole", tmp_path / "split")
+    lrs = [row["lr"] for row in load_checkpoint(tmp_path / "whole" / "last.npz")[0]["history"]]
+    assert lrs[0] > lrs[1] > lrs[2] > 0  # each epoch ends lower on the way down
+
+
 class InterruptTwiceAt(InterruptAt):
     """Two SIGINTs in a row, as a user pressing Ctrl+C twice."""
 

@@ -165,20 +165,27 @@ def _describe(annotation: Any) -> tuple[Any, tuple[Any, ...] | None, bool]:
 
 
 def _docstring_args(doc: str) -> dict[str, str]:
-    """Parse a Google-style ``Args:`` section into ``{name: first line of its description}``."""
+    """Parse a Google-style ``Args:`` section into ``{name: its description}``; an entry's
+    continuation lines (indented deeper than its name) belong to it."""
     result: dict[str, str] = {}
-    in_args = False
+    in_args, name, name_indent = False, None, 0
     for line in doc.splitlines():
         stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
         if stripped in ("Args:", "Arguments:", "Options:", "Parameters:"):
-            in_args = True
+            in_args, name = True, None
             continue
-        if in_args:
-            match = re.match(r"^(\w+)(?:\s*\([^)]*\))?:\s*(.*)$", stripped)
-            if match:
-                result[match.group(1)] = match.group(2).replace("``", "")
-            elif stripped and not line.startswith((" ", "\t")):
-                in_args = False
+        if not in_args:
+            continue
+        if name is not None and stripped and indent > name_indent:
+            result[name] += " " + stripped.replace("``", "")
+            continue
+        match = re.match(r"^(\w+)(?:\s*\([^)]*\))?:\s*(.*)$", stripped)
+        if match:
+            name, name_indent = match.group(1), indent
+            result[name] = match.group(2).replace("``", "")
+        elif stripped and not line.startswith((" ", "\t")):
+            in_args, name = False, None
     return result
 
 

@@ -88,11 +88,13 @@ def envvar_of(name: str) -> str:
     return "TRAINKIT_" + name.upper().replace("-", "_")
 
 
-def spec_option(param_name: str, spec, help_text: str, group: str) -> GroupedOption:
+def spec_option(param_name: str, spec, help_text: str, group: str,
+                hidden: bool = False) -> GroupedOption:
     flag = flag_of(param_name)
     decls = [f"{flag}/--no-{flag[2:]}"] if spec.is_flag else [flag]
     return GroupedOption([*decls, param_name], type=None if spec.is_flag else click_type(spec),
-                         default=None, help=help_text, envvar=envvar_of(param_name), group=group)
+                         default=None, help=help_text, envvar=envvar_of(param_name), group=group,
+                         hidden=hidden)
 
 
 def describe_default(value: Any) -> str:

@@ -117,15 +117,22 @@ def make_run_command(app: AppState) -> click.Command:
     for plugin_name in names["plugin"]:
         component = registry.get("plugin", plugin_name)
         state = "on by default" if component.default else "--plugin " + plugin_name
+        if any(plugin_option_param(plugin_name, spec.name) == plugin_name.replace("-", "_")
+               for spec in component.options):
+            state += f", or --{plugin_name} NAME"
         if app.pm.info(component.plugin).source != "built-in":
             state += f", from plugin {component.plugin}"
         for spec in component.options:
-            param_name = f"{plugin_name}_{spec.name}".replace("-", "_")
+            param_name = plugin_option_param(plugin_name, spec.name)
             plugin_params[param_name] = (plugin_name, spec.name)
             params.append(spec_option(
                 param_name, spec,
                 f"{spec.help}  [default: {describe_default(spec.default)}]".strip(),
                 f"Plugin {plugin_name} ({state})"))
+            long_name = f"{plugin_name}_{spec.name}".replace("-", "_")
+            if long_name != param_name:  # the name it had before the naming rule, kept working
+                plugin_params[long_name] = (plugin_name, spec.name)
+                params.append(spec_option(long_name, spec, "", "", hidden=True))
 
     def callback(**kwargs: Any) -> None:
         ctx = click.get_current_context()
@@ -136,6 +143,15 @@ def make_run_command(app: AppState) -> click.Command:
         help="Train a model. Every part of the run is a plugin; see `trainkit plugins`.",
         short_help="Train a model.",
     )
+
+
+def plugin_option_param(plugin: str, option: str) -> str:
+    """The parameter name of a run plugin's option; its flag is ``--<plugin>-<option>``, except
+    for the option that names what the plugin does (``schedule`` of ``lr-schedule``): that one
+    is the plugin's own name, ``--lr-schedule cosine``, and giving it turns the plugin on."""
+    if plugin == option or plugin.endswith("-" + option):
+        return plugin.replace("-", "_")
+    return f"{plugin}_{option}".replace("-", "_")
 
 
 def given_options(ctx: click.Context, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +178,9 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
         elif name in plugin_params:
             plugin, option = plugin_params[name]
             cli_layer.setdefault(plugin, {})[option] = value
+    for name in given:  # the option named after a plugin turns it on: --lr-schedule cosine
+        if name in plugin_params and name == plugin_params[name][0].replace("-", "_"):
+            cli_layer.setdefault("plugin", []).append(plugin_params[name][0])
     for name in app.blocked:  # -p no:NAME also turns a run plugin of that name off
         if name in app.registry.components["plugin"]:
             cli_layer.setdefault("no_plugin", []).append(name)
