@@ -108,7 +108,8 @@ class IDXDataset:
         raise DataError(f"{path}: not {self.name}'s {path.name}: it is {describe_file(actual)}")
 
     def download_all(self) -> dict[str, Path]:
-        from trainkit.data.download import default_cache_dir, fetch
+        from trainkit.cache import default_cache_dir
+        from trainkit.data.download import fetch
 
         cache = default_cache_dir() / self.name
         existed = cache.exists()

@@ -18,14 +18,14 @@ divergence stops the run on every rank. An exception on one rank aborts the whol
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 
-import numpy as np
-
 from trainkit import hookimpl
 from trainkit.errors import ConfigError, TrainkitError
+from trainkit.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 
 class DivergenceError(TrainkitError):
@@ -144,6 +144,8 @@ class DDP:
         self.check_weights(trainer)
 
     def check_weights(self, trainer) -> None:
+        import hashlib
+
         digest = hashlib.sha256(trainer.model.params.tobytes() + self._states.tobytes()).hexdigest()
         digests = self.comm.allgather(digest)
         if len(set(digests)) > 1:

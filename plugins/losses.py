@@ -7,9 +7,10 @@ Targets are integer class labels; the losses that need one-hot targets build the
 
 from __future__ import annotations
 
-import numpy as np
-
 from trainkit import hookimpl
+from trainkit.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 
 def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:

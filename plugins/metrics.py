@@ -5,9 +5,10 @@ A metric's ``name`` is the key it logs under: ``acc`` for training, ``val_acc`` 
 
 from __future__ import annotations
 
-import numpy as np
-
 from trainkit import hookimpl
+from trainkit.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 
 class Accuracy:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from trainkit import hookimpl
+from trainkit.lazy import lazy_import
 from trainkit.optim import Optimizer, check_range
+
+np = lazy_import("numpy")
 
 
 class SGD(Optimizer):

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from trainkit.cache import default_cache_dir
 from trainkit.cli import make_cli
 from trainkit.data import write_idx
-from trainkit.data.download import default_cache_dir
 from trainkit.errors import DataError
 from trainkit.plugins.datasets import MNIST, SPLIT_FILES, FashionMNIST, IDXFiles
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -199,3 +200,33 @@ def test_dash_p_no_with_an_unknown_name_fails_for_every_command():
     for command in (["plugins"], ["run", "--help"]):
         result = invoke(["-p", "no:nothing-like-it", *command])
         assert result.exit_code == 2 and "unknown plugin 'nothing-like-it'" in result.output
+
+
+def test_the_entry_point_cache_sees_a_package_installed_changed_or_removed(tmp_path):
+    site, cache = tmp_path / "site", tmp_path / "cache"
+    ok = "from trainkit import hookimpl\n"
+    fake_distribution(site, "first-extra", "first_extra_mod", ok)
+    listed = trainkit_cli(["plugins"], site, TRAINKIT_CACHE_DIR=str(cache))
+    assert "first-extra" in listed.stdout and list((cache / "entry-points").glob("*.json"))
+    again = trainkit_cli(["plugins"], site, TRAINKIT_CACHE_DIR=str(cache))  # from the cache
+    assert again.stdout == listed.stdout
+    fake_distribution(site, "second-extra", "second_extra_mod", ok)  # installed
+    assert "second-extra" in trainkit_cli(["plugins"], site, TRAINKIT_CACHE_DIR=str(cache)).stdout
+    declared = site / "first_extra-1.0.dist-info" / "entry_points.txt"  # changed in place
+    (site / "renamed_mod.py").write_text(ok)
+    declared.write_text("[trainkit]\nrenamed-extra = renamed_mod\n")
+    os.utime(declared, ns=(declared.stat().st_atime_ns, declared.stat().st_mtime_ns + 10**9))
+    changed = trainkit_cli(["plugins"], site, TRAINKIT_CACHE_DIR=str(cache)).stdout
+    assert "\n  renamed-extra  [" in changed and "\n  first-extra  [" not in changed
+    shutil.rmtree(site / "second_extra-1.0.dist-info")  # removed
+    assert "second-extra" not in trainkit_cli(["plugins"], site,
+                                              TRAINKIT_CACHE_DIR=str(cache)).stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["plugins"], ["run", "--help"]])
+def test_commands_that_train_nothing_import_no_numpy(args):
+    code = ("import sys\nfrom trainkit.cli import main\ntry:\n    main(sys.argv[1:])\n"
+            "except SystemExit:\n    pass\nprint('numpy' in sys.modules, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stderr.strip().splitlines()[-1] == "False", result.stderr

@@ -7,9 +7,10 @@ nothing. Hyperparameters are Python floats, which keep float32 arithmetic in flo
 
 from __future__ import annotations
 
-import numpy as np
-
 from trainkit.errors import ConfigError
+from trainkit.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 
 def check_range(name: str, value: float, low: float, high: float | None = None, *,

@@ -126,6 +126,8 @@ def parse_int_tuple(value: Any) -> tuple[int, ...]:
 def option_specs(factory: Any) -> tuple[OptionSpec, ...]:
     """The options a factory (class or function) declares through its keyword parameters."""
     target = factory.__init__ if inspect.isclass(factory) else factory
+    if target is object.__init__:  # a class without an __init__ of its own takes no options
+        return ()
     try:
         signature = inspect.signature(target)
         hints = typing.get_type_hints(target)

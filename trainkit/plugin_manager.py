@@ -18,7 +18,6 @@ import os
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
@@ -80,12 +79,12 @@ class PluginManager(pluggy.PluginManager):
                       stacklevel=2)
 
     def load_entrypoints(self, *, builtins_only: bool = False, strict: bool = False) -> None:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        from trainkit.entry_points import installed
+
+        for ep in installed(ENTRY_POINT_GROUP):
             if self.is_blocked(ep.name) or self.has_plugin(ep.name):
                 continue
-            dist = getattr(ep, "dist", None)
-            dist_name = dist.metadata["Name"] if dist is not None else None
-            builtin = dist_name == BUILTIN_DISTRIBUTION
+            builtin = ep.dist_name == BUILTIN_DISTRIBUTION
             if builtins_only and not builtin:
                 continue
             try:
@@ -96,9 +95,8 @@ class PluginManager(pluggy.PluginManager):
                 self.skip(ep.name, e, strict=strict, doing="import")
                 continue
             source = "built-in" if builtin else "entry point"
-            version = dist.version if dist is not None else None
             self.register(plugin, name=ep.name,
-                          info=PluginInfo(ep.name, source, dist_name, version))
+                          info=PluginInfo(ep.name, source, ep.dist_name, ep.version))
 
     def load_module(self, module_path: str) -> None:
         """Import ``module_path`` and register it (``-p MODULE``). Errors are the user's to see."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -47,6 +46,8 @@ class RunLock:
         previous = _read_owner(fd)
         if previous:
             self.stale_owner = previous
+        import socket  # here, not at the top: trainkit --help never needs it
+
         record = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
         os.ftruncate(fd, 0)

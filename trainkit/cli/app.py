@@ -87,9 +87,11 @@ def prescan(args: Sequence[str]) -> tuple[list[str], list[str], bool, bool]:
 
 def check_blocked(blocked: Sequence[str], registry) -> None:
     """``-p no:NAME`` must name a plugin module from the entry points or a run plugin."""
-    from importlib.metadata import entry_points
+    if not blocked:
+        return
+    from trainkit.entry_points import installed
 
-    known = {ep.name for ep in entry_points(group="trainkit")} | set(registry.names("plugin"))
+    known = {ep.name for ep in installed("trainkit")} | set(registry.names("plugin"))
     for name in blocked:
         if name not in known:
             raise click.UsageError(f"-p no:{name}: unknown plugin {name!r}; known: "
@@ -108,18 +110,32 @@ def add_plugin_commands(pm, group: click.Group, strict: bool) -> None:
             pm.skip(impl.plugin_name, e, strict=strict, doing="register_commands")
 
 
+RUN_SHORT_HELP = "Train a model."
+
+
 class TrainkitGroup(click.Group):
     """Loads the plugins before parsing, then builds ``run`` from what they registered."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if ctx.obj is None:
+        version_only = "--version" in args and all(
+            arg.startswith("-") for arg in args[:args.index("--version")])
+        if ctx.obj is None and not version_only:  # --version needs no plugin
             ctx.obj = AppState.load(args, self)
         return super().parse_args(ctx, args)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({"run", *super().list_commands(ctx)})
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        ctx.meta["trainkit.listing"] = True  # the list needs run's one-line help, not its options
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            del ctx.meta["trainkit.listing"]
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "run" and ctx.meta.get("trainkit.listing"):
+            return click.Command("run", short_help=RUN_SHORT_HELP)
         if name == "run" and isinstance(ctx.obj, AppState):
             from trainkit.cli.run import make_run_command
 

@@ -8,7 +8,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from trainkit.cli.app import AppState
+from trainkit.cli.app import RUN_SHORT_HELP, AppState
 from trainkit.cli.errors import cli_errors
 from trainkit.cli.options import (
     GroupedCommand,
@@ -141,7 +141,7 @@ def make_run_command(app: AppState) -> click.Command:
     return GroupedCommand(
         "run", params=params, callback=callback,
         help="Train a model. Every part of the run is a plugin; see `trainkit plugins`.",
-        short_help="Train a model.",
+        short_help=RUN_SHORT_HELP,
     )
 
 

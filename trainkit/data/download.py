@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import sys
 import urllib.error
 import urllib.request
@@ -20,14 +19,6 @@ from trainkit.atomic import atomic_file
 from trainkit.errors import DataError
 
 CHUNK = 1 << 16
-
-
-def default_cache_dir() -> Path:
-    """``$TRAINKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/trainkit``, else ``~/.cache/trainkit``."""
-    if os.environ.get("TRAINKIT_CACHE_DIR"):
-        return Path(os.environ["TRAINKIT_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "trainkit"
 
 
 def sha256_of(path: Path) -> str:

@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 from trainkit.atomic import atomic_write
-from trainkit.data.download import default_cache_dir, sha256_of
+from trainkit.cache import default_cache_dir
+from trainkit.data.download import sha256_of
 
 CACHE_NAME = "verified.json"
 
