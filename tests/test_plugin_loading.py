@@ -15,6 +15,8 @@ from click.testing import CliRunner
 from trainkit import hookimpl
 from trainkit.cli import make_cli
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 def invoke(args, plugins=()):
     return CliRunner().invoke(make_cli(plugins), args)
@@ -100,15 +102,24 @@ def test_a_failing_hook_names_plugin_and_hook_with_traceback_only_under_v(synthe
     assert verbose.exit_code == 1 and "Traceback" in verbose.output
 
 
-def test_duplicate_names_are_an_error_naming_both_plugins():
+def test_a_duplicate_name_is_refused_for_the_later_plugin_only():
     class Dup:
         @hookimpl
         def register_optimizers(self, register):
             register("adam", object)
+            register("dup-only", object)
 
     result = invoke(["plugins"], plugins=[Dup()])
-    assert result.exit_code == 1
-    assert "optimizer 'adam' is registered by both plugin 'optimizers' and plugin" in result.output
+    assert result.exit_code == 0, result.output
+    assert "plugin 'Dup' skipped: optimizer 'adam' is registered already, by plugin " \
+           "'optimizers'" in result.output
+    listing = result.output.split("Components:")[1].split("Plugins:")[0]
+    assert "Adam with bias correction" in listing  # the built-in keeps its name
+    assert "dup-only" not in listing  # the refused plugin registers nothing at all
+    strict = invoke(["--strict-plugins", "plugins"], plugins=[Dup()])
+    assert strict.exit_code == 1 and "Traceback" not in strict.output
+    assert "plugin 'Dup' failed in hook register_optimizers: optimizer 'adam' is registered " \
+           "already" in strict.output
 
 
 class Slow:
@@ -196,6 +207,78 @@ def test_strict_plugins_makes_a_broken_plugin_fail_clearly(broken_site, syntheti
         assert "Traceback" not in result.stderr
 
 
+@pytest.fixture
+def mistaken_site(tmp_path) -> Path:
+    """Installed side by side: a package that re-registers adam, one whose hook has a wrong
+    argument name, one with a typo'd hook name, and another rmsprop next to the example
+    package trainkit-extras (which registers rmsprop too)."""
+    site = tmp_path / "site"
+    fake_distribution(site, "dup-adam", "dup_adam_mod", """
+        from trainkit import hookimpl
+
+        @hookimpl
+        def register_optimizers(register):
+            register("adam", object)
+    """)
+    fake_distribution(site, "wrong-argument", "wrong_argument_mod", """
+        from trainkit import hookimpl
+
+        @hookimpl
+        def register_optimizers(registr):
+            pass
+    """)
+    fake_distribution(site, "typo-hook", "typo_hook_mod", """
+        from trainkit import hookimpl
+
+        @hookimpl
+        def on_epoch_ends(trainer):
+            pass
+    """)
+    fake_distribution(site, "other-rmsprop", "other_rmsprop_mod", """
+        from trainkit import hookimpl
+
+        @hookimpl
+        def register_optimizers(register):
+            register("rmsprop", object)
+    """)
+    extras = site / "trainkit_extras-0.1.dist-info"
+    extras.mkdir()
+    (extras / "METADATA").write_text("Metadata-Version: 2.1\nName: trainkit-extras\n"
+                                     "Version: 0.1\n")
+    (extras / "entry_points.txt").write_text("[trainkit]\nrmsprop = trainkit_extras.rmsprop\n"
+                                             "confusion-matrix = trainkit_extras.confusion\n")
+    return site
+
+
+def test_mistaken_plugins_side_by_side_are_each_named_once_and_every_command_works(
+        mistaken_site, synthetic_dir, tmp_path):
+    path = os.pathsep.join([str(mistaken_site), str(REPO / "examples" / "trainkit-extras")])
+    for args in (["--help"], ["plugins"], quick(synthetic_dir, "--out", str(tmp_path / "o"))):
+        result = trainkit_cli(args, path)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        warnings_ = [line for line in result.stderr.splitlines() if "warning: plugin" in line]
+        for name in ("dup-adam", "wrong-argument", "typo-hook"):
+            assert sum(f"plugin {name!r}" in line for line in warnings_) == 1, (name, warnings_)
+        assert sum("rmsprop" in line for line in warnings_) == 1  # the later one only
+    assert "(did you mean on_epoch_end?)" in result.stderr
+    assert "takes 'registr', which trainkit does not pass" in result.stderr
+    assert "-p no:dup-adam or pip uninstall dup-adam" in result.stderr
+    strict = trainkit_cli(["--strict-plugins", "plugins"], path)
+    assert strict.returncode == 1 and "Traceback" not in strict.stderr
+    errors = [line for line in strict.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "plugin '" in errors[0]
+
+
+def test_a_module_under_test_that_is_installed_too_registers_once(tmp_path):
+    """The docs' testing recipe, make_cli(plugins=[module]), with that module installed."""
+    import trainkit.plugins.history as installed_module
+
+    result = invoke(["plugins"], plugins=[installed_module])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+
+
 def test_dash_p_no_with_an_unknown_name_fails_for_every_command():
     for command in (["plugins"], ["run", "--help"]):
         result = invoke(["-p", "no:nothing-like-it", *command])
@@ -230,3 +313,61 @@ def test_commands_that_train_nothing_import_no_numpy(args):
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                             timeout=120)
     assert result.stderr.strip().splitlines()[-1] == "False", result.stderr
+
+
+class Unmarked:
+    def on_epoch_end(self, trainer):  # no @hookimpl: it would never run
+        pass
+
+    @hookimpl
+    def on_fit_start(self, trainer):
+        pass
+
+
+class DoesNothing:
+    def helper(self):
+        pass
+
+
+class DictOption:
+    def __init__(self, weights: dict[str, float] | None = None) -> None:
+        self.weights = weights
+
+    @hookimpl
+    def on_fit_start(self, trainer):
+        pass
+
+
+class MistakesFactory:
+    @hookimpl
+    def register_plugins(self, register):
+        register("unmarked", Unmarked)
+        register("does-nothing", DoesNothing)
+
+
+class DictOptionFactory:
+    @hookimpl
+    def register_plugins(self, register):
+        register("dict-option", DictOption)
+
+
+def test_silent_mistakes_are_warned_about_and_errors_under_strict_plugins():
+    result = invoke(["plugins"], plugins=[MistakesFactory()])
+    assert result.exit_code == 0, result.output
+    assert "run plugin 'unmarked': on_epoch_end is named like a hook but is not marked " \
+           "@hookimpl, so it never runs" in result.output
+    assert "run plugin 'does-nothing' implements no hook, so it does nothing" in result.output
+    strict = invoke(["--strict-plugins", "plugins"], plugins=[MistakesFactory()])
+    assert strict.exit_code == 1 and "Traceback" not in strict.output
+    assert "Error: plugin 'MistakesFactory' looks mistaken: run plugin 'unmarked'" in strict.output
+
+
+def test_an_option_type_the_command_line_cannot_parse_is_refused_at_registration():
+    result = invoke(["plugins"], plugins=[DictOptionFactory()])
+    assert result.exit_code == 0, result.output
+    assert "plugin 'DictOptionFactory' skipped: plugin 'dict-option': option 'weights' is " \
+           "typed dict[str, float] | None, which the command line cannot parse; the supported " \
+           "types are bool, int, float, str" in result.output
+    components = result.output.split("Components:")[1].split("Plugins:")[0]
+    assert "dict-option" not in components
+    assert "DictOptionFactory  [skipped]" in result.output

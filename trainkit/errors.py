@@ -40,13 +40,20 @@ class CheckpointError(TrainkitError):
     """A checkpoint could not be written, or is not safe or valid to load."""
 
 
+class PluginProblem(Exception):
+    """What is wrong with a plugin, in words its author can act on (the message is all)."""
+
+
 class PluginError(TrainkitError):
     """A plugin raised inside a hook, or could not be loaded. Names the plugin and the hook (or
     the loading stage, ``import``)."""
 
     def __init__(self, plugin: str, hook: str, error: BaseException) -> None:
-        where = "could not be imported" if hook == "import" else f"failed in hook {hook}"
-        super().__init__(f"plugin {plugin!r} {where}: {type(error).__name__}: {error}")
+        where = {"import": "could not be imported", "registration": "cannot be registered",
+                 "check": "looks mistaken"}.get(hook, f"failed in hook {hook}")
+        what = str(error) if isinstance(error, PluginProblem) else \
+            f"{type(error).__name__}: {error}"
+        super().__init__(f"plugin {plugin!r} {where}: {what}")
         self.plugin = plugin
         self.hook = hook
         self.error = error

@@ -146,6 +146,46 @@ def option_specs(factory: Any) -> tuple[OptionSpec, ...]:
     return tuple(specs)
 
 
+SUPPORTED_TYPES = ("bool, int, float, str, pathlib.Path, Literal[...] (a choice), "
+                   "tuple[int, ...] (256,128), list (a JSON list), and X | None")
+
+
+def unsupported_options(factory: Any) -> list[str]:
+    """The options of ``factory`` whose annotated type the command line cannot parse."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    if target is object.__init__:
+        return []
+    try:
+        signature = inspect.signature(target)
+        hints = typing.get_type_hints(target)
+    except (TypeError, ValueError, NameError):
+        return []
+    problems = []
+    for param in signature.parameters.values():
+        if param.default is inspect.Parameter.empty or param.name not in hints:
+            continue
+        if not _parsable(hints[param.name]):
+            shown = getattr(hints[param.name], "__name__", None) if typing.get_origin(
+                hints[param.name]) is None else None
+            problems.append(f"option {param.name!r} is typed {shown or hints[param.name]}, "
+                            f"which the command line cannot parse")
+    return problems
+
+
+def _parsable(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(annotation) if a is not NoneType]
+        return len(args) == 1 and _parsable(args[0])
+    if origin is typing.Literal:
+        return True
+    if origin is tuple:
+        return typing.get_args(annotation) in ((int, ...), ())
+    if origin is list or annotation in (list, tuple):
+        return True
+    return annotation in (bool, int, float, str, Path)
+
+
 def _describe(annotation: Any) -> tuple[Any, tuple[Any, ...] | None, bool]:
     optional = False
     origin = typing.get_origin(annotation)

@@ -13,8 +13,11 @@ A third-party plugin that fails to import is skipped with a warning naming it an
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 import os
+import types
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,7 +26,7 @@ from typing import Any
 import pluggy
 
 from trainkit import hookspecs
-from trainkit.errors import PluginError
+from trainkit.errors import PluginError, PluginProblem
 from trainkit.markers import PROJECT_NAME
 
 ENTRY_POINT_GROUP = "trainkit"
@@ -31,7 +34,7 @@ BUILTIN_DISTRIBUTION = "trainkit"
 
 
 class PluginWarning(UserWarning):
-    """A plugin could not be loaded or registered and was skipped."""
+    """A plugin could not be loaded or registered and was skipped, or looks mistaken."""
 
 
 @dataclass(frozen=True)
@@ -69,14 +72,98 @@ class PluginManager(pluggy.PluginManager):
     def info(self, name: str) -> PluginInfo:
         return self.infos.get(name) or PluginInfo(name, "python")
 
+    def fix_hint(self, name: str) -> str:
+        """How a user gets rid of a broken plugin they did not write."""
+        distribution = self.info(name).distribution
+        hint = f"-p no:{name}"
+        return hint + (f" or pip uninstall {distribution}" if distribution else "")
+
     def skip(self, name: str, error: BaseException, *, strict: bool, doing: str) -> None:
         """Record a plugin that failed; raise when ``strict``, warn otherwise."""
-        message = f"{type(error).__name__}: {error}"
+        message = str(error) if isinstance(error, PluginProblem) else \
+            f"{doing} failed: {type(error).__name__}: {error}"
         if strict:
             raise PluginError(name, doing, error) from error
         self.failures.append((name, message))
-        warnings.warn(f"plugin {name!r} skipped: {doing} failed: {message}", PluginWarning,
-                      stacklevel=2)
+        warnings.warn(f"plugin {name!r} skipped: {message} (to leave it out: "
+                      f"{self.fix_hint(name)})", PluginWarning, stacklevel=2)
+
+    def caution(self, name: str, problem: str, *, strict: bool) -> None:
+        """A mistake that does not stop the plugin from loading; an error when ``strict``."""
+        if strict:
+            raise PluginError(name, "check", PluginProblem(problem))
+        warnings.warn(f"plugin {name!r}: {problem}", PluginWarning, stacklevel=2)
+
+    def hook_problems(self, plugin: object, *, run_plugin: bool = False
+                      ) -> tuple[list[str], list[str]]:
+        """What is wrong with ``plugin``'s hooks (a module, an object, or a run plugin's class),
+        as (errors that stop it from loading, mistakes that only deserve a warning)."""
+        errors: list[str] = []
+        cautions: list[str] = []
+        implemented = 0
+        for attribute in sorted(dir(plugin)):
+            if attribute.startswith("__"):
+                continue
+            try:
+                opts = self.parse_hookimpl_opts(plugin, attribute)
+                function = getattr(plugin, attribute)
+            except Exception:  # noqa: BLE001 (a property that raises is not a hook)
+                continue
+            if opts is None:
+                if attribute in self._spec_args() and callable(function):
+                    cautions.append(f"{attribute} is named like a hook but is not marked "
+                                    f"@hookimpl, so it never runs")
+                continue
+            implemented += 1
+            hook = opts.get("specname") or attribute
+            spec_args = self._spec_args().get(hook)
+            if spec_args is None:
+                if not opts.get("optionalhook"):
+                    close = difflib.get_close_matches(hook, self._spec_args(), n=1)
+                    cautions.append(f"{hook} is not a trainkit hook, so it never runs"
+                                    + (f" (did you mean {close[0]}?)" if close else ""))
+                continue
+            if inspect.isclass(plugin) and isinstance(inspect.getattr_static(plugin, attribute),
+                                                      types.FunctionType):
+                function = types.MethodType(function, object())  # as on an instance: no self
+            taken = pluggy.HookImpl(plugin, "check", function, opts).argnames
+            unknown = [arg for arg in taken if arg not in spec_args]
+            if unknown:
+                errors.append(f"hook {hook} takes {', '.join(map(repr, unknown))}, which trainkit "
+                              f"does not pass (it passes: {', '.join(spec_args)})")
+        if run_plugin and implemented == 0:
+            cautions.append("implements no hook, so it does nothing")
+        return errors, cautions
+
+    def _spec_args(self) -> dict[str, tuple[str, ...]]:
+        if not hasattr(self, "_spec_args_cache"):
+            self._spec_args_cache = {
+                name: caller.spec.argnames for name, caller in vars(self.hook).items()
+                if getattr(caller, "spec", None) is not None}
+        return self._spec_args_cache
+
+    def register_checked(self, plugin: object, name: str, info: PluginInfo, *,
+                         strict: bool) -> bool:
+        """Register a plugin after checking its hooks: a third-party plugin with a hook trainkit
+        cannot call is skipped with a warning (an error when ``strict``), a mistake that leaves
+        it working is warned about; trainkit's own built-ins must be flawless."""
+        self.infos[name] = info
+        errors, cautions = self.hook_problems(plugin)
+        try:
+            if errors:
+                raise PluginProblem("; ".join(errors))
+            super().register(plugin, name)
+        except Exception as e:
+            if self.is_registered(plugin):  # pluggy may have added some hooks already
+                super().unregister(plugin)
+            if info.source == "built-in":
+                raise
+            self.skip(name, e, strict=strict, doing="registration")
+            self.infos.pop(name, None)
+            return False
+        for problem in cautions:
+            self.caution(name, problem, strict=strict)
+        return True
 
     def load_entrypoints(self, *, builtins_only: bool = False, strict: bool = False) -> None:
         from trainkit.entry_points import installed
@@ -87,23 +174,43 @@ class PluginManager(pluggy.PluginManager):
             builtin = ep.dist_name == BUILTIN_DISTRIBUTION
             if builtins_only and not builtin:
                 continue
+            info = PluginInfo(ep.name, "built-in" if builtin else "entry point", ep.dist_name,
+                              ep.version)
             try:
                 plugin = ep.load()
             except Exception as e:
                 if builtin:
                     raise
+                self.infos[ep.name] = info  # for the warning's "pip uninstall" hint
                 self.skip(ep.name, e, strict=strict, doing="import")
+                self.infos.pop(ep.name)
                 continue
-            source = "built-in" if builtin else "entry point"
-            self.register(plugin, name=ep.name,
-                          info=PluginInfo(ep.name, source, ep.dist_name, ep.version))
+            self.register_checked(plugin, ep.name, info, strict=strict)
 
     def load_module(self, module_path: str) -> None:
         """Import ``module_path`` and register it (``-p MODULE``). Errors are the user's to see."""
         if self.has_plugin(module_path):
             return
         module = importlib.import_module(module_path)
-        self.register(module, name=module_path, info=PluginInfo(module_path, "-p"))
+        self.register_given(module, module_path, PluginInfo(module_path, "-p"))
+
+    def register_given(self, plugin: object, name: str | None = None,
+                       info: PluginInfo | None = None) -> None:
+        """Register a plugin handed over by the user (``-p MODULE``, ``make_cli(plugins=...)``):
+        one that is installed already stays as it is, and the one given replaces an installed
+        plugin of the same name (the version under test wins). Its mistakes are errors: the
+        user is the one who can fix them."""
+        if self.is_registered(plugin):
+            return
+        if name is None:
+            name = plugin.__name__ if isinstance(plugin, types.ModuleType) else \
+                getattr(plugin, "name", None)
+        if not isinstance(name, str) or not name:
+            name = type(plugin).__name__
+        installed = self.get_plugin(name)
+        if installed is not None:
+            self.unregister(installed)
+        self.register_checked(plugin, name, info or PluginInfo(name, "python"), strict=True)
 
 
 def call_impl(impl, **kwargs: Any) -> Any:

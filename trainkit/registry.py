@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainkit.errors import ConfigError, RegistrationError
-from trainkit.options import OptionSpec, option_specs
+from trainkit.errors import ConfigError, PluginProblem, RegistrationError
+from trainkit.options import SUPPORTED_TYPES, OptionSpec, option_specs, unsupported_options
 from trainkit.plugin_manager import call_impl
 
 #: Component kind -> the registration hook that provides it.
@@ -61,36 +61,59 @@ class Registry:
         """Call every plugin's registration hooks and gather what they register."""
         registry = cls()
         for kind, hook_name in KINDS.items():
-            for impl in getattr(pm.hook, hook_name).get_hookimpls():  # in registration order
+            impls = getattr(pm.hook, hook_name).get_hookimpls()  # in registration order
+            # trainkit's own first: a third-party plugin that takes a built-in's name is the
+            # one refused
+            impls.sort(key=lambda impl: pm.info(impl.plugin_name).source != "built-in")
+            for impl in impls:
                 registry._call(pm, impl, kind, strict)
         return registry
 
     def _call(self, pm, impl, kind: str, strict: bool) -> None:
         added: list[str] = []
+        builtin = pm.info(impl.plugin_name).source == "built-in"
 
         def register(name: str, factory: Callable[..., Any], *, default: bool = False) -> None:
+            unparsable = unsupported_options(factory)
+            if unparsable:
+                raise PluginProblem(f"{kind} {name!r}: {'; '.join(unparsable)}; the supported "
+                                    f"types are {SUPPORTED_TYPES}")
+            if kind == "plugin":  # a run plugin is checked now, not when a run registers it
+                errors, cautions = pm.hook_problems(factory, run_plugin=True)
+                if errors:
+                    raise PluginProblem(f"run plugin {name!r}: {'; '.join(errors)}")
+                for problem in cautions:
+                    pm.caution(impl.plugin_name, f"run plugin {name!r} {problem}"
+                               if problem.startswith("implements") else
+                               f"run plugin {name!r}: {problem}", strict=strict)
             self.add(Component(kind, name, factory, impl.plugin_name, default))
             added.append(name)
 
         try:
             call_impl(impl, register=register)
-        except RegistrationError:
-            raise
         except Exception as e:
-            for name in added:  # a half-registered plugin registers nothing
-                del self.components[kind][name]
-            if pm.info(impl.plugin_name).source == "built-in":
+            if builtin:
                 raise
+            if isinstance(e, RegistrationError):
+                e = PluginProblem(str(e))
             pm.skip(impl.plugin_name, e, strict=strict, doing=KINDS[kind])
+            self.forget(impl.plugin_name)  # a skipped plugin registers nothing and runs no hook
+            plugin = pm.get_plugin(impl.plugin_name)
+            if plugin is not None:
+                pm.unregister(plugin)
+
+    def forget(self, plugin: str) -> None:
+        """Drop every component ``plugin`` registered."""
+        for components in self.components.values():
+            for name in [n for n, c in components.items() if c.plugin == plugin]:
+                del components[name]
 
     def add(self, component: Component) -> None:
         existing = self.components[component.kind].get(component.name)
         if existing is not None:
             raise RegistrationError(
-                f"{component.kind} {component.name!r} is registered by both plugin "
-                f"{existing.plugin!r} and plugin {component.plugin!r}; block one with "
-                f"-p no:{component.plugin}"
-            )
+                f"{component.kind} {component.name!r} is registered already, by plugin "
+                f"{existing.plugin!r}")
         self.components[component.kind][component.name] = component
 
     def names(self, kind: str) -> list[str]:

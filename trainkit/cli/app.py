@@ -39,7 +39,7 @@ class AppState:
             try:
                 pm = get_plugin_manager(extra_modules=(), blocked=blocked, strict=strict)
                 for plugin in getattr(group, "extra_plugins", ()):
-                    pm.register(plugin, name=getattr(plugin, "name", None) or type(plugin).__name__)
+                    pm.register_given(plugin)
                 for module in modules:
                     try:
                         pm.load_module(module)
