@@ -14,7 +14,7 @@ import sys
 from typing import Literal
 
 from trainkit import hookimpl
-from trainkit.errors import CheckpointError, ConfigError
+from trainkit.errors import CheckpointError, ConfigError, PluginError
 from trainkit.monitor import Monitor
 
 #: ``on_fit_end`` reasons after which there is no final model to save.
@@ -49,14 +49,14 @@ class Checkpoint:
         self.kept: list[str] = []
         self.name = "checkpoint"
 
-    def save(self, trainer, filenames: list[str]) -> bool:
+    def save(self, trainer, filenames: list[str], leave_out: tuple[str, ...] = ()) -> bool:
         """Write one snapshot of the trainer to each of ``filenames`` in the run folder; False
         when one could not be written."""
         from trainkit.snapshot import capture
 
         if not trainer.is_main_process or trainer.run_dir is None:
             return False
-        arrays, manifest = capture(trainer)
+        arrays, manifest = capture(trainer, leave_out)
         written = [self.write(trainer.run_dir / name, arrays, manifest) for name in filenames]
         return all(written)
 
@@ -110,9 +110,17 @@ class Checkpoint:
     def on_exception(self, trainer, exception):
         if trainer.interrupt_forced:  # stopped mid-step: nothing consistent to save
             return
-        if self.save(trainer, ["emergency.npz"]):
-            print(f"trainkit: emergency checkpoint written to {trainer.run_dir / 'emergency.npz'}",
-                  file=sys.stderr)
+        left_out = ""
+        try:
+            saved = self.save(trainer, ["emergency.npz"])
+        except PluginError as e:  # a plugin's state cannot be saved: keep the training's
+            if e.hook != "on_save_checkpoint":
+                raise
+            saved = self.save(trainer, ["emergency.npz"], leave_out=(e.plugin,))
+            left_out = f" without the state of plugin {e.plugin!r} (a resume starts it afresh)"
+        if saved:
+            print(f"trainkit: emergency checkpoint written to {trainer.run_dir / 'emergency.npz'}"
+                  f"{left_out}", file=sys.stderr)
 
     @hookimpl
     def on_save_checkpoint(self, state):

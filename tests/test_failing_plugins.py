@@ -91,3 +91,35 @@ def test_a_failing_exception_handler_does_not_stop_the_emergency_checkpoint(
             "on_exception: RuntimeError: second failure") in result.output
     manifest, _ = load_checkpoint(tmp_path / "run" / "emergency.npz")
     assert manifest["state"]["step_in_epoch"] == 3
+
+
+class NumpyCounter:
+    """Keeps a count as a numpy integer, which JSON cannot hold."""
+
+    @hookimpl
+    def on_save_checkpoint(self, state):
+        import numpy as np
+
+        state["numpy-counter"] = {"seen": {"count": np.int64(3)}}
+
+
+class NumpyCounterFactory:
+    @hookimpl
+    def register_plugins(self, register):
+        register("numpy-counter", NumpyCounter)
+
+
+def test_a_state_that_is_not_json_names_the_plugin_that_stored_it_and_the_work_is_kept(
+        synthetic_dir, tmp_path):
+    result = CliRunner().invoke(make_cli([NumpyCounterFactory()]), [
+        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out",
+        "run", "--plugin", "numpy-counter"])
+    assert result.exit_code == 1, result.output
+    assert ("Error: plugin 'numpy-counter' failed in hook on_save_checkpoint: "
+            "state['numpy-counter']['seen']['count'] is a numpy.int64, which a checkpoint cannot "
+            "hold") in result.output
+    assert "plugin 'checkpoint'" not in result.output.split("Error:")[-1]
+    assert "without the state of plugin 'numpy-counter'" in result.output
+    manifest, arrays = load_checkpoint(tmp_path / "run" / "emergency.npz")
+    assert manifest["epoch"] == 1 and "numpy-counter" not in manifest["plugins"]
+    assert any(name.startswith("model/") for name in arrays)

@@ -14,14 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from trainkit.errors import CheckpointError
+from trainkit.errors import CheckpointError, PluginError, PluginProblem
 
 #: How a plugin's array is referred to in the JSON manifest: {"__array__": "plugins/<name>/<key>"}.
 ARRAY_REF = "__array__"
 
 
-def capture(trainer) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """``(arrays, manifest)`` describing ``trainer`` at its last consistent point."""
+def capture(trainer, leave_out: tuple[str, ...] = ()) -> tuple[dict[str, np.ndarray],
+                                                                dict[str, Any]]:
+    """``(arrays, manifest)`` describing ``trainer`` at its last consistent point, without the
+    state of the plugins in ``leave_out``."""
     arrays = {f"model/{name}": value for name, value in trainer.model.state_dict().items()}
     optimizer_scalars = {}
     for key, value in trainer.optimizer.state_dict().items():
@@ -29,14 +31,18 @@ def capture(trainer) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
             arrays[f"optimizer/{key}"] = value
         else:
             optimizer_scalars[key] = value
-    plugin_state: dict[str, Any] = {}
-    trainer.call_hook("on_save_checkpoint", state=plugin_state)
+    plugin_state, owners = plugin_states(trainer, leave_out)
     for plugin, mine in plugin_state.items():  # arrays in a plugin's state go to the .npz
         if isinstance(mine, dict):
             for key, value in mine.items():
                 if isinstance(value, np.ndarray):
                     arrays[f"plugins/{plugin}/{key}"] = value
                     mine[key] = {ARRAY_REF: f"plugins/{plugin}/{key}"}
+        problem = not_json(mine, f"state[{plugin!r}]")
+        if problem:
+            raise PluginError(owners.get(plugin, "unknown"), "on_save_checkpoint", PluginProblem(
+                f"{problem}, which a checkpoint cannot hold: store JSON values (dict, list, str, "
+                f"int, float, bool, None) and numpy arrays directly under your key"))
     loader = trainer.train_loader
     manifest = {
         "config": trainer.config,
@@ -52,6 +58,53 @@ def capture(trainer) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "plugins": plugin_state,
     }
     return arrays, manifest
+
+
+def plugin_states(trainer, leave_out: tuple[str, ...] = ()) -> tuple[dict[str, Any],
+                                                                    dict[str, str]]:
+    """Every plugin's ``on_save_checkpoint`` state, and which plugin stored each key: each
+    implementation is called on its own, in pluggy's order, so that a mistake in one plugin's
+    state names that plugin."""
+    from trainkit.plugin_manager import call_impl
+    from trainkit.trainer import RUN_PLUGIN_PREFIX
+
+    state: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    for impl in reversed(trainer.plugin_manager.hook.on_save_checkpoint.get_hookimpls()):
+        plugin = impl.plugin_name.removeprefix(RUN_PLUGIN_PREFIX)
+        if plugin in leave_out:
+            continue
+        before = {key: id(value) for key, value in state.items()}
+        try:
+            call_impl(impl, trainer=trainer, state=state)
+        except Exception as e:
+            raise PluginError(plugin, "on_save_checkpoint", e) from e
+        owners.update({key: plugin for key, value in state.items() if before.get(key) != id(value)})
+    return state, owners
+
+
+def not_json(value: Any, path: str) -> str | None:
+    """Where ``value`` holds something JSON cannot (an array reference is fine), or ``None``."""
+    if value is None or isinstance(value, (str, bool, int, float)) and \
+            type(value) in (str, bool, int, float):
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path} has the key {key!r} ({type(key).__name__}, not a string)"
+            problem = not_json(item, f"{path}[{key!r}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            problem = not_json(item, f"{path}[{i}]")
+            if problem:
+                return problem
+        return None
+    kind = type(value)
+    return f"{path} is a {kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" \
+        else f"{path} is a {kind.__qualname__}"
 
 
 def restore(trainer, manifest: dict[str, Any], arrays: dict[str, np.ndarray], source: str = "") -> None:
