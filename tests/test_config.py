@@ -50,13 +50,20 @@ def test_bad_config_files_are_usage_errors(tmp_path):
     (tmp_path / "broken.toml").write_text("epochs = = 3\n")
     (tmp_path / "unknown.toml").write_text("epoks = 3\n")
     (tmp_path / "badtable.toml").write_text("[checkpoint]\nevery = 'often'\n")
+    (tmp_path / "typo.toml").write_text("[checkpoint]\nevry = 2\n")
+    (tmp_path / "badlr.toml").write_text("lr = 'fast'\n")
     for name, needle in (("broken.toml", "invalid TOML"), ("unknown.toml",
                                                            "unknown key 'epoks'; did you mean 'epochs'?"),
                          ("missing.toml", "config file not found"),
-                         ("badtable.toml", "'often' is invalid")):
+                         ("badtable.toml", "badtable.toml: [checkpoint] every: 'often' is invalid"),
+                         ("typo.toml", "typo.toml: [checkpoint] has an unknown key 'evry'; did you "
+                                       "mean 'every'?"),
+                         ("badlr.toml", "badlr.toml: lr: 'fast' is invalid")):
         result = CliRunner().invoke(make_cli(), ["run", "--config", name, "--plugin", "checkpoint"])
         assert result.exit_code == 2, (name, result.output)
         assert needle in result.output and "Traceback" not in result.output
+        if name not in ("broken.toml", "missing.toml"):  # those are about --config itself
+            assert "'--" not in result.output  # the file's key, not a flag never typed
 
 
 def test_environment_variables_set_options(synthetic_dir):

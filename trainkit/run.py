@@ -399,6 +399,14 @@ def show(value: Any) -> str:
     return str(value)
 
 
+def check_file_value(spec, value: Any, where: str) -> None:
+    """A config file's value must convert to its option's type; the error names file and key."""
+    try:
+        spec.convert(value, where)
+    except ConfigError as e:
+        raise ConfigError(str(e)) from None  # no option: it is the file's key, not a flag
+
+
 def check_config_file(layer: dict[str, Any], registry: Registry, plugins_on, source: str) -> None:
     """Every key of a config file is a run key, a component option or the table of a run plugin
     that is on; a mistake names the file and the key as written there (not a flag)."""
@@ -407,12 +415,25 @@ def check_config_file(layer: dict[str, Any], registry: Registry, plugins_on, sou
     owners = component_option_owners(registry)
     plugin_names = registry.components["plugin"]
     for key, value in layer.items():
-        if key in RUN_DEFAULTS or key in owners:
+        if key in RUN_DEFAULTS:
+            continue
+        if key in owners:
+            kind, name = owners[key][0]
+            spec = next(s for s in registry.get(kind, name).options if s.name == key)
+            check_file_value(spec, value, f"{source}: {key}")
             continue
         if key in plugin_names and isinstance(value, dict):
             if key not in plugins_on:
                 raise ConfigError(f"{source}: [{key}] sets options of plugin {key!r}, which is "
                                   f"off; turn it on with plugin = [\"{key}\"] or --plugin {key}")
+            specs = {spec.name: spec for spec in plugin_names[key].options}
+            for option, option_value in value.items():
+                if option not in specs:
+                    close = difflib.get_close_matches(option, list(specs), n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    raise ConfigError(f"{source}: [{key}] has an unknown key {option!r}; {hint}"
+                                      f"plugin {key!r} has: {', '.join(sorted(specs))}")
+                check_file_value(specs[option], option_value, f"{source}: [{key}] {option}")
             continue
         close = (difflib.get_close_matches(key, list(RUN_DEFAULTS), n=1)  # run keys first
                  or difflib.get_close_matches(key, [*owners, *plugin_names], n=1))
