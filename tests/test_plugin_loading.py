@@ -371,3 +371,26 @@ def test_an_option_type_the_command_line_cannot_parse_is_refused_at_registration
     components = result.output.split("Components:")[1].split("Plugins:")[0]
     assert "dict-option" not in components
     assert "DictOptionFactory  [skipped]" in result.output
+
+
+class HalfSGDPlugin:
+    name = "half-sgd-plugin"
+
+    @hookimpl
+    def register_optimizers(self, register):
+        from trainkit.plugins.optimizers import SGD
+
+        register("half-sgd", SGD)
+
+
+def test_a_component_a_checkpoint_needs_is_named_with_the_plugin_that_provided_it(
+        synthetic_dir, tmp_path):
+    trained = invoke(quick(synthetic_dir, "--optimizer", "half-sgd", "--out", "run"),
+                     plugins=[HalfSGDPlugin()])
+    assert trained.exit_code == 0, trained.output
+    needle = "was trained with optimizer 'half-sgd' from plugin 'half-sgd-plugin', which is " \
+             "not installed"
+    for args in (["evaluate", "run"], ["run", "--resume", "run", "--epochs", "2"]):
+        result = invoke(args)
+        assert result.exit_code != 0 and needle in result.output, result.output
+        assert "--optimizer" not in result.output and "Traceback" not in result.output

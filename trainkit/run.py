@@ -302,7 +302,52 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
     run.trainer = Trainer(model, run.loss, run.optimizer, run.metrics, run.plugins,
                           plugin_manager=pm, run_dir=run.run_dir, config=effective_config(run),
                           is_main_process=run.is_main_process)
+    run.trainer.component_sources = component_sources(run, pm)
     return run
+
+
+def component_sources(run: Run, pm) -> list[dict[str, Any]]:
+    """Where each selected component came from: kind, name, plugin, package and version."""
+    chosen = [(kind, run.config[kind]) for kind in SINGLE_KINDS]
+    chosen += [("metric", name) for name in run.config["metric"]]
+    chosen += [("plugin", name) for name in run.plugins]
+    sources = []
+    for kind, name in chosen:
+        component = run.registry.components[kind].get(name)
+        if component is None:
+            continue
+        info = pm.info(component.plugin)
+        sources.append({"kind": kind, "name": name, "plugin": component.plugin,
+                        "package": info.distribution, "version": info.version})
+    return sources
+
+
+def check_components_installed(manifest: dict[str, Any], registry: Registry, pm, source: str,
+                               kinds: tuple[str, ...] = (*SINGLE_KINDS, "metric", "plugin")
+                               ) -> None:
+    """Every component a checkpoint was trained with is registered now; a missing one is named
+    with its kind and the plugin (and package) that provided it."""
+    config = manifest.get("config") or {}
+    wanted = [s for s in manifest.get("components") or [] if s.get("kind") in kinds]
+    if not wanted:  # a checkpoint from before components were recorded: the names alone
+        wanted = [{"kind": kind, "name": config.get(kind)} for kind in SINGLE_KINDS
+                  if kind in kinds and isinstance(config.get(kind), str)]
+    for record in wanted:
+        kind, name = record["kind"], record["name"]
+        if name in registry.components.get(kind, {}):
+            continue
+        plugin, package = record.get("plugin"), record.get("package")
+        origin = ""
+        if plugin:
+            origin = f" from plugin {plugin!r}"
+            if package and package != "trainkit":
+                origin += f" (package {package}" + (f" {record['version']}" if record.get(
+                    "version") else "") + ")"
+        skipped = {name for name, _ in pm.failures}
+        why = ("which is blocked (-p no:" + plugin + ")" if plugin and pm.is_blocked(plugin) else
+               "which was skipped (see the warning above)" if plugin in skipped else
+               "which is not installed" if plugin else "which no installed plugin registers")
+        raise ConfigError(f"{source} was trained with {kind} {name!r}{origin}, {why}")
 
 
 STATUS_FILE = "run.json"

@@ -56,6 +56,7 @@ def capture(trainer, leave_out: tuple[str, ...] = ()) -> tuple[dict[str, np.ndar
         "model_extra": getattr(trainer.model, "extra_state", dict)(),
         "history": trainer.history.rows,
         "plugins": plugin_state,
+        "components": trainer.component_sources,
     }
     return arrays, manifest
 

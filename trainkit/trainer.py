@@ -179,6 +179,9 @@ class Trainer:
                             for p in plugins}
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.config = config or {}
+        #: where each component of the run came from (kind, name, plugin, package, version),
+        #: recorded in checkpoints so that a missing one can be named on resume or evaluate
+        self.component_sources: list[dict[str, Any]] = []
         self.is_main_process = is_main_process
         #: BLAS threads and kernels of this run, recorded in checkpoints: results are bit-identical
         #: only for the same count and kernels, so a resume without --threads uses the recorded

@@ -28,18 +28,24 @@ def evaluate_command(app: AppState, checkpoint: Path, data_dir: Path | None, bat
     from trainkit import run as runlib
     from trainkit.checkpoint_io import load_checkpoint
     from trainkit.cli.run import model_in_run_folder
+    from trainkit.errors import CheckpointError, ConfigError
     from trainkit.snapshot import restore
 
     with cli_errors(verbose or app.verbose):
         if checkpoint.is_dir():
             checkpoint = model_in_run_folder(checkpoint)
         manifest, arrays = load_checkpoint(checkpoint)
+        runlib.check_components_installed(manifest, app.registry, app.pm, str(checkpoint),
+                                          kinds=(*runlib.SINGLE_KINDS, "metric"))
         config = dict(manifest.get("config") or {})
         config = {k: v for k, v in config.items() if not isinstance(v, dict)}
         config.update(plugin=[], no_plugin=app.registry.defaults(), out=None)
         if data_dir is not None:
             config["data_dir"] = str(data_dir)
-        run = runlib.resolve(config, app.registry)
+        try:
+            run = runlib.resolve(config, app.registry)
+        except ConfigError as e:  # the checkpoint's config, not an option of this command
+            raise CheckpointError(f"{checkpoint}: {e}") from None
         runlib.build(run, app.pm)
         restore(run.trainer, manifest, arrays, source=str(checkpoint))
         run.test_loader.batch_size = batch_size

@@ -192,6 +192,7 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
 
             resume_from = resolve_resume_path(kwargs["resume"], kwargs.get("out"))
             manifest, arrays = load_checkpoint(resume_from)
+            runlib.check_components_installed(manifest, app.registry, app.pm, str(resume_from))
             # Checkpoints from before the validation split validated on the test split.
             saved = {"val_split": 0.0, **(manifest.get("config") or {})}
             layers.append(saved)
