@@ -20,7 +20,7 @@ def format_epoch(epoch: int, epochs: int, logs: dict[str, float]) -> str:
 class Console:
     """Print one summary line per epoch (through tqdm, so progress bars stay intact)."""
 
-    @hookimpl
+    @hookimpl(trylast=True)  # after plugins that add to the logs: they are reported too
     def on_epoch_end(self, trainer, epoch, logs):
         if trainer.is_main_process:
             from tqdm import tqdm

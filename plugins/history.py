@@ -21,7 +21,7 @@ class History:
     def __init__(self) -> None:
         self.name = "history"
 
-    @hookimpl
+    @hookimpl(trylast=True)  # after plugins that add to the logs: they are reported too
     def on_epoch_end(self, trainer):
         self.write(trainer)
 

@@ -50,7 +50,7 @@ class Plot:
     def on_fit_start(self):
         self._next_drawing = time.monotonic() + self.interval
 
-    @hookimpl
+    @hookimpl(trylast=True)  # after plugins that add to the logs: they are reported too
     def on_epoch_end(self, trainer):
         if time.monotonic() >= self._next_drawing:
             self.redraw(trainer)

@@ -68,7 +68,7 @@ class Progress:
             running.update({m.name: sums[2 + i] / n for i, m in enumerate(trainer.metrics)})
             self.show(bar, running)
 
-    @hookimpl
+    @hookimpl(trylast=True)  # after plugins that add to the logs: they are reported too
     def on_epoch_end(self):
         self.close()
 

@@ -242,3 +242,24 @@ def test_a_resumed_epoch_continues_at_the_first_sample_not_trained_on(done, batc
     assert recorder.seen == order[done:].tolist()
     assert recorder.steps[-1] == len(loader) - 1  # the epoch ends on its last step
     assert trainer.history.rows[0]["loss"] > 0
+
+
+class AddsALog:
+    """Adds a key to the epoch's logs with a plain @hookimpl."""
+
+    @hookimpl
+    def on_epoch_end(self, logs):
+        logs["twice_acc"] = 2 * logs["acc"]
+
+
+def test_a_key_a_plugin_adds_in_on_epoch_end_reaches_the_console_and_history_files(
+        tmp_path, capsys):
+    from trainkit.plugins.console import Console
+    from trainkit.plugins.history import History
+
+    # registered first, so without trylast on the reporters pluggy would call it last
+    trainer = make_trainer(plugins=[AddsALog(), Console(), History()], run_dir=tmp_path)
+    train, val = loaders()
+    trainer.fit(train, val, epochs=1)
+    assert "twice_acc:" in capsys.readouterr().out
+    assert "twice_acc" in (tmp_path / "history.csv").read_text().splitlines()[0]
