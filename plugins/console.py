@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 from trainkit import hookimpl
+from trainkit.formatting import format_value
 
 
 def format_epoch(epoch: int, epochs: int, logs: dict[str, float]) -> str:
     width = max(3, len(str(epochs)))
-    train = " ".join(f"{k}: {v:.3f}" for k, v in logs.items()
+    train = " ".join(f"{k}: {format_value(v)}" for k, v in logs.items()
                      if not k.startswith(("val_", "test_")) and k != "lr")
-    val = " ".join(f"{k}: {v:.3f}" for k, v in logs.items() if k.startswith("val_"))
+    val = " ".join(f"{k}: {format_value(v)}" for k, v in logs.items() if k.startswith("val_"))
     return f"[{epoch:{width}d}/{epochs}] {train}" + (f" | {val}" if val else "")
 
 
@@ -33,7 +34,7 @@ class Console:
             from tqdm import tqdm
 
             width = max(3, len(str(trainer.epochs)))
-            scores = " ".join(f"{k}: {v:.3f}" for k, v in logs.items())
+            scores = " ".join(f"{k}: {format_value(v)}" for k, v in logs.items())
             tqdm.write(f"[{'test':>{2 * width + 1}}] {scores}")
 
 

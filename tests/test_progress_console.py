@@ -51,3 +51,8 @@ def test_at_80_columns_the_running_loss_and_metric_stay_whole():
     assert len(line) <= 80
     assert line.startswith("epoch 12/100 loss=0.1235 acc=0.9612 ")
     assert "|" in line  # the bar gave way, narrowed, but is still there
+
+
+def test_integer_logs_print_as_integers():
+    line = format_epoch(1, 2, {"loss": 0.5, "seen": 137, "val_loss": 0.25, "val_seen": 12})
+    assert line == "[  1/2] loss: 0.500 seen: 137 | val_loss: 0.250 val_seen: 12"

@@ -8,6 +8,7 @@ import click
 
 from trainkit.cli.app import AppState
 from trainkit.cli.errors import cli_errors
+from trainkit.formatting import format_value
 
 
 @click.command("evaluate")
@@ -50,6 +51,6 @@ def evaluate_command(app: AppState, checkpoint: Path, data_dir: Path | None, bat
         restore(run.trainer, manifest, arrays, source=str(checkpoint))
         run.test_loader.batch_size = batch_size
         logs = run.trainer.evaluate(run.test_loader, prefix="test_")
-        parts = " ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+        parts = " ".join(f"{k}: {format_value(v, 4)}" for k, v in logs.items())
         click.echo(f"{checkpoint} (epoch {manifest.get('epoch')}) on {config.get('dataset')} "
                    f"test: {parts}")

@@ -20,6 +20,7 @@ from trainkit.cli.options import (
     spec_option,
 )
 from trainkit.errors import ConfigError
+from trainkit.formatting import format_value
 from trainkit.run_lock import RunLock
 
 CORE_OPTIONS = ("dataset", "model", "optimizer", "loss", "metric", "plugin", "no_plugin",
@@ -349,7 +350,8 @@ def train(ctx, run, kwargs: dict[str, Any], resume_from: Path | None, manifest,
     why = f" ({trainer.stop_message})" if trainer.stop_message else ""
     scores = ""
     if trainer.test_logs:
-        scores = "; " + " ".join(f"{k}: {v:.4f}" for k, v in trainer.test_logs.items())
+        scores = "; " + " ".join(f"{k}: {format_value(v, 4)}"
+                                 for k, v in trainer.test_logs.items())
     say(f"trainkit: {status} after epoch {trainer.state.epoch}{why}{scores}; "
         f"run folder {run.run_dir}")
 
