@@ -394,3 +394,15 @@ def test_a_component_a_checkpoint_needs_is_named_with_the_plugin_that_provided_i
         result = invoke(args)
         assert result.exit_code != 0 and needle in result.output, result.output
         assert "--optimizer" not in result.output and "Traceback" not in result.output
+
+
+def test_plugins_hooks_lists_every_lifecycle_hook_and_marks_run_plugins_that_are_off():
+    result = invoke(["plugins", "--hooks"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split(":")[0].strip(): line for line in result.output.splitlines()[1:]}
+    assert {"on_train_end", "on_test_end", "on_exception", "on_save_checkpoint"} <= set(lines)
+    epoch_end = lines["on_epoch_end"]
+    assert "run:checkpoint ->" in epoch_end and "run:checkpoint (off)" not in epoch_end
+    assert "run:early-stopping (off)" in epoch_end
+    # the reporters come last, after the plugins that may add to the logs
+    assert epoch_end.index("run:early-stopping") < epoch_end.index("run:console")

@@ -21,7 +21,6 @@ def hook_call_order(app: AppState) -> dict[str, list[str]]:
     """Every lifecycle hook's implementations in the order pluggy calls them, with one instance
     of every run plugin that can be created with its default options registered."""
     from trainkit.options import instantiate
-    from trainkit.profiler import LIFECYCLE_HOOKS
     from trainkit.trainer import RUN_PLUGIN_PREFIX
 
     registered = []
@@ -31,16 +30,26 @@ def hook_call_order(app: AppState) -> dict[str, list[str]]:
         except Exception:  # e.g. plot without matplotlib: it cannot run, so it has no place
             continue
         registered.append(app.pm.register(plugin, name=RUN_PLUGIN_PREFIX + name))
+    on = set(app.registry.defaults())
     try:
         order = {}
-        for hook_name in [*LIFECYCLE_HOOKS, "on_fit_end", "on_exception", "on_save_checkpoint",
-                          "on_load_checkpoint"]:
+        for hook_name in lifecycle_hooks():
             impls = getattr(app.pm.hook, hook_name).get_hookimpls()
-            order[hook_name] = [impl.plugin_name for impl in reversed(impls)]
+            order[hook_name] = [impl.plugin_name + (" (off)" if impl.plugin_name.startswith(
+                RUN_PLUGIN_PREFIX) and impl.plugin_name.removeprefix(RUN_PLUGIN_PREFIX) not in on
+                else "") for impl in reversed(impls)]
         return order
     finally:
         for name in registered:
             app.pm.unregister(name=name)
+
+
+def lifecycle_hooks() -> list[str]:
+    """Every hook but the registration ones, in the order hookspecs.py declares them."""
+    from trainkit import hookspecs
+
+    return [name for name, value in vars(hookspecs).items()
+            if callable(value) and name.startswith("on_")]
 
 
 @click.command("plugins")
@@ -50,9 +59,12 @@ def hook_call_order(app: AppState) -> dict[str, list[str]]:
 @click.pass_obj
 def plugins_command(app: AppState, show_all: bool, show_hooks: bool) -> None:
     """List the plugins and the components they register."""
+    from trainkit.cli.run import plugin_option_param
+
     registry, pm = app.registry, app.pm
     if show_hooks:
-        click.echo("Lifecycle hooks, in call order ('run:NAME' is a run plugin):")
+        click.echo("Lifecycle hooks, in call order ('run:NAME' is a run plugin; '(off)' unless "
+                   "turned on with --plugin NAME):")
         for hook_name, names in hook_call_order(app).items():
             click.echo(f"  {hook_name}: {' -> '.join(names) if names else '(none)'}")
         return
@@ -66,7 +78,8 @@ def plugins_command(app: AppState, show_all: bool, show_hooks: bool) -> None:
         if show_all:
             component = registry.get(kind, name)
             for spec in component.options:
-                flag = flag_of(f"{name}_{spec.name}" if kind == "plugin" else spec.name)
+                flag = flag_of(plugin_option_param(name, spec.name) if kind == "plugin"
+                               else spec.name)
                 click.echo(f"      {flag} = {describe_default(spec.default)}"
                            + (f"  {spec.help}" if spec.help else ""))
     click.echo("\nPlugins:")
