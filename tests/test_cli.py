@@ -207,3 +207,14 @@ def test_architecture_strings_are_validated_strictly(value, needle):
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(lines) == 1 and f"'{value}'" in lines[0] and needle in lines[0]
+
+
+def test_limit_batches_makes_a_smoke_run(synthetic_dir, tmp_path):
+    from trainkit.checkpoint_io import load_checkpoint
+
+    result = invoke(["run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "2",
+                     "--batch-size", "16", "--limit-batches", "3", "--out", "smoke"])
+    assert result.exit_code == 0, result.output
+    manifest = load_checkpoint(tmp_path / "smoke" / "last.npz")[0]
+    assert manifest["global_step"] == 6  # 3 batches in each of 2 epochs
+    assert manifest["config"]["limit_batches"] == 3

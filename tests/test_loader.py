@@ -67,3 +67,18 @@ def test_a_subset_serves_only_its_samples_without_copying_them():
     np.testing.assert_array_equal(served[1][0], images[[8]] / np.float32(255))
     part = loader.part(1, 3)
     assert [y.tolist() for _, y in part.batches(np.arange(2))] == [[4, 5]]
+
+
+def test_limit_batches_caps_an_epoch_and_a_resumed_one():
+    import numpy as np
+
+    from trainkit.data import DataLoader
+
+    loader = DataLoader(np.zeros((100, 4), np.uint8), np.zeros(100, np.uint8), 8)
+    assert len(loader) == 13
+    loader.limit_batches = 3
+    assert len(loader) == 3
+    assert [len(y) for _, y in loader] == [8, 8, 8]
+    assert loader.batches_left(8) == 2 and loader.batches_left(24) == 0
+    loader.limit_batches = 50
+    assert len(loader) == 13

@@ -4,7 +4,8 @@ A config is a plain dict, the same in a TOML file, in ``--print-config`` output 
 checkpoint's manifest:
 
 * run keys: ``dataset``, ``model``, ``optimizer``, ``loss``, ``metric`` (list), ``plugin`` (list),
-  ``no_plugin`` (list), ``epochs``, ``batch_size``, ``seed``, ``val_split``, ``out``, ``threads``;
+  ``no_plugin`` (list), ``epochs``, ``batch_size``, ``seed``, ``val_split``, ``out``, ``threads``,
+  ``limit_batches``;
 * component options by name at the top level: ``lr``, ``hidden``, ``activation``, ``data_dir``, ...;
 * one table per run plugin for its options: ``{"checkpoint": {"every": 1, "keep": 3}}``.
 """
@@ -35,6 +36,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "val_split": 0.1,
     "out": None,
     "threads": None,
+    "limit_batches": None,
 }
 SINGLE_KINDS = ("dataset", "model", "optimizer", "loss")
 
@@ -121,6 +123,9 @@ def resolve(config: dict[str, Any], registry: Registry) -> Run:
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}", key)
+    limit = config["limit_batches"]
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"limit_batches must be an integer >= 1, got {limit!r}", "limit_batches")
     val_split = config["val_split"]
     if isinstance(val_split, bool) or not isinstance(val_split, (int, float)) or \
             not 0 <= val_split < 1:
@@ -297,6 +302,7 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
                                   shuffle=True, rng=np.random.default_rng(data_seed), subset=train)
         run.val_loader = loader(splits.train_images, splits.train_labels, eval_batch, subset=val)
     run.test_loader = test_loader
+    run.train_loader.limit_batches = run.val_loader.limit_batches = config["limit_batches"]
     out = config.get("out")
     run.run_dir = Path(out) if out else default_run_dir()
     run.trainer = Trainer(model, run.loss, run.optimizer, run.metrics, run.plugins,

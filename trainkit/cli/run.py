@@ -24,7 +24,7 @@ from trainkit.formatting import format_value
 from trainkit.run_lock import RunLock
 
 CORE_OPTIONS = ("dataset", "model", "optimizer", "loss", "metric", "plugin", "no_plugin",
-                "epochs", "batch_size", "seed", "val_split", "out", "threads")
+                "epochs", "batch_size", "seed", "val_split", "out", "threads", "limit_batches")
 KIND_TITLES = {"dataset": "Dataset options", "model": "Model options",
                "optimizer": "Optimizer options", "loss": "Loss options",
                "metric": "Metric options"}
@@ -70,6 +70,10 @@ def make_run_command(app: AppState) -> click.Command:
                       default_text="0.1", envvar="TRAINKIT_VAL_SPLIT",
                       help="Fraction of the training set held out (seeded) for validation; the "
                            "test split is scored once, at the end. 0 validates on the test split."),
+        GroupedOption(["--limit-batches"], type=click.IntRange(min=1), metavar="N",
+                      envvar="TRAINKIT_LIMIT_BATCHES",
+                      help="Train and validate on the first N batches of each epoch only: a "
+                           "smoke run.  [default: all]"),
         GroupedOption(["--out"], type=click.Path(path_type=Path), envvar="TRAINKIT_OUT",
                       help="Run folder.  [default: runs/<timestamp>]"),
         GroupedOption(["--overwrite"], is_flag=True,

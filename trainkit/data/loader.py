@@ -86,6 +86,8 @@ class DataLoader:
         self.scale = np.float32(1 / 255) if images.dtype == np.uint8 else None
         self._buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.rank, self.world = 0, 1
+        #: at most this many batches (global ones, when sharded) an epoch, for smoke runs
+        self.limit_batches: int | None = None
         self.global_batch_size = 0
         self.epoch_rng_state: dict[str, Any] = copy.deepcopy(self.rng.bit_generator.state)
 
@@ -106,7 +108,11 @@ class DataLoader:
         """Batches (global, when sharded) an epoch still has from sample ``first_sample`` on."""
         size = self.batch_size * self.world
         full, rest = divmod(max(len(self.labels) - first_sample, 0), size)
-        return full + (1 if rest >= self.world and not self.drop_last else 0)
+        left = full + (1 if rest >= self.world and not self.drop_last else 0)
+        if self.limit_batches is not None:
+            done = -(-first_sample // size)
+            left = min(left, max(self.limit_batches - done, 0))
+        return left
 
     def new_epoch(self) -> np.ndarray:
         """Remember the generator's state, then draw this epoch's sample order."""
