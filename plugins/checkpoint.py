@@ -28,7 +28,7 @@ class Checkpoint:
         every: save epoch-NNN.npz every this many epochs (0: never).
         keep: how many epoch-NNN.npz files to keep (0: all of them).
         monitor: the logged metric that picks best.npz ('' for no best.npz).
-        mode: min, max, or auto (max for accuracy-like metrics, min otherwise).
+        mode: min, max, or auto (known from the name: accuracy, F1, AUC... max; losses min).
         on_error: when a save fails (disk full, read-only): stop the run, or warn and go on.
     """
 

@@ -19,7 +19,7 @@ class EarlyStopping:
 
     Args:
         monitor: the logged metric to watch, such as val_loss or val_acc.
-        mode: min, max, or auto (max for accuracy-like metrics, min otherwise).
+        mode: min, max, or auto (known from the name: accuracy, F1, AUC... max; losses min).
         patience: epochs without improvement before stopping.
         min_delta: the smallest change that counts as an improvement.
         baseline: a value the metric must beat before anything counts as an improvement.

@@ -43,6 +43,7 @@ class LRSchedule:
             PyTorch's CosineAnnealingLR T_max: the lr reaches min_lr just after the last one.
         min_lr: the lowest learning rate any schedule goes to.
         monitor: the metric reduce-on-plateau watches.
+        mode: whether the monitored metric is better min or max (auto: known from its name).
         patience: epochs without improvement before reduce-on-plateau decays.
     """
 
@@ -58,6 +59,7 @@ class LRSchedule:
         cycle: int = 0,
         min_lr: float = 0.0,
         monitor: str = "val_loss",
+        mode: Literal["auto", "min", "max"] = "auto",
         patience: int = 2,
     ) -> None:
         if not 0 < gamma <= 1:
@@ -74,7 +76,7 @@ class LRSchedule:
         self.schedule, self.gamma, self.step_size = schedule, gamma, step_size
         self.warmup, self.cycle, self.min_lr, self.patience = warmup, cycle, min_lr, patience
         self.warmup_steps, self.pct_start = warmup_steps, pct_start
-        self.monitor = Monitor(monitor) if schedule == "reduce-on-plateau" else None
+        self.monitor = Monitor(monitor, mode) if schedule == "reduce-on-plateau" else None
         self.base_lr: float | None = None
         self.wait = 0
         self.name = "lr-schedule"

@@ -79,7 +79,7 @@ def test_state_survives_a_checkpoint_round_trip():
 
 def test_an_unlogged_monitor_is_a_clear_error():
     with pytest.raises(ConfigError, match="'val_nope' is not logged; logged: val_loss"):
-        drive(EarlyStopping(monitor="val_nope"), [1.0])
+        drive(EarlyStopping(monitor="val_nope", mode="min"), [1.0])
 
 
 @pytest.mark.slow
@@ -131,3 +131,30 @@ def test_restore_best_is_what_final_npz_holds_and_what_the_test_split_scores(syn
             np.testing.assert_array_equal(final_arrays[name], value)
             assert not np.array_equal(last_arrays[name], value)
     assert final["history"][-1]["test_loss"] > 0
+
+
+@pytest.mark.parametrize("metric,mode", [("val_acc", "max"), ("val_top5_acc", "max"),
+                                         ("val_f1", "max"), ("val_precision", "max"),
+                                         ("test_auc", "max"), ("val_loss", "min"),
+                                         ("val_error", "min")])
+def test_the_direction_of_known_metrics_is_known(metric, mode):
+    from trainkit.monitor import Monitor
+
+    assert Monitor(metric).mode == mode
+
+
+def test_an_unknown_metric_without_a_mode_is_a_one_line_error(synthetic_dir):
+    from click.testing import CliRunner
+
+    from trainkit.cli import make_cli
+
+    result = CliRunner().invoke(make_cli(), [
+        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "1",
+        "--plugin", "early-stopping", "--early-stopping-monitor", "val_score"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--early-stopping-mode" in result.output and "'val_score'" in result.output
+    maximised = CliRunner().invoke(make_cli(), [
+        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "1", "--out",
+        "run", "--plugin", "early-stopping", "--early-stopping-monitor", "val_acc",
+        "--early-stopping-mode", "max"])
+    assert maximised.exit_code == 0, maximised.output

@@ -1,15 +1,35 @@
 """One shared helper for watching a metric: used by early stopping, checkpointing and LR schedules.
 
-``mode="auto"`` maximises metrics whose name says accuracy (``acc``, ``accuracy``, ``top5_acc``)
-and minimises everything else, as Keras does.
+``mode="auto"`` knows which way the usual metrics go: accuracy (``acc``, ``top5_acc``),
+precision, recall, F1, AUC and the like are maximised, losses and errors minimised, with or
+without a ``val_``/``test_`` prefix. Any other name needs ``mode="min"`` or ``"max"``: guessing
+would silently minimise a score (Keras refuses to guess too).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from trainkit.errors import ConfigError
+
+#: Name patterns (after any val_/test_ prefix) of metrics that improve upwards or downwards.
+MAXIMISED = re.compile(r"(top\d+_)?acc(uracy)?|(balanced_)?accuracy|precision|recall|f1|f\d+|"
+                       r"(roc_|pr_)?auc|ap|map|iou|miou|dice|r2|kappa|mcc|specificity|"
+                       r"sensitivity|(macro|micro|weighted)_\w+")
+MINIMISED = re.compile(r"(\w+_)?loss|(\w+_)?error|err|mae|mse|rmse|msle|nll|perplexity|ce|"
+                       r"bce|(\w+_)?entropy|lr")
+
+
+def direction(metric: str) -> str | None:
+    """``"max"`` or ``"min"`` for a metric whose name says which way is better, else ``None``."""
+    name = re.sub(r"^(val|test|train)_", "", metric)
+    if MAXIMISED.fullmatch(name):
+        return "max"
+    if MINIMISED.fullmatch(name):
+        return "min"
+    return None
 
 
 class Monitor:
@@ -20,7 +40,10 @@ class Monitor:
         if mode not in ("auto", "min", "max"):
             raise ConfigError(f"mode must be auto, min or max, got {mode!r}", "mode")
         if mode == "auto":
-            mode = "max" if "acc" in metric else "min"
+            mode = direction(metric)
+            if mode is None:
+                raise ConfigError(f"cannot tell whether {metric!r} is better higher or lower: set "
+                                  f"mode to max or min", "mode")
         self.metric, self.mode, self.min_delta = metric, mode, abs(min_delta)
         self.best: float | None = baseline
         self.best_epoch: int | None = None

@@ -231,6 +231,15 @@ def _docstring_args(doc: str) -> dict[str, str]:
     return result
 
 
+def plugin_option_param(plugin: str, option: str) -> str:
+    """The parameter name of a run plugin's option; its flag is ``--<plugin>-<option>``, except
+    for the option that names what the plugin does (``schedule`` of ``lr-schedule``): that one
+    is the plugin's own name, ``--lr-schedule cosine``, and giving it turns the plugin on."""
+    if plugin == option or plugin.endswith("-" + option):
+        return plugin.replace("-", "_")
+    return f"{plugin}_{option}".replace("-", "_")
+
+
 def instantiate(factory: Any, values: dict[str, Any], *, where: str = "") -> Any:
     """Call ``factory`` with the options in ``values`` it declares (``None`` means its default)."""
     kwargs = {}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from trainkit.errors import ConfigError
-from trainkit.options import instantiate
+from trainkit.options import instantiate, plugin_option_param
 from trainkit.registry import Registry
 
 RUN_DEFAULTS: dict[str, Any] = {
@@ -175,8 +175,8 @@ def resolve(config: dict[str, Any], registry: Registry) -> Run:
         except ConfigError as e:
             if e.option is None:
                 e.option = "plugin"
-            elif e.option != "plugin" and not e.option.startswith(name):
-                e.option = f"{name.replace('-', '_')}_{e.option}"
+            elif e.option != "plugin" and not e.option.startswith(name.replace("-", "_")):
+                e.option = plugin_option_param(name, e.option)
             raise
         if getattr(plugins[name], "name", None) is None:
             try:

@@ -59,7 +59,7 @@ def lifecycle_hooks() -> list[str]:
 @click.pass_obj
 def plugins_command(app: AppState, show_all: bool, show_hooks: bool) -> None:
     """List the plugins and the components they register."""
-    from trainkit.cli.run import plugin_option_param
+    from trainkit.options import plugin_option_param
 
     registry, pm = app.registry, app.pm
     if show_hooks:

@@ -21,6 +21,7 @@ from trainkit.cli.options import (
 )
 from trainkit.errors import ConfigError
 from trainkit.formatting import format_value
+from trainkit.options import plugin_option_param
 from trainkit.run_lock import RunLock
 
 CORE_OPTIONS = ("dataset", "model", "optimizer", "loss", "metric", "plugin", "no_plugin",
@@ -148,15 +149,6 @@ def make_run_command(app: AppState) -> click.Command:
         help="Train a model. Every part of the run is a plugin; see `trainkit plugins`.",
         short_help=RUN_SHORT_HELP,
     )
-
-
-def plugin_option_param(plugin: str, option: str) -> str:
-    """The parameter name of a run plugin's option; its flag is ``--<plugin>-<option>``, except
-    for the option that names what the plugin does (``schedule`` of ``lr-schedule``): that one
-    is the plugin's own name, ``--lr-schedule cosine``, and giving it turns the plugin on."""
-    if plugin == option or plugin.endswith("-" + option):
-        return plugin.replace("-", "_")
-    return f"{plugin}_{option}".replace("-", "_")
 
 
 def given_options(ctx: click.Context, kwargs: dict[str, Any]) -> dict[str, Any]:
