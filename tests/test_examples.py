@@ -27,6 +27,17 @@ def test_python_api_example_trains_with_a_custom_plugin(synthetic_dir):
     assert "final test accuracy" in result.stdout and "[  2/2]" in result.stdout
 
 
+def test_session_example_resumes_from_python_bit_exactly(synthetic_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "session_api.py"), "--dataset", "idx", "--out",
+         str(tmp_path / "demo")], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TRAINKIT_DATA_DIR": str(synthetic_dir)})
+    assert result.returncode == 0, result.stderr
+    assert "resumed run: completed, 4 epochs counted in all; run.json says completed" \
+        in result.stdout
+    assert "resumed weights equal the uninterrupted run's, bit for bit: True" in result.stdout
+
+
 @pytest.fixture(scope="module")
 def venv_python(tmp_path_factory) -> Path:
     """A fresh venv that sees this environment's packages (trainkit and its dependencies, pip,

@@ -28,8 +28,8 @@ def evaluate_command(app: AppState, checkpoint: Path, data_dir: Path | None, bat
     """
     from trainkit import run as runlib
     from trainkit.checkpoint_io import load_checkpoint
-    from trainkit.cli.run import model_in_run_folder
     from trainkit.errors import CheckpointError, ConfigError
+    from trainkit.run_folder import model_in_run_folder
     from trainkit.snapshot import restore
 
     with cli_errors(verbose or app.verbose):

@@ -1,0 +1,87 @@
+"""A run folder: which checkpoint it hands over, whether it holds a run, and making it ready.
+
+A run folder holds one run: its checkpoints (``last.npz``, ``best.npz``, ``final.npz``,
+``emergency.npz``, ``epoch-NNN.npz``), ``run.json`` and the files plugins write. A folder holding
+any of them is not trained in again unless the run resumes it or is told to clear it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainkit.errors import CheckpointError, ConfigError
+
+RESUMABLE = ("last.npz", "emergency.npz")
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
+    """The newer of a run folder's ``last.npz`` and ``emergency.npz``, if it has either."""
+    found = [folder / name for name in RESUMABLE if (folder / name).is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+
+
+def model_in_run_folder(folder: Path) -> Path:
+    """The model a run folder hands over: ``final.npz``, else its newest resumable checkpoint."""
+    if (folder / "final.npz").is_file():
+        return folder / "final.npz"
+    found = newest_checkpoint(folder)
+    if found is None:
+        raise CheckpointError(f"{folder}: run folder holds no final.npz, last.npz or "
+                              f"emergency.npz")
+    return found
+
+
+def resolve_resume_path(value: str | Path, out: Path | None) -> Path:
+    """``--resume``: a checkpoint file, a run folder, or ``last`` (the newest run under
+    ``runs/``, or the ``--out`` folder)."""
+    if str(value) == "last":
+        folders = [Path(out)] if out is not None else [p for p in Path("runs").glob("*")
+                                                      if p.is_dir()]
+        candidates = [c for c in map(newest_checkpoint, folders) if c is not None]
+        if not candidates:
+            where = out if out is not None else "runs/"
+            raise CheckpointError(f"--resume last: no checkpoint (last.npz or emergency.npz) "
+                                  f"in {where}")
+        return max(candidates, key=lambda p: p.stat().st_mtime_ns)
+    path = Path(value)
+    if path.is_dir():
+        found = newest_checkpoint(path)
+        if found is None:
+            raise CheckpointError(f"{path}: run folder holds no last.npz or emergency.npz")
+        return found
+    return path
+
+
+#: Files that only a run writes: a folder holding one of them holds a run.
+RUN_FILES = ("run.json", "last.npz", "best.npz", "final.npz", "emergency.npz", "history.csv")
+
+
+def holds_a_run(folder: Path) -> bool:
+    if not folder.is_dir():
+        return False
+    return any((folder / name).exists() for name in RUN_FILES) or \
+        any(folder.glob("epoch-*.npz"))
+
+
+def clear_run_dir(folder: Path) -> None:
+    """Remove everything in a run folder but its lock file."""
+    import shutil
+
+    from trainkit.run_lock import LOCK_NAME
+
+    for entry in folder.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: run folder exists and is not a folder", "out")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{run_dir}: cannot create run folder ({e.strerror})", "out") from None

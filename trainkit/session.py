@@ -1,0 +1,290 @@
+"""``Session``: one training run, from a config to a finished run folder.
+
+The CLI, the Python API, sweeps and tests all start runs through it, so each gets the same
+behaviour: the config checked (file keys named in errors), a resume restored bit-exactly, the
+run folder locked and refused when it holds another run, the thread count chosen, and
+``run.json`` true at every moment.
+
+    from trainkit.session import Session
+
+    outcome = Session({"epochs": 2, "out": "runs/a"}).fit()
+    outcome = Session({"epochs": 4}, resume="runs/a").fit()   # continues runs/a, bit-exactly
+
+``trainkit run`` is a thin layer over it: it turns its arguments into a config layer, runs a
+Session, and maps the outcome to an exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainkit import run as runlib
+from trainkit.errors import ConfigError
+from trainkit.formatting import format_value
+
+#: ``report(message, error)``: how a session talks to its user. The CLI passes click's echo;
+#: the default prints to stdout, and to stderr when ``error``.
+Report = Callable[[str, bool], None]
+
+
+def print_report(message: str, error: bool = False) -> None:
+    print(message, file=sys.stderr if error else sys.stdout, flush=True)
+
+
+@dataclass
+class Outcome:
+    """How a session's run ended: ``status`` is completed, stopped (a plugin stopped it), nan,
+    or interrupted (Ctrl+C)."""
+
+    status: str
+    run: runlib.Run
+    history: Any = None
+    test_logs: dict[str, float] | None = None
+    message: str = ""  # why a nan run stopped, for the caller to raise or show
+
+    @property
+    def trainer(self):
+        return self.run.trainer
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self.run.run_dir
+
+
+class Session:
+    """One run. ``config`` is a config layer (the keys of a TOML config file, or of
+    ``--print-config``); ``config_file`` a TOML file under it; ``resume`` a checkpoint, a run
+    folder or ``"last"`` to continue; ``overwrite`` clears a run folder that holds an earlier
+    run; ``plugins`` are extra plugin objects registered next to the installed ones (or pass
+    ``pm`` and ``registry`` already built, as the CLI does)."""
+
+    def __init__(self, config: dict[str, Any] | None = None, *, config_file: Path | str | None = None,
+                 resume: Path | str | None = None, overwrite: bool = False,
+                 plugins: Sequence[object] = (), pm=None, registry=None,
+                 report: Report = print_report) -> None:
+        if pm is None:
+            from trainkit.plugin_manager import get_plugin_manager
+            from trainkit.registry import Registry
+
+            pm = get_plugin_manager()
+            for plugin in plugins:
+                pm.register_given(plugin)
+            registry = Registry.collect(pm)
+        self.pm, self.registry = pm, registry
+        self.layer = dict(config or {})
+        self.config_file = Path(config_file) if config_file is not None else None
+        self.resume, self.overwrite, self.report = resume, overwrite, report
+        self.run: runlib.Run | None = None
+        self.resume_from: Path | None = None
+        self.manifest: dict[str, Any] | None = None
+        self.changes: list[str] = []
+        self._saved: dict[str, Any] | None = None
+        self._arrays: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ config
+
+    def resolve(self) -> runlib.Run:
+        """Merge the layers (checkpoint, file, this config), check them and create the
+        components; nothing is loaded or written yet."""
+        from trainkit.tomlio import read_toml
+
+        layers = []
+        if self.resume is not None:
+            from trainkit.checkpoint_io import load_checkpoint
+            from trainkit.run_folder import resolve_resume_path
+
+            self.resume_from = resolve_resume_path(self.resume, self.layer.get("out"))
+            self.manifest, self._arrays = load_checkpoint(self.resume_from)
+            runlib.check_components_installed(self.manifest, self.registry, self.pm,
+                                              str(self.resume_from))
+            # Checkpoints from before the validation split validated on the test split.
+            self._saved = {"val_split": 0.0, **(self.manifest.get("config") or {})}
+            layers.append(self._saved)
+        file_layer = read_toml(self.config_file) if self.config_file is not None else None
+        if file_layer is not None:
+            layers.append(file_layer)
+        layers.append(self.layer)
+        config = runlib.merge_configs(*layers)
+        if self.resume_from is not None:
+            runlib.check_resume_keys(self._saved, config, str(self.resume_from))
+            if "out" not in self.layer:
+                config["out"] = str(self.resume_from.parent)
+        if file_layer is not None:  # its mistakes are the file's, not flags the user typed
+            on = runlib.enabled_plugins(runlib.merge_configs(runlib.RUN_DEFAULTS, config),
+                                        self.registry)
+            runlib.check_config_file(file_layer, self.registry, on, str(self.config_file))
+        self.run = runlib.resolve(config, self.registry)
+        if self.resume_from is not None:
+            self.changes = runlib.resume_changes(self._saved, self.run, str(self.resume_from))
+            check_epochs_left(self.run.config["epochs"], self.manifest, self.resume_from)
+        return self.run
+
+    def effective_config(self) -> dict[str, Any]:
+        """The full config this session trains with, every default included."""
+        return runlib.effective_config(self.run or self.resolve())
+
+    # ------------------------------------------------------------------ build and fit
+
+    def build(self) -> runlib.Run:
+        """Refuse a folder that holds another run, load the data, build the trainer and
+        restore the checkpoint being resumed."""
+        from trainkit.run_folder import holds_a_run
+
+        run = self.run or self.resolve()
+        out = Path(run.config["out"]) if run.config.get("out") else None
+        if out is not None and run.is_main_process and not self.continuing(out) and \
+                not self.overwrite and holds_a_run(out):
+            raise ConfigError(f"{out} holds an earlier run; resume it with --resume {out}, "
+                              f"train elsewhere with another --out, or clear it with --overwrite",
+                              "out")
+        runlib.build(run, self.pm)
+        if self.resume_from is not None:
+            from trainkit.snapshot import restore
+
+            trainer = run.trainer
+            restore(trainer, self.manifest, self._arrays, source=str(self.resume_from))
+            if self._saved.get("lr") != trainer.config.get("lr"):  # a new lr is applied
+                trainer.optimizer.lr = trainer.config["lr"]
+        return run
+
+    def continuing(self, out: Path) -> bool:
+        """True when this session resumes the run of its own run folder."""
+        return self.resume_from is not None and out.resolve() == self.resume_from.parent.resolve()
+
+    def fit(self) -> Outcome:
+        """Train: lock the run folder (the main process), choose the threads, fit, and keep
+        ``run.json``'s status true. Ctrl+C ends it with status ``interrupted``."""
+        from trainkit.run_folder import clear_run_dir, holds_a_run, prepare_run_dir
+        from trainkit.run_lock import RunLock
+
+        run = self.run if self.run is not None and self.run.trainer is not None else self.build()
+        if not run.trainer.is_main_process:  # other data-parallel ranks write nothing
+            return self._train(run)
+        prepare_run_dir(run.run_dir)
+        with RunLock(run.run_dir) as lock:
+            if lock.stale_owner:
+                self.report(f"trainkit: took over the lock of process "
+                            f"{lock.stale_owner.get('pid')}, which is no longer running", True)
+            if self.overwrite and not self.continuing(run.run_dir) and holds_a_run(run.run_dir):
+                clear_run_dir(run.run_dir)  # under the lock: never a folder a live run uses
+                self.report(f"trainkit: cleared {run.run_dir} (--overwrite)", True)
+            return self._train(run)
+
+    def _train(self, run: runlib.Run) -> Outcome:
+        from trainkit.run import write_status
+        from trainkit.threads import blas_kernels, blas_threads
+
+        trainer = run.trainer
+        main = trainer.is_main_process
+        say = self.report if main else (lambda message, error=False: None)
+        threads_wanted, split_batch = self.threads(run, say)
+        if run.config["val_split"] == 0:
+            say("trainkit: warning: --val-split 0 validates on the test split: best.npz, early "
+                "stopping and plateau schedules then pick on test data", True)
+        status = "failed"
+        if main:
+            write_status(run, "running")
+        try:
+            with blas_threads(threads_wanted, split_batch) as threads:
+                trainer.blas_threads, trainer.blas_kernels = threads, blas_kernels()
+                self.announce(run, threads, say)
+                try:
+                    trainer.fit(run.train_loader, run.val_loader, epochs=run.config["epochs"],
+                                test=run.test_loader)
+                except KeyboardInterrupt:
+                    status = "interrupted"
+                    say(f"trainkit: interrupted at epoch {trainer.state.epoch + 1}, "
+                        f"step {trainer.state.step_in_epoch}; run folder {run.run_dir}", True)
+                    return Outcome(status, run, trainer.history, trainer.test_logs)
+            status = trainer.stop_reason or "completed"
+        finally:
+            if main:
+                write_status(run, status)
+        outcome = Outcome(status, run, trainer.history, trainer.test_logs)
+        if status == "nan":
+            outcome.message = (f"training stopped by nan-guard: "
+                               f"{trainer.stop_message or 'the loss is not finite'}; the last "
+                               f"good checkpoint (if any) is in {run.run_dir}")
+            return outcome
+        why = f" ({trainer.stop_message})" if trainer.stop_message else ""
+        scores = ""
+        if trainer.test_logs:
+            scores = "; " + " ".join(f"{k}: {format_value(v, 4)}"
+                                     for k, v in trainer.test_logs.items())
+        say(f"trainkit: {status} after epoch {trainer.state.epoch}{why}{scores}; "
+            f"run folder {run.run_dir}", False)
+        return outcome
+
+    def threads(self, run: runlib.Run, say) -> tuple[int, bool]:
+        """The thread count: ``threads`` from the config, else the checkpoint's, else a
+        plugin's preference (ddp: cores per rank), else the model's default; ``"auto"`` times it."""
+        from trainkit.threads import (
+            available_cores,
+            calibrate,
+            default_threads,
+            model_state_kept,
+            training_step_probe,
+        )
+
+        trainer = run.trainer
+        wanted = run.config.get("threads")
+        split_batch = getattr(trainer.model, "splits_batch", False)
+        cores = available_cores()
+        if isinstance(wanted, int) and wanted > cores:
+            say(f"trainkit: warning: --threads {wanted} is more than the {cores} cores this "
+                f"process can use: BLAS threads then wait for each other, and training can be "
+                f"many times slower", True)
+        if wanted is None and self.manifest is not None:
+            wanted = self.manifest.get("blas_threads")
+        preferred = [p.preferred_blas_threads for p in run.plugins.values()
+                     if getattr(p, "preferred_blas_threads", None)]
+        if wanted is None and preferred:
+            wanted = min(preferred)
+        if wanted is None:
+            wanted = default_threads(split_batch)
+        if wanted == "auto":
+            with model_state_kept(trainer.model):
+                wanted = calibrate(training_step_probe(
+                    trainer.model, trainer.loss, run.config["batch_size"], run.splits.input_size,
+                    trainer.optimizer), split_batch=split_batch)
+        return wanted, split_batch
+
+    def announce(self, run: runlib.Run, threads: int, say) -> None:
+        """The line that says what is being trained (and what a resume changed)."""
+        trainer = run.trainer
+        recorded = self.manifest.get("blas_kernels") if self.manifest is not None else None
+        if recorded and recorded != trainer.blas_kernels:
+            say(f"trainkit: note: {self.resume_from} was written with BLAS {recorded}, this run "
+                f"uses {trainer.blas_kernels}: it can differ in the last bits from a run that was "
+                "never interrupted", True)
+        what = "training"
+        if self.resume_from is not None:
+            state = trainer.state
+            where = f"after epoch {state.epoch}" if not state.step_in_epoch else \
+                f"in epoch {state.epoch + 1} after step {state.step_in_epoch}"
+            what = f"resuming from {self.resume_from} {where}:"
+            if self.changes:
+                say(f"trainkit: resuming with changes: {'; '.join(self.changes)}", False)
+        config = run.config
+        say(f"trainkit: {what} {config['model']} ({trainer.model.describe()}) on "
+            f"{config['dataset']} with {config['optimizer']}, "
+            f"{plural(config['epochs'], 'epoch')} in all, batch {config['batch_size']}, "
+            f"{plural(threads, 'BLAS thread')}; run folder {run.run_dir}", False)
+
+
+def check_epochs_left(epochs: int, manifest: dict[str, Any], source: Path) -> None:
+    """A resume must have an epoch left to train."""
+    done = int(manifest.get("epoch") or 0)
+    mid_epoch = bool((manifest.get("state") or {}).get("step_in_epoch"))
+    if epochs < done or (epochs == done and not mid_epoch):
+        raise ConfigError(f"{source} has trained {done} epochs already, and this run asks for "
+                          f"{epochs} in all: nothing is left to train; give --epochs more than "
+                          f"{done} to train further", "epochs")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
