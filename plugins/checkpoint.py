@@ -14,6 +14,7 @@ import sys
 from typing import Literal
 
 from trainkit import hookimpl
+from trainkit.contract import state_key
 from trainkit.errors import CheckpointError, ConfigError, PluginError
 from trainkit.monitor import Monitor
 
@@ -124,14 +125,14 @@ class Checkpoint:
 
     @hookimpl
     def on_save_checkpoint(self, state):
-        state["checkpoint"] = {
+        state[state_key(self)] = {
             "kept": list(self.kept),
             "monitor": self.monitor.state_dict() if self.monitor else None,
         }
 
     @hookimpl
     def on_load_checkpoint(self, state):
-        mine = state.get("checkpoint") or {}
+        mine = state.get(state_key(self)) or {}
         self.kept = list(mine.get("kept") or [])
         if self.monitor is not None and mine.get("monitor"):
             self.monitor.load_state_dict(mine["monitor"])

@@ -10,6 +10,7 @@ import sys
 from typing import Literal
 
 from trainkit import hookimpl
+from trainkit.contract import state_key
 from trainkit.errors import ConfigError
 from trainkit.monitor import Monitor
 
@@ -80,14 +81,14 @@ class EarlyStopping:
 
     @hookimpl
     def on_save_checkpoint(self, state):
-        state["early-stopping"] = {"wait": self.wait, "stopped_epoch": self.stopped_epoch,
+        state[state_key(self)] = {"wait": self.wait, "stopped_epoch": self.stopped_epoch,
                                    "monitor": self.monitor.state_dict(),
                                    "best_weights": self.best_weights,
                                    "best_states": self.best_states}
 
     @hookimpl
     def on_load_checkpoint(self, state):
-        mine = state.get("early-stopping")
+        mine = state.get(state_key(self))
         if mine:
             self.wait = int(mine["wait"])
             self.stopped_epoch = mine.get("stopped_epoch")

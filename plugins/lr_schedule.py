@@ -19,6 +19,7 @@ import math
 from typing import Literal
 
 from trainkit import hookimpl
+from trainkit.contract import state_key
 from trainkit.errors import ConfigError
 from trainkit.monitor import Monitor
 
@@ -146,13 +147,13 @@ class LRSchedule:
 
     @hookimpl
     def on_save_checkpoint(self, trainer, state):
-        state["lr-schedule"] = {"base_lr": self.base_lr, "wait": self.wait,
+        state[state_key(self)] = {"base_lr": self.base_lr, "wait": self.wait,
                                 "configured_lr": trainer.config.get("lr"),
                                 "monitor": self.monitor.state_dict() if self.monitor else None}
 
     @hookimpl
     def on_load_checkpoint(self, trainer, state):
-        mine = state.get("lr-schedule")
+        mine = state.get(state_key(self))
         if mine:
             self.base_lr, self.wait = mine["base_lr"], int(mine["wait"])
             configured = trainer.config.get("lr")

@@ -25,7 +25,7 @@ from typing import Any
 
 import pluggy
 
-from trainkit import hookspecs
+from trainkit import contract, hookspecs
 from trainkit.errors import PluginError, PluginProblem
 from trainkit.markers import PROJECT_NAME
 
@@ -204,7 +204,7 @@ class PluginManager(pluggy.PluginManager):
             return
         if name is None:
             name = plugin.__name__ if isinstance(plugin, types.ModuleType) else \
-                getattr(plugin, "name", None)
+                contract.read(plugin, "name")
         if not isinstance(name, str) or not name:
             name = type(plugin).__name__
         installed = self.get_plugin(name)

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from trainkit import contract
+
 LIFECYCLE_HOOKS = (
     "on_fit_start", "on_epoch_start", "on_batch_start", "on_before_optimizer_step",
     "on_batch_end", "on_validation_start", "on_validation_end", "on_epoch_end",
@@ -45,7 +47,7 @@ class HookProfiler:
                 if impl.hookwrapper or impl.wrapper:
                     continue
                 plugin = impl.plugin_name.removeprefix("run:")
-                if getattr(impl.plugin, "slow_hooks_expected", False):
+                if contract.read(impl.plugin, "slow_hooks_expected"):
                     self.warned.add(plugin)  # its hooks are the work (ddp's allreduce): no warning
                 stat = self.stats.setdefault((plugin, hook_name), HookStat())
                 self._wrapped.append((impl, impl.function))

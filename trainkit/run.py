@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainkit import contract
 from trainkit.errors import ConfigError
 from trainkit.options import instantiate, plugin_option_param
 from trainkit.registry import Registry
@@ -113,7 +114,7 @@ class Run:
     @property
     def is_main_process(self) -> bool:
         """False on the data-parallel ranks that write nothing (a plugin says so)."""
-        return all(getattr(p, "is_main_process", True) for p in self.plugins.values())
+        return all(contract.read(p, "is_main_process") for p in self.plugins.values())
 
 
 def resolve(config: dict[str, Any], registry: Registry) -> Run:
@@ -178,7 +179,7 @@ def resolve(config: dict[str, Any], registry: Registry) -> Run:
             elif e.option != "plugin" and not e.option.startswith(name.replace("-", "_")):
                 e.option = plugin_option_param(name, e.option)
             raise
-        if getattr(plugins[name], "name", None) is None:
+        if contract.read(plugins[name], "name") is None:
             try:
                 plugins[name].name = name
             except AttributeError:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainkit import contract
 from trainkit import run as runlib
 from trainkit.errors import ConfigError
 from trainkit.formatting import format_value
@@ -240,8 +241,8 @@ class Session:
                 f"many times slower", True)
         if wanted is None and self.manifest is not None:
             wanted = self.manifest.get("blas_threads")
-        preferred = [p.preferred_blas_threads for p in run.plugins.values()
-                     if getattr(p, "preferred_blas_threads", None)]
+        preferred = [contract.read(p, "preferred_blas_threads") for p in run.plugins.values()
+                     if contract.read(p, "preferred_blas_threads")]
         if wanted is None and preferred:
             wanted = min(preferred)
         if wanted is None:

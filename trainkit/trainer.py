@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from trainkit import contract
 from trainkit.data.loader import Batch, DataLoader
 from trainkit.errors import PluginError
 from trainkit.plugin_manager import call_impl
@@ -175,7 +176,7 @@ class Trainer:
         if isinstance(plugins, dict):
             self.plugins = dict(plugins)
         else:
-            self.plugins = {getattr(p, "name", None) or f"{type(p).__name__}-{id(p):x}": p
+            self.plugins = {contract.read(p, "name") or f"{type(p).__name__}-{id(p):x}": p
                             for p in plugins}
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.config = config or {}

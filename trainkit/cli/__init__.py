@@ -16,8 +16,9 @@ import click
 from trainkit import __version__
 from trainkit.cli.app import TrainkitGroup
 from trainkit.cli.evaluate import evaluate_command
+from trainkit.cli.options import PLUGIN_MODULE_HELP, STRICT_PLUGINS_HELP, VERBOSE_HELP
 from trainkit.cli.plugins import plugins_command
-from trainkit.cli.run import EXIT_INTERRUPTED
+from trainkit.cli.run import EXIT_INTERRUPTED, make_run_command
 
 __all__ = ["EXIT_INTERRUPTED", "main", "make_cli"]
 
@@ -32,16 +33,16 @@ def make_cli(plugins: Sequence[object] = ()) -> click.Group:
     @click.group(cls=TrainkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(__version__, prog_name="trainkit")
     @click.option("-p", "plugin_module", multiple=True, metavar="MODULE|no:NAME",
-                  help="Load a plugin module by import path, or block a plugin (no:NAME).")
-    @click.option("--strict-plugins", is_flag=True,
-                  help="Fail when a plugin cannot be loaded instead of skipping it.")
-    @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks of errors.")
+                  help=PLUGIN_MODULE_HELP)
+    @click.option("--strict-plugins", is_flag=True, help=STRICT_PLUGINS_HELP)
+    @click.option("-v", "--verbose", is_flag=True, help=VERBOSE_HELP)
     def cli(plugin_module: tuple[str, ...], strict_plugins: bool, verbose: bool) -> None:
         """trainkit: train numpy neural networks, every part a plugin."""
 
     cli.add_command(plugins_command)
     cli.add_command(evaluate_command)
     cli.extra_plugins = list(plugins)  # type: ignore[attr-defined]
+    cli.run_command_factory = make_run_command  # type: ignore[attr-defined]
     return cli
 
 

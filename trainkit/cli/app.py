@@ -136,8 +136,7 @@ class TrainkitGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name == "run" and ctx.meta.get("trainkit.listing"):
             return click.Command("run", short_help=RUN_SHORT_HELP)
-        if name == "run" and isinstance(ctx.obj, AppState):
-            from trainkit.cli.run import make_run_command
-
-            return make_run_command(ctx.obj)
+        factory = getattr(self, "run_command_factory", None)  # set by make_cli: no import cycle
+        if name == "run" and isinstance(ctx.obj, AppState) and factory is not None:
+            return factory(ctx.obj)
         return super().get_command(ctx, name)

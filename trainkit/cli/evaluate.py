@@ -8,6 +8,7 @@ import click
 
 from trainkit.cli.app import AppState
 from trainkit.cli.errors import cli_errors
+from trainkit.cli.options import VERBOSE_HELP
 from trainkit.formatting import format_value
 
 
@@ -17,7 +18,7 @@ from trainkit.formatting import format_value
               show_envvar=True, help="Folder that holds the dataset's files.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Samples scored at a time (the scores do not depend on it).")
-@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks of errors.")
+@click.option("-v", "--verbose", is_flag=True, help=VERBOSE_HELP)
 @click.pass_obj
 def evaluate_command(app: AppState, checkpoint: Path, data_dir: Path | None, batch_size: int,
                      verbose: bool) -> None:

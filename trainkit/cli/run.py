@@ -11,6 +11,9 @@ from click.core import ParameterSource
 from trainkit.cli.app import RUN_SHORT_HELP, AppState
 from trainkit.cli.errors import cli_errors
 from trainkit.cli.options import (
+    PLUGIN_MODULE_HELP,
+    STRICT_PLUGINS_HELP,
+    VERBOSE_HELP,
     GroupedCommand,
     GroupedOption,
     ThreadsType,
@@ -31,25 +34,51 @@ EXIT_INTERRUPTED = 130
 
 
 def make_run_command(app: AppState) -> click.Command:
+    """``trainkit run``, with an option for every run key, component option and plugin option."""
     from trainkit.run import component_option_owners
 
     registry = app.registry
     names = {kind: registry.names(kind) for kind in ("dataset", "model", "optimizer", "loss",
                                                     "metric", "plugin")}
-    defaults_on = registry.defaults()
+    params = [*choice_options(names, registry.defaults()), *training_options(),
+              *session_options()]
+    owners = component_option_owners(registry)
+    params += component_options(app, owners)
+    plugin_params = plugin_options(app, params)
 
-    def choice_option(flag: str, kind: str, default: str, help_text: str, **kw: Any):
-        return GroupedOption([flag], type=click.Choice(names[kind]), default=None,
-                             default_text=default, help=help_text,
-                             envvar=envvar_of(flag[2:]), **kw)
+    def callback(**kwargs: Any) -> None:
+        ctx = click.get_current_context()
+        run_command(ctx, app, kwargs, set(owners), plugin_params)
 
-    params: list[click.Parameter] = [
-        choice_option("--dataset", "dataset", "mnist", "Dataset to train on."),
-        choice_option("--model", "model", "mlp", "Model to build."),
-        choice_option("--optimizer", "optimizer", "adam", "Optimizer."),
-        choice_option("--loss", "loss", "cross-entropy", "Loss function."),
+    return GroupedCommand(
+        "run", params=params, callback=callback,
+        help="Train a model. Every part of the run is a plugin; see `trainkit plugins`.",
+        short_help=RUN_SHORT_HELP,
+    )
+
+
+def default_of(key: str) -> str:
+    """``--help``'s default of a run key, from ``RUN_DEFAULTS``: the one source."""
+    from trainkit.run import RUN_DEFAULTS
+
+    value = RUN_DEFAULTS[key]
+    return ", ".join(value) if isinstance(value, list) else str(value)
+
+
+def choice_options(names: dict[str, list[str]], defaults_on: list[str]) -> list[click.Parameter]:
+    """The components and run plugins to use."""
+    def choice(kind: str, help_text: str) -> GroupedOption:
+        return GroupedOption([f"--{kind}"], type=click.Choice(names[kind]), default=None,
+                             default_text=default_of(kind), help=help_text,
+                             envvar=envvar_of(kind))
+
+    return [
+        choice("dataset", "Dataset to train on."),
+        choice("model", "Model to build."),
+        choice("optimizer", "Optimizer."),
+        choice("loss", "Loss function."),
         GroupedOption(["--metric"], type=click.Choice(names["metric"]), multiple=True,
-                      default_text="accuracy", envvar="TRAINKIT_METRIC",
+                      default_text=default_of("metric"), envvar="TRAINKIT_METRIC",
                       help="Metric to log (repeatable)."),
         GroupedOption(["--plugin"], type=click.Choice(names["plugin"]), multiple=True,
                       envvar="TRAINKIT_PLUGIN", help="Turn a run plugin on (repeatable)."),
@@ -57,22 +86,49 @@ def make_run_command(app: AppState) -> click.Command:
                       envvar="TRAINKIT_NO_PLUGIN",
                       help=f"Turn a run plugin off (repeatable). On by default: "
                            f"{', '.join(defaults_on) or 'none'}."),
+        *global_options(),
+    ]
+
+
+def global_options() -> list[click.Parameter]:
+    """The options the ``trainkit`` group takes too, accepted after ``run`` as well."""
+    return [
         GroupedOption(["-p", "plugin_module"], multiple=True, metavar="MODULE|no:NAME",
-                      help="Load a plugin module by import path, or block one (no:NAME)."),
-        GroupedOption(["--epochs"], type=click.IntRange(min=1), default_text="10",
+                      help=PLUGIN_MODULE_HELP),
+        GroupedOption(["--strict-plugins"], is_flag=True, help=STRICT_PLUGINS_HELP),
+        GroupedOption(["-v", "--verbose"], is_flag=True, help=VERBOSE_HELP),
+    ]
+
+
+def training_options() -> list[click.Parameter]:
+    """How long, on what, and how the data is cut."""
+    return [
+        GroupedOption(["--epochs"], type=click.IntRange(min=1), default_text=default_of("epochs"),
                       envvar="TRAINKIT_EPOCHS", help="Epochs to train (in total, on resume)."),
-        GroupedOption(["--batch-size"], type=click.IntRange(min=1), default_text="64",
-                      envvar="TRAINKIT_BATCH_SIZE", help="Samples per training batch."),
-        GroupedOption(["--seed"], type=int, default_text="42", envvar="TRAINKIT_SEED",
-                      help="Seed of the weights and the data order."),
+        GroupedOption(["--batch-size"], type=click.IntRange(min=1),
+                      default_text=default_of("batch_size"), envvar="TRAINKIT_BATCH_SIZE",
+                      help="Samples per training batch."),
+        GroupedOption(["--seed"], type=int, default_text=default_of("seed"),
+                      envvar="TRAINKIT_SEED", help="Seed of the weights and the data order."),
         GroupedOption(["--val-split"], type=click.FloatRange(0, 1, max_open=True),
-                      default_text="0.1", envvar="TRAINKIT_VAL_SPLIT",
+                      default_text=default_of("val_split"), envvar="TRAINKIT_VAL_SPLIT",
                       help="Fraction of the training set held out (seeded) for validation; the "
                            "test split is scored once, at the end. 0 validates on the test split."),
         GroupedOption(["--limit-batches"], type=click.IntRange(min=1), metavar="N",
                       envvar="TRAINKIT_LIMIT_BATCHES",
                       help="Train and validate on the first N batches of each epoch only: a "
                            "smoke run.  [default: all]"),
+        GroupedOption(["--threads"], type=ThreadsType(), envvar="TRAINKIT_THREADS",
+                      default_text="all cores for a convnet, 1 otherwise",
+                      help="Threads: a count, or 'auto' to time 1 against all cores at the start "
+                           "(fastest under load, but the last bits of the results then depend on "
+                           "it)."),
+    ]
+
+
+def session_options() -> list[click.Parameter]:
+    """Where the run goes, what it continues, and what the command prints."""
+    return [
         GroupedOption(["--out"], type=click.Path(path_type=Path), envvar="TRAINKIT_OUT",
                       help="Run folder.  [default: runs/<timestamp>]"),
         GroupedOption(["--overwrite"], is_flag=True,
@@ -80,23 +136,18 @@ def make_run_command(app: AppState) -> click.Command:
                            "(without it such a folder is refused)."),
         GroupedOption(["--resume"], metavar="PATH|last",
                       help="Continue from a checkpoint file, a run folder, or 'last'."),
-        GroupedOption(["--threads"], type=ThreadsType(), envvar="TRAINKIT_THREADS",
-                      default_text="all cores for a convnet, 1 otherwise",
-                      help="Threads: a count, or 'auto' to time 1 against all cores at the start "
-                           "(fastest under load, but the last bits of the results then depend on "
-                           "it)."),
         GroupedOption(["--config"], type=click.Path(path_type=Path),
                       help="TOML file of options; command-line flags override it."),
         GroupedOption(["--print-config"], is_flag=True,
                       help="Print the full effective config as TOML and exit."),
         GroupedOption(["--profile-hooks"], is_flag=True,
                       help="Print the time each plugin spends in each hook at the end."),
-        GroupedOption(["--strict-plugins"], is_flag=True,
-                      help="Fail when a plugin cannot be loaded instead of skipping it."),
-        GroupedOption(["-v", "--verbose"], is_flag=True, help="Show tracebacks of errors."),
     ]
 
-    owners = component_option_owners(registry)
+
+def component_options(app: AppState, owners) -> list[click.Parameter]:
+    """One option per component option name, shared by every component that takes it."""
+    registry, params = app.registry, []
     for option_name, owned_by in owners.items():
         first_kind, first_name = owned_by[0]
         spec = next(s for s in registry.get(first_kind, first_name).options
@@ -116,10 +167,15 @@ def make_run_command(app: AppState) -> click.Command:
                 f"{d} for {', '.join(ns)}" for d, ns in defaults.items()) + "]"
         params.append(spec_option(option_name, spec, f"{spec.help}  {default_text}".strip(),
                                   KIND_TITLES[first_kind]))
+    return params
 
+
+def plugin_options(app: AppState, params: list[click.Parameter]) -> dict[str, tuple[str, str]]:
+    """Add every run plugin's options to ``params``; returns parameter name -> (plugin, option)."""
+    names = app.registry.names("plugin")
     plugin_params: dict[str, tuple[str, str]] = {}
-    for plugin_name in names["plugin"]:
-        component = registry.get("plugin", plugin_name)
+    for plugin_name in names:
+        component = app.registry.get("plugin", plugin_name)
         state = "on by default" if component.default else "--plugin " + plugin_name
         if any(plugin_option_param(plugin_name, spec.name) == plugin_name.replace("-", "_")
                for spec in component.options):
@@ -137,16 +193,7 @@ def make_run_command(app: AppState) -> click.Command:
             if long_name != param_name:  # the name it had before the naming rule, kept working
                 plugin_params[long_name] = (plugin_name, spec.name)
                 params.append(spec_option(long_name, spec, "", "", hidden=True))
-
-    def callback(**kwargs: Any) -> None:
-        ctx = click.get_current_context()
-        run_command(ctx, app, kwargs, set(owners), plugin_params)
-
-    return GroupedCommand(
-        "run", params=params, callback=callback,
-        help="Train a model. Every part of the run is a plugin; see `trainkit plugins`.",
-        short_help=RUN_SHORT_HELP,
-    )
+    return plugin_params
 
 
 def given_options(ctx: click.Context, kwargs: dict[str, Any]) -> dict[str, Any]:
