@@ -10,7 +10,6 @@ atomic (see ``trainkit.checkpoint_io``). ``--no-plugin checkpoint`` turns it off
 
 from __future__ import annotations
 
-import sys
 from typing import Literal
 
 from trainkit import hookimpl
@@ -58,10 +57,11 @@ class Checkpoint:
         if not trainer.is_main_process or trainer.run_dir is None:
             return False
         arrays, manifest = capture(trainer, leave_out)
-        written = [self.write(trainer.run_dir / name, arrays, manifest) for name in filenames]
+        written = [self.write(trainer, trainer.run_dir / name, arrays, manifest)
+                   for name in filenames]
         return all(written)
 
-    def write(self, path, arrays, manifest) -> bool:
+    def write(self, trainer, path, arrays, manifest) -> bool:
         """Save atomically; on a disk error stop the run or warn, as ``on_error`` says."""
         from trainkit.checkpoint_io import save_checkpoint
 
@@ -73,7 +73,7 @@ class Checkpoint:
                        f"the previous checkpoint is intact")
             if self.on_error == "stop":
                 raise CheckpointError(message) from None
-            print(f"trainkit: warning: {message}", file=sys.stderr)
+            trainer.say(f"trainkit: warning: {message}", "warning")
             return False
         return True
 
@@ -120,8 +120,8 @@ class Checkpoint:
             saved = self.save(trainer, ["emergency.npz"], leave_out=(e.plugin,))
             left_out = f" without the state of plugin {e.plugin!r} (a resume starts it afresh)"
         if saved:
-            print(f"trainkit: emergency checkpoint written to {trainer.run_dir / 'emergency.npz'}"
-                  f"{left_out}", file=sys.stderr)
+            trainer.say(f"trainkit: emergency checkpoint written to "
+                        f"{trainer.run_dir / 'emergency.npz'}{left_out}", "warning")
 
     @hookimpl
     def on_save_checkpoint(self, state):

@@ -29,6 +29,16 @@ class Console:
             tqdm.write(format_epoch(epoch, trainer.epochs, logs))
 
     @hookimpl
+    def on_message(self, message, level):
+        """Messages go above any progress bar: through tqdm, stderr unless they are info."""
+        import sys
+
+        from tqdm import tqdm
+
+        tqdm.write(message, file=sys.stdout if level == "info" else sys.stderr)
+        return True
+
+    @hookimpl
     def on_test_end(self, trainer, logs):
         if trainer.is_main_process:
             from tqdm import tqdm

@@ -159,9 +159,9 @@ class DDP:
         if trainer.is_main_process and self.allreduce_calls:
             each = self.allreduce_seconds / self.allreduce_calls
             share = self.allreduce_seconds / trainer.loop_seconds if trainer.loop_seconds else 0
-            print(f"trainkit: ddp: {self.world} ranks, {self.allreduce_calls} allreduces of "
-                  f"{self._buffer.nbytes:,} bytes, {each * 1e3:.3f} ms each ({share:.1%} of the "
-                  f"training time)", file=sys.stderr)
+            trainer.say(f"trainkit: ddp: {self.world} ranks, {self.allreduce_calls} allreduces "
+                        f"of {self._buffer.nbytes:,} bytes, {each * 1e3:.3f} ms each ({share:.1%} "
+                        f"of the training time)", "info")
 
     # ------------------------------------------------------------------ failures
 
@@ -171,7 +171,7 @@ class DDP:
         # divergence every rank saw. Anything else may be this rank's alone.
         consistent = isinstance(exception, DivergenceError) or (
             isinstance(exception, KeyboardInterrupt) and trainer.interrupt_requested)
-        if self.world > 1 and not consistent:
+        if self.world > 1 and not consistent:  # every rank says it: it may be this one alone
             print(f"trainkit: rank {self.rank} failed ({type(exception).__name__}: {exception}); "
                   f"aborting all {self.world} ranks", file=sys.stderr, flush=True)
             self.comm.Abort(1)

@@ -6,7 +6,6 @@ resume.
 
 from __future__ import annotations
 
-import sys
 from typing import Literal
 
 from trainkit import hookimpl
@@ -72,12 +71,11 @@ class EarlyStopping:
         trainer.model.params[...] = self.best_weights
         if self.best_states is not None:
             trainer.model.states[...] = self.best_states
-        if trainer.is_main_process:
-            kept = ("final.npz holds them" if "checkpoint" in trainer.plugins
-                    else "no file holds them (the checkpoint plugin is off)")
-            print(f"trainkit: early-stopping: restored the weights of epoch "
-                  f"{self.monitor.best_epoch} (best {self.monitor.metric} "
-                  f"{self.monitor.best:.4g}); {kept}", file=sys.stderr)
+        kept = ("final.npz holds them" if "checkpoint" in trainer.plugins
+                else "no file holds them (the checkpoint plugin is off)")
+        trainer.say(f"trainkit: early-stopping: restored the weights of epoch "
+                    f"{self.monitor.best_epoch} (best {self.monitor.metric} "
+                    f"{self.monitor.best:.4g}); {kept}")
 
     @hookimpl
     def on_save_checkpoint(self, state):

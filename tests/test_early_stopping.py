@@ -27,6 +27,9 @@ class FakeTrainer:
     def stop(self, reason, message=None):
         self.stopped, self.message = reason, message
 
+    def say(self, message, level="info"):
+        self.said = message
+
 
 def drive(plugin, values, key="val_loss"):
     """Feed one value per epoch, with weights equal to the epoch number; return the stop epoch."""

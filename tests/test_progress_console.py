@@ -56,3 +56,30 @@ def test_at_80_columns_the_running_loss_and_metric_stay_whole():
 def test_integer_logs_print_as_integers():
     line = format_epoch(1, 2, {"loss": 0.5, "seen": 137, "val_loss": 0.25, "val_seen": 12})
     assert line == "[  1/2] loss: 0.500 seen: 137 | val_loss: 0.250 val_seen: 12"
+
+
+def test_plugin_messages_go_through_one_channel_that_a_plugin_can_take_over(synthetic_dir):
+    from trainkit import hookimpl
+
+    class Collector:
+        name = "collector"
+        seen: list = []
+
+        @hookimpl(tryfirst=True)
+        def on_message(self, message, level):
+            self.seen.append((level, message))
+            return True
+
+    class SaysHello:
+        name = "says-hello"
+
+        @hookimpl
+        def on_fit_start(self, trainer):
+            trainer.say("trainkit: says-hello: hello", "warning")
+
+    result = CliRunner().invoke(make_cli([Collector(), SaysHello()]), [
+        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "1", "--out",
+        "run"])
+    assert result.exit_code == 0, result.output
+    assert ("warning", "trainkit: says-hello: hello") in Collector.seen
+    assert "says-hello: hello" not in result.output  # the collector took it

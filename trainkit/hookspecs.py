@@ -198,6 +198,19 @@ def on_exception(trainer: Trainer, exception: BaseException) -> None:
     """
 
 
+@hookspec(firstresult=True)
+def on_message(trainer: Trainer, message: str, level: str) -> bool | None:
+    """Show a message of the run to its user; return ``True`` once shown.
+
+    Every message trainkit has for the user during a run goes through here: warnings, Ctrl+C
+    notices, the emergency checkpoint's path, a plugin's own notes (``trainer.say(...)``).
+    ``level`` is ``"info"``, ``"warning"`` or ``"error"``; ``message`` is one line, starting
+    ``trainkit:``. The first implementation that returns ``True`` wins (``firstresult``): the
+    console plugin shows messages above the progress bar; a notebook plugin could show them in
+    the notebook. With none, trainkit prints the message (to stderr unless ``level`` is info).
+    """
+
+
 # --------------------------------------------------------------------------- checkpoint hooks
 
 

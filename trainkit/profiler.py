@@ -10,7 +10,6 @@ plugin's allreduce) sets ``slow_hooks_expected = True`` and is only shown in the
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,10 +63,12 @@ class HookProfiler:
             totals[plugin] = totals.get(plugin, 0.0) + stat.total
         return totals
 
-    def warn_slow(self, loop_seconds: float, *, main_process: bool = True) -> None:
-        """One warning per plugin whose hooks take more than WARN_SHARE of the loop's time."""
-        if loop_seconds < WARN_AFTER_SECONDS or not main_process:
-            return
+    def slow_warnings(self, loop_seconds: float) -> list[str]:
+        """One warning per plugin whose hooks take more than WARN_SHARE of the loop's time (each
+        plugin once a run)."""
+        if loop_seconds < WARN_AFTER_SECONDS:
+            return []
+        warnings = []
         for plugin, total in self.per_plugin().items():
             share = total / loop_seconds
             if share > WARN_SHARE and plugin not in self.warned:
@@ -75,10 +76,12 @@ class HookProfiler:
                 worst = max((s for (p, _), s in self.stats.items() if p == plugin),
                             key=lambda s: s.total)
                 hook = next(h for (p, h), s in self.stats.items() if s is worst)
-                print(f"trainkit: warning: plugin {plugin!r} takes {share:.0%} of the training "
-                      f"time in its hooks (mostly {hook}: {worst.calls} calls, "
-                      f"{worst.total / max(worst.calls, 1) * 1e3:.3g} ms each); "
-                      f"--profile-hooks shows every hook", file=sys.stderr)
+                warnings.append(
+                    f"trainkit: warning: plugin {plugin!r} takes {share:.0%} of the training "
+                    f"time in its hooks (mostly {hook}: {worst.calls} calls, "
+                    f"{worst.total / max(worst.calls, 1) * 1e3:.3g} ms each); "
+                    f"--profile-hooks shows every hook")
+        return warnings
 
     def table(self, loop_seconds: float) -> str:
         rows = sorted(self.stats.items(), key=lambda item: -item[1].total)

@@ -383,10 +383,8 @@ def write_status(run: Run, status: str) -> None:
     try:
         atomic_write(run.run_dir / STATUS_FILE, json.dumps(record, indent=1) + "\n")
     except OSError as e:  # the status is a record, not the work: never fail a run over it
-        import sys
-
-        print(f"trainkit: warning: {run.run_dir / STATUS_FILE}: cannot write the run status "
-              f"({e.strerror or e})", file=sys.stderr)
+        trainer.say(f"trainkit: warning: {run.run_dir / STATUS_FILE}: cannot write the run "
+                    f"status ({e.strerror or e})", "warning")
 
 
 #: Run keys a resume must keep: they decide which model is trained on which data, and in which

@@ -334,8 +334,8 @@ class Trainer:
     def _notify_exception(self, error: BaseException) -> None:
         for hook_error in self._hooks.each("on_exception", trainer=self, exception=error):
             self.exception_hook_error = hook_error  # never mask the original failure; do say it
-            print(f"trainkit: warning: while handling {type(error).__name__}: {hook_error}",
-                  file=sys.stderr)
+            self.say(f"trainkit: warning: while handling {type(error).__name__}: {hook_error}",
+                     "warning")
 
     def _run_epoch(self, epoch: int) -> None:
         state, loader = self.state, self.train_loader
@@ -379,7 +379,8 @@ class Trainer:
         started = time.perf_counter()
         self.call_hook("on_epoch_end", epoch=epoch, logs=logs)
         self.loop_seconds += time.perf_counter() - started
-        self.profiler.warn_slow(self.loop_seconds, main_process=self.is_main_process)
+        for warning in self.profiler.slow_warnings(self.loop_seconds):
+            self.say(warning, "warning")
 
     def _train_batches(self, batches, start: int, sums: list[float]) -> bool:
         model, loss_fn, optimizer, metrics, state = (
@@ -469,17 +470,28 @@ class Trainer:
         def handler(signum, frame):
             if self._interrupt_signalled:  # a second Ctrl+C: stop right now
                 self._interrupt_forced = True
-                self._say("trainkit: second Ctrl+C: stopping now, without an emergency checkpoint")
+                self.say("trainkit: second Ctrl+C: stopping now, without an emergency "
+                         "checkpoint", "warning")
                 raise KeyboardInterrupt
             self._interrupt_signalled = True
-            self._say("trainkit: Ctrl+C: stopping after this batch; press Ctrl+C again to stop "
-                      "now without an emergency checkpoint")
+            self.say("trainkit: Ctrl+C: stopping after this batch; press Ctrl+C again to stop "
+                     "now without an emergency checkpoint", "warning")
 
         return signal.signal(signal.SIGINT, handler)
 
-    def _say(self, message: str) -> None:
-        if self.is_main_process:
-            print(f"\n{message}", file=sys.stderr, flush=True)
+    def say(self, message: str, level: str = "info") -> None:
+        """Show ``message`` to the user through the ``on_message`` hook (the console plugin
+        shows it above the progress bar), else print it; other data-parallel ranks stay
+        silent."""
+        if not self.is_main_process:
+            return
+        try:
+            shown = self.plugin_manager.hook.on_message(trainer=self, message=message,
+                                                        level=level)
+        except Exception:  # noqa: BLE001 (a broken reporter must not hide the message)
+            shown = False
+        if not shown:
+            print(message, file=sys.stdout if level == "info" else sys.stderr, flush=True)
 
     @staticmethod
     def _restore_sigint_handler(previous) -> None:
