@@ -15,7 +15,7 @@ from trainkit import hookimpl
 from trainkit.atomic import atomic_write
 
 
-class History:
+class HistoryFiles:
     """Write every epoch's metrics to history.csv and history.jsonl in the run folder."""
 
     def __init__(self) -> None:
@@ -48,4 +48,14 @@ class History:
 
 @hookimpl
 def register_plugins(register):
-    register("history", History)
+    register("history", HistoryFiles)
+
+
+def __getattr__(name: str):
+    if name == "History":  # this class's name until it was told apart from the epoch log
+        import warnings
+
+        warnings.warn("trainkit.plugins.history.History is now HistoryFiles", DeprecationWarning,
+                      stacklevel=2)
+        return HistoryFiles
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

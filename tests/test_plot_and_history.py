@@ -78,10 +78,10 @@ def test_the_plot_is_drawn_at_the_end_not_after_every_short_epoch(tmp_path):
     from types import SimpleNamespace
 
     from trainkit.plugins.plot import Plot
-    from trainkit.trainer import History
+    from trainkit.trainer import EpochLog
 
     trainer = SimpleNamespace(is_main_process=True, run_dir=tmp_path,
-                              history=History([{"loss": 1.0}]))
+                              history=EpochLog([{"loss": 1.0}]))
     plot = Plot()  # interval 30 s: far longer than this test
     plot.on_fit_start()
     for loss in (0.5, 0.25):

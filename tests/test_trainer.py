@@ -255,11 +255,22 @@ class AddsALog:
 def test_a_key_a_plugin_adds_in_on_epoch_end_reaches_the_console_and_history_files(
         tmp_path, capsys):
     from trainkit.plugins.console import Console
-    from trainkit.plugins.history import History
+    from trainkit.plugins.history import HistoryFiles
 
     # registered first, so without trylast on the reporters pluggy would call it last
-    trainer = make_trainer(plugins=[AddsALog(), Console(), History()], run_dir=tmp_path)
+    trainer = make_trainer(plugins=[AddsALog(), Console(), HistoryFiles()], run_dir=tmp_path)
     train, val = loaders()
     trainer.fit(train, val, epochs=1)
     assert "twice_acc:" in capsys.readouterr().out
     assert "twice_acc" in (tmp_path / "history.csv").read_text().splitlines()[0]
+
+
+def test_the_old_names_of_the_epoch_log_and_the_history_plugin_still_work_with_a_warning():
+    import trainkit
+    from trainkit.plugins import history as history_plugin
+    from trainkit.trainer import EpochLog
+
+    with pytest.warns(DeprecationWarning, match="now EpochLog"):
+        assert trainkit.History is EpochLog
+    with pytest.warns(DeprecationWarning, match="now HistoryFiles"):
+        assert history_plugin.History is history_plugin.HistoryFiles

@@ -28,6 +28,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DataLoader",
+    "EpochLog",
     "History",
     "PluginError",
     "RegistrationError",
@@ -43,7 +44,8 @@ __all__ = [
 
 _LAZY = {
     "Trainer": "trainkit.trainer",
-    "History": "trainkit.trainer",
+    "EpochLog": "trainkit.trainer",
+    "History": "trainkit.trainer",  # deprecated: EpochLog
     "DataLoader": "trainkit.data.loader",
     "get_plugin_manager": "trainkit.plugin_manager",
     "load_checkpoint": "trainkit.checkpoint_io",
@@ -54,7 +56,7 @@ if TYPE_CHECKING:
     from trainkit.checkpoint_io import load_checkpoint, save_checkpoint
     from trainkit.data.loader import DataLoader
     from trainkit.plugin_manager import get_plugin_manager
-    from trainkit.trainer import History, Trainer
+    from trainkit.trainer import EpochLog, Trainer
 
 
 def __getattr__(name: str) -> Any:

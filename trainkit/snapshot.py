@@ -66,21 +66,21 @@ def plugin_states(trainer, leave_out: tuple[str, ...] = ()) -> tuple[dict[str, A
     """Every plugin's ``on_save_checkpoint`` state, and which plugin stored each key: each
     implementation is called on its own, in pluggy's order, so that a mistake in one plugin's
     state names that plugin."""
-    from trainkit.plugin_manager import call_impl
+    from trainkit.plugin_manager import each_implementation
     from trainkit.trainer import RUN_PLUGIN_PREFIX
 
     state: dict[str, Any] = {}
     owners: dict[str, str] = {}
-    for impl in reversed(trainer.plugin_manager.hook.on_save_checkpoint.get_hookimpls()):
+    before: dict[str, int] = {}
+    hook = trainer.plugin_manager.subset_hook_caller(
+        "on_save_checkpoint", [trainer.plugin_manager.get_plugin(RUN_PLUGIN_PREFIX + name) or
+                               trainer.plugin_manager.get_plugin(name) for name in leave_out])
+    for impl, error in each_implementation(hook, trainer=trainer, state=state):
         plugin = impl.plugin_name.removeprefix(RUN_PLUGIN_PREFIX)
-        if plugin in leave_out:
-            continue
-        before = {key: id(value) for key, value in state.items()}
-        try:
-            call_impl(impl, trainer=trainer, state=state)
-        except Exception as e:
-            raise PluginError(plugin, "on_save_checkpoint", e) from e
+        if error is not None:
+            raise PluginError(plugin, "on_save_checkpoint", error) from error
         owners.update({key: plugin for key, value in state.items() if before.get(key) != id(value)})
+        before = {key: id(value) for key, value in state.items()}
     return state, owners
 
 
@@ -110,7 +110,7 @@ def not_json(value: Any, path: str) -> str | None:
 
 def restore(trainer, manifest: dict[str, Any], arrays: dict[str, np.ndarray], source: str = "") -> None:
     """Put ``trainer`` back in the state ``capture`` saw. ``source`` names the file in errors."""
-    from trainkit.trainer import History, TrainState
+    from trainkit.trainer import EpochLog, TrainState
 
     where = f"{source}: " if source else ""
     model_state = {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
@@ -128,7 +128,7 @@ def restore(trainer, manifest: dict[str, Any], arrays: dict[str, np.ndarray], so
     try:
         trainer.optimizer.load_state_dict(optimizer_state)
         trainer.state = TrainState.from_json(manifest["state"])
-        trainer.history = History(manifest.get("history") or [])
+        trainer.history = EpochLog(manifest.get("history") or [])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{where}checkpoint does not fit this run: {e}") from None
     plugin_state = copy.deepcopy(manifest.get("plugins") or {})

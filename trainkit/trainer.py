@@ -21,10 +21,10 @@ import numpy as np
 from trainkit import contract
 from trainkit.data.loader import Batch, DataLoader
 from trainkit.errors import PluginError
-from trainkit.plugin_manager import call_impl
+from trainkit.plugin_manager import each_implementation
 from trainkit.profiler import HookProfiler
 
-__all__ = ["Batch", "History", "TrainState", "Trainer"]
+__all__ = ["Batch", "EpochLog", "TrainState", "Trainer"]
 
 #: Run plugin objects are registered with the plugin manager as "run:<name>" for one run, so
 #: that a run plugin may share its name with the module that registers it.
@@ -61,8 +61,9 @@ class TrainState:
                    data.get("epoch_rng_state"), [float(x) for x in data.get("sums", [])])
 
 
-class History:
-    """Every epoch's logs, in order: ``history.rows[-1]["val_acc"]`` or ``history["loss"]``."""
+class EpochLog:
+    """Every epoch's logs, in order: ``log.rows[-1]["val_acc"]`` or ``log["loss"]``. What
+    ``fit`` returns and ``trainer.history`` holds (the ``history`` plugin writes it to files)."""
 
     def __init__(self, rows: Iterable[dict[str, float]] = ()) -> None:
         self.rows: list[dict[str, float]] = [dict(r) for r in rows]
@@ -77,7 +78,7 @@ class History:
         return len(self.rows)
 
     def __repr__(self) -> str:
-        return f"History({len(self.rows)} epochs)"
+        return f"EpochLog({len(self.rows)} epochs)"
 
 
 class _Hooks:
@@ -102,15 +103,9 @@ class _Hooks:
         """Call every implementation on its own, in pluggy's order, so that one that raises does
         not keep the others from running; returns the failures. For ``on_exception``: the
         checkpoint plugin must still get it when another plugin's handler breaks."""
-        errors = []
-        for impl in reversed(getattr(self.pm.hook, name).get_hookimpls()):
-            if impl.hookwrapper or impl.wrapper:
-                continue
-            try:
-                call_impl(impl, **kwargs)
-            except Exception as e:
-                errors.append(PluginError(impl.plugin_name.removeprefix(RUN_PLUGIN_PREFIX), name, e))
-        return errors
+        return [PluginError(impl.plugin_name.removeprefix(RUN_PLUGIN_PREFIX), name, error)
+                for impl, error in each_implementation(getattr(self.pm.hook, name), **kwargs)
+                if error is not None]
 
     def _call(self, hook, name: str, kwargs: dict[str, Any]) -> None:
         try:
@@ -193,7 +188,7 @@ class Trainer:
         self.batch_logs: dict[str, float] = {}
         self.batch_samples = 0
         self.state = TrainState()
-        self.history = History()
+        self.history = EpochLog()
         self.epochs = 0
         self.train_loader: DataLoader | None = None
         self.val_loader: DataLoader | None = None
@@ -267,7 +262,7 @@ class Trainer:
     # ------------------------------------------------------------------ fit
 
     def fit(self, train: DataLoader, val: DataLoader | None = None, epochs: int = 10,
-            test: DataLoader | None = None) -> History:
+            test: DataLoader | None = None) -> EpochLog:
         """Train until ``epochs`` epochs are complete (counting epochs already done on resume).
 
         ``val`` is scored after every epoch (``val_*``) and is what early stopping, best
@@ -497,3 +492,13 @@ class Trainer:
     def _restore_sigint_handler(previous) -> None:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "History":  # the epoch log's name until the history plugin's class took it
+        import warnings
+
+        warnings.warn("trainkit.trainer.History is now EpochLog", DeprecationWarning,
+                      stacklevel=2)
+        return EpochLog
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -99,15 +99,13 @@ def check_blocked(blocked: Sequence[str], registry) -> None:
 
 
 def add_plugin_commands(pm, group: click.Group, strict: bool) -> None:
-    from trainkit.plugin_manager import call_impl
+    from trainkit.plugin_manager import each_implementation
 
-    for impl in pm.hook.register_commands.get_hookimpls():
-        try:
-            call_impl(impl, cli=group)
-        except Exception as e:
+    for impl, error in each_implementation(pm.hook.register_commands, cli=group):
+        if error is not None:
             if pm.info(impl.plugin_name).source == "built-in":
-                raise
-            pm.skip(impl.plugin_name, e, strict=strict, doing="register_commands")
+                raise error
+            pm.skip(impl.plugin_name, error, strict=strict, doing="register_commands")
 
 
 RUN_SHORT_HELP = "Train a model."
