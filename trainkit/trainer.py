@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from trainkit import contract
+from trainkit.context import CONTEXT_FIELDS, RunContext
 from trainkit.data.loader import Batch, DataLoader
 from trainkit.errors import PluginError
 from trainkit.plugin_manager import each_implementation
@@ -158,6 +159,7 @@ class Trainer:
         run_dir: str | Path | None = None,
         config: dict[str, Any] | None = None,
         is_main_process: bool = True,
+        context: RunContext | None = None,
     ) -> None:
         if plugin_manager is None:
             from trainkit.plugin_manager import PluginManager
@@ -173,17 +175,9 @@ class Trainer:
         else:
             self.plugins = {contract.read(p, "name") or f"{type(p).__name__}-{id(p):x}": p
                             for p in plugins}
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.config = config or {}
-        #: where each component of the run came from (kind, name, plugin, package, version),
-        #: recorded in checkpoints so that a missing one can be named on resume or evaluate
-        self.component_sources: list[dict[str, Any]] = []
-        self.is_main_process = is_main_process
-        #: BLAS threads and kernels of this run, recorded in checkpoints: results are bit-identical
-        #: only for the same count and kernels, so a resume without --threads uses the recorded
-        #: count (and says so when the kernels differ).
-        self.blas_threads: int | None = None
-        self.blas_kernels: str | None = None
+        #: the run's facts (run folder, config, main process, BLAS): see trainkit.context
+        self.context = context or RunContext(run_dir=run_dir, config=config or {},
+                                             is_main_process=is_main_process)
         #: The current batch's logs and sample count, for ``on_before_optimizer_step``.
         self.batch_logs: dict[str, float] = {}
         self.batch_samples = 0
@@ -205,7 +199,6 @@ class Trainer:
         self.collective_interrupts = False
         self._pending_plugin_state: dict[str, Any] | None = None
         self._pending_data_rng: dict[str, Any] | None = None
-        self.exception_hook_error: BaseException | None = None
         self.profiler: HookProfiler | None = None  # the last fit's hook timings
         self.loop_seconds = 0.0  # time spent in training epochs in the last fit
         self._hooks = _Hooks(plugin_manager)
@@ -328,7 +321,7 @@ class Trainer:
 
     def _notify_exception(self, error: BaseException) -> None:
         for hook_error in self._hooks.each("on_exception", trainer=self, exception=error):
-            self.exception_hook_error = hook_error  # never mask the original failure; do say it
+            # never mask the original failure; do say it
             self.say(f"trainkit: warning: while handling {type(error).__name__}: {hook_error}",
                      "warning")
 
@@ -502,3 +495,17 @@ def __getattr__(name: str) -> Any:
                       stacklevel=2)
         return EpochLog
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _context_view(name: str) -> property:
+    def get(trainer: Trainer) -> Any:
+        return getattr(trainer.context, name)
+
+    def set_(trainer: Trainer, value: Any) -> None:
+        setattr(trainer.context, name, value)
+
+    return property(get, set_, doc=f"``trainer.context.{name}`` (see trainkit.context).")
+
+
+for _name in CONTEXT_FIELDS:  # trainer.run_dir and friends: views of trainer.context
+    setattr(Trainer, _name, _context_view(_name))

@@ -1,0 +1,39 @@
+"""``RunContext``: the facts of a run that are not the training loop's own.
+
+Where the run writes, how it was configured, which process this is under data parallelism, and
+on which BLAS threads and kernels it computes. The Session fills it in; hooks read it as
+``trainer.context`` (the Trainer's attributes of the same names are views of it, kept for
+plugins written before it existed). The Trainer itself is the loop: model, loss, optimizer,
+metrics, state and history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RunContext:
+    #: the run folder, where checkpoints, history and run.json go (``None``: write nothing)
+    run_dir: Path | None = None
+    #: the run's full effective config (every default included), as checkpoints record it
+    config: dict[str, Any] = field(default_factory=dict)
+    #: ``False`` on a data-parallel process that must write no file
+    is_main_process: bool = True
+    #: the threads and BLAS kernels of this run, recorded in checkpoints: results are
+    #: bit-identical only for the same count and kernels
+    blas_threads: int | None = None
+    blas_kernels: str | None = None
+    #: where each component came from (kind, name, plugin, package, version)
+    component_sources: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.run_dir is not None:
+            self.run_dir = Path(self.run_dir)
+
+
+#: The RunContext fields a Trainer also exposes as attributes.
+CONTEXT_FIELDS = ("run_dir", "config", "is_main_process", "blas_threads", "blas_kernels",
+                  "component_sources")
