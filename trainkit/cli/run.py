@@ -24,12 +24,13 @@ from trainkit.cli.options import (
 )
 from trainkit.errors import ConfigError
 from trainkit.options import plugin_option_param
+from trainkit.registry import KINDS
+from trainkit.run import RUN_DEFAULTS
 
-CORE_OPTIONS = ("dataset", "model", "optimizer", "loss", "metric", "plugin", "no_plugin",
-                "epochs", "batch_size", "seed", "val_split", "out", "threads", "limit_batches")
-KIND_TITLES = {"dataset": "Dataset options", "model": "Model options",
-               "optimizer": "Optimizer options", "loss": "Loss options",
-               "metric": "Metric options"}
+#: The run keys (RUN_DEFAULTS) are the core options: one source for both.
+CORE_OPTIONS = tuple(RUN_DEFAULTS)
+#: --help's heading of each component kind's options: the kinds come from the registry.
+KIND_TITLES = {kind: f"{kind.capitalize()} options" for kind in KINDS if kind != "plugin"}
 EXIT_INTERRUPTED = 130
 
 
@@ -38,8 +39,7 @@ def make_run_command(app: AppState) -> click.Command:
     from trainkit.run import component_option_owners
 
     registry = app.registry
-    names = {kind: registry.names(kind) for kind in ("dataset", "model", "optimizer", "loss",
-                                                    "metric", "plugin")}
+    names = {kind: registry.names(kind) for kind in KINDS}
     params = [*choice_options(names, registry.defaults()), *training_options(),
               *session_options()]
     owners = component_option_owners(registry)
