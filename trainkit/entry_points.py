@@ -56,10 +56,13 @@ def mtime(path: str) -> int | None:
 def installed(group: str) -> list[EntryPoint]:
     """Every entry point of ``group``, as ``importlib.metadata.entry_points(group=...)`` finds
     them (one package per name, the first on ``sys.path``), from the cache when it is current."""
-    paths = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
-    folders = [[p, mtime(p)] for p in paths]
-    name = f"{zlib.crc32(json.dumps([sys.executable, group, paths]).encode()):08x}.json"
-    cache_file = default_cache_dir() / "entry-points" / name
+    try:
+        paths = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
+        folders = [[p, mtime(p)] for p in paths]
+        name = f"{zlib.crc32(json.dumps([sys.executable, group, paths]).encode()):08x}.json"
+        cache_file = default_cache_dir() / "entry-points" / name
+    except (OSError, RuntimeError, KeyError):  # no working folder, no home: no cache
+        return scan(group)
     try:
         cached = json.loads(cache_file.read_text())
         if cached["version"] == CACHE_VERSION and cached["folders"] == folders and all(

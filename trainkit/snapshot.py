@@ -86,8 +86,7 @@ def plugin_states(trainer, leave_out: tuple[str, ...] = ()) -> tuple[dict[str, A
 
 def not_json(value: Any, path: str) -> str | None:
     """Where ``value`` holds something JSON cannot (an array reference is fine), or ``None``."""
-    if value is None or isinstance(value, (str, bool, int, float)) and \
-            type(value) in (str, bool, int, float):
+    if value is None or isinstance(value, (str, bool, int, float)):  # numpy's float64 too
         return None
     if isinstance(value, dict):
         for key, item in value.items():
