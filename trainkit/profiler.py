@@ -1,7 +1,9 @@
 """Time spent in each plugin's lifecycle hooks, to find the plugin that slows training down.
 
-The profiler wraps every lifecycle hook implementation for the duration of ``fit`` with two
-``perf_counter`` calls (well under a microsecond each), so it is always on: a plugin that takes
+During ``fit`` the Trainer calls every lifecycle hook implementation itself, in pluggy's order
+and with pluggy's argument rule, between two ``perf_counter`` calls (well under a microsecond
+each), so the profiler is always on; pluggy's ``HookImpl`` objects are never touched (a hook with
+a wrapper is left to pluggy, untimed): a plugin that takes
 more than ``WARN_SHARE`` of the training loop's time earns one warning naming it, and
 ``--profile-hooks`` prints the full table. A plugin whose hooks are the work itself (the ddp
 plugin's allreduce) sets ``slow_hooks_expected = True`` and is only shown in the table.
@@ -9,9 +11,6 @@ plugin's allreduce) sets ``slow_hooks_expected = True`` and is only shown in the
 
 from __future__ import annotations
 
-import functools
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from trainkit import contract
@@ -30,32 +29,28 @@ class HookStat:
     total: float = 0.0
     max: float = 0.0
 
+    def add(self, elapsed: float) -> None:
+        self.calls += 1
+        self.total += elapsed
+        if elapsed > self.max:
+            self.max = elapsed
+
 
 class HookProfiler:
-    """Wraps the plugins' lifecycle hook implementations and records calls, total and max time."""
+    """Calls, total and max time of every plugin's lifecycle hooks during one ``fit``; the
+    Trainer's hook caller times each implementation it calls (pluggy's ``HookImpl`` objects are
+    left as they are)."""
 
-    def __init__(self, pm) -> None:
-        self.pm = pm
+    def __init__(self) -> None:
         self.stats: dict[tuple[str, str], HookStat] = {}
         self.warned: set[str] = set()
-        self._wrapped: list[tuple[object, Callable]] = []
 
-    def attach(self) -> None:
-        for hook_name in LIFECYCLE_HOOKS:
-            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-                if impl.hookwrapper or impl.wrapper:
-                    continue
-                plugin = impl.plugin_name.removeprefix("run:")
-                if contract.read(impl.plugin, "slow_hooks_expected"):
-                    self.warned.add(plugin)  # its hooks are the work (ddp's allreduce): no warning
-                stat = self.stats.setdefault((plugin, hook_name), HookStat())
-                self._wrapped.append((impl, impl.function))
-                impl.function = _timed(impl.function, stat)
-
-    def detach(self) -> None:
-        for impl, original in self._wrapped:
-            impl.function = original
-        self._wrapped.clear()
+    def stat(self, impl, hook_name: str) -> HookStat:
+        """The record of one implementation of one hook (created on first use)."""
+        plugin = impl.plugin_name.removeprefix("run:")
+        if contract.read(impl.plugin, "slow_hooks_expected"):
+            self.warned.add(plugin)  # its hooks are the work (ddp's allreduce): no warning
+        return self.stats.setdefault((plugin, hook_name), HookStat())
 
     def per_plugin(self) -> dict[str, float]:
         totals: dict[str, float] = {}
@@ -95,21 +90,3 @@ class HookProfiler:
                          f"{stat.max * 1e3:>9.3f} {share:>7.2%}")
         lines.append(f"(share: of {loop_seconds:.2f} s spent in training epochs)")
         return "\n".join(lines)
-
-
-def _timed(function: Callable, stat: HookStat) -> Callable:
-    clock = time.perf_counter
-
-    @functools.wraps(function)
-    def timed(*args):
-        start = clock()
-        try:
-            return function(*args)
-        finally:
-            elapsed = clock() - start
-            stat.calls += 1
-            stat.total += elapsed
-            if elapsed > stat.max:
-                stat.max = elapsed
-
-    return timed

@@ -23,7 +23,7 @@ from trainkit.context import CONTEXT_FIELDS, RunContext
 from trainkit.data.loader import Batch, DataLoader
 from trainkit.errors import PluginError
 from trainkit.plugin_manager import each_implementation
-from trainkit.profiler import HookProfiler
+from trainkit.profiler import LIFECYCLE_HOOKS, HookProfiler
 
 __all__ = ["Batch", "EpochLog", "TrainState", "Trainer"]
 
@@ -87,18 +87,44 @@ class _Hooks:
 
     def __init__(self, pm) -> None:
         self.pm = pm
+        #: set during ``fit``: the training loop's hooks are then timed per plugin
+        self.profiler: HookProfiler | None = None
 
     def caller(self, name: str):
-        """The hook's caller, or ``None`` when no plugin implements it (the cheap skip)."""
+        """The hook's caller, or ``None`` when no plugin implements it (the cheap skip).
+
+        While a profiler is set, a lifecycle hook without wrappers is called here, one
+        implementation at a time in pluggy's order with pluggy's argument rule, each timed
+        (two ``perf_counter`` calls) and named when it fails; otherwise pluggy calls it."""
         hook = getattr(self.pm.hook, name)
-        if not hook.get_hookimpls():
+        impls = hook.get_hookimpls()
+        if not impls:
             return None
-        return lambda **kwargs: self._call(hook, name, kwargs)
+        if self.profiler is None or name not in LIFECYCLE_HOOKS or \
+                any(impl.hookwrapper or impl.wrapper for impl in impls):
+            return lambda **kwargs: self._call(hook, name, kwargs)
+        plan = [(impl.function, impl.argnames, impl.plugin_name.removeprefix(RUN_PLUGIN_PREFIX),
+                 self.profiler.stat(impl, name)) for impl in reversed(impls)]
+        clock = time.perf_counter
+
+        def call(**kwargs: Any) -> None:
+            for function, argnames, plugin, stat in plan:
+                start = clock()
+                try:
+                    function(*[kwargs[arg] for arg in argnames])
+                except PluginError:
+                    raise
+                except Exception as e:
+                    raise PluginError(plugin, name, e) from e
+                finally:
+                    stat.add(clock() - start)
+
+        return call
 
     def __call__(self, name: str, **kwargs: Any) -> None:
-        hook = getattr(self.pm.hook, name)
-        if hook.get_hookimpls():
-            self._call(hook, name, kwargs)
+        call = self.caller(name)
+        if call is not None:
+            call(**kwargs)
 
     def each(self, name: str, **kwargs: Any) -> list[PluginError]:
         """Call every implementation on its own, in pluggy's order, so that one that raises does
@@ -120,8 +146,7 @@ class _Hooks:
     def culprit(hook, error: BaseException) -> str:
         codes = {}
         for impl in hook.get_hookimpls():
-            function = getattr(impl.function, "__wrapped__", impl.function)  # the profiler's
-            function = getattr(function, "__func__", function)
+            function = getattr(impl.function, "__func__", impl.function)
             code = getattr(function, "__code__", None)
             if code is not None:
                 codes[code] = impl.plugin_name
@@ -275,8 +300,7 @@ class Trainer:
         reason = "failed"
         in_flight: BaseException | None = None
         previous_handler = self._install_sigint_handler()
-        self.profiler = HookProfiler(self.plugin_manager)
-        self.profiler.attach()
+        self.profiler = self._hooks.profiler = HookProfiler()
         self.loop_seconds = 0.0
         try:
             if self._pending_plugin_state is not None:
@@ -297,7 +321,7 @@ class Trainer:
             self._notify_exception(e)
             raise
         finally:
-            self.profiler.detach()
+            self._hooks.profiler = None
             self._restore_sigint_handler(previous_handler)
             try:
                 self.call_hook("on_fit_end", reason=reason)
