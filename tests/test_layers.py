@@ -98,3 +98,17 @@ def test_sigmoid_is_stable_for_huge_inputs():
     out = Sigmoid().forward(x.copy())
     np.testing.assert_allclose(out, [[0.0, 0.5, 1.0]])
     assert np.isfinite(out).all()
+
+
+def test_the_mlps_activation_choices_are_the_activation_layers():
+    # plugins/models.py spells the choices out (importing trainkit.nn there would load numpy at
+    # start-up); this keeps the two lists one
+    import typing
+
+    from trainkit.nn.layers import ACTIVATIONS
+    from trainkit.options import option_specs
+    from trainkit.plugins.models import MLP
+
+    spec = next(s for s in option_specs(MLP) if s.name == "activation")
+    assert spec.choices == tuple(ACTIVATIONS)
+    assert typing.get_args(typing.get_type_hints(MLP.__init__)["activation"]) == tuple(ACTIVATIONS)
