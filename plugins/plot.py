@@ -12,7 +12,6 @@ turned on, and drawn with the Agg canvas directly (no pyplot, no display needed)
 from __future__ import annotations
 
 import importlib.util
-import io
 import time
 
 from trainkit import hookimpl
@@ -66,32 +65,10 @@ class Plot:
             self._next_drawing = time.monotonic() + self.interval
 
     def draw(self, rows, path) -> None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
+        from trainkit.curves import curves_figure, png_bytes
 
-        names = [k for k in dict.fromkeys(k for row in rows for k in row)
-                 if not k.startswith(("val_", "test_")) and k != "lr"]
-        figure = Figure(figsize=(self.width * len(names), self.height), dpi=self.dpi)
-        FigureCanvasAgg(figure)
-        epochs = list(range(1, len(rows) + 1))
-        for i, name in enumerate(names):
-            axes = figure.add_subplot(1, len(names), i + 1)
-            for key, label in ((name, "train"), (f"val_{name}", "validation")):
-                values = [row.get(key, float("nan")) for row in rows]
-                if any(key in row for row in rows):
-                    axes.plot(epochs, values, marker="o", label=label)
-            if rows and f"test_{name}" in rows[-1]:  # scored once, with the final model
-                axes.plot([len(rows)], [rows[-1][f"test_{name}"]], marker="*", markersize=12,
-                          linestyle="", color="tab:green", label="test")
-            axes.set_title(name)
-            axes.set_xlabel("epoch")
-            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-            axes.legend()
-        figure.tight_layout()
-        png = io.BytesIO()
-        figure.savefig(png, format="png", dpi=self.dpi)
-        atomic_write(path, png.getvalue())
+        figure = curves_figure(rows, width=self.width, height=self.height, dpi=self.dpi)
+        atomic_write(path, png_bytes(figure))
 
 
 @hookimpl

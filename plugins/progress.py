@@ -1,6 +1,7 @@
-"""progress: a tqdm bar per epoch with the running loss and metrics, on a terminal only.
+"""progress: a tqdm bar per epoch with the running loss and metrics, on a terminal or in a
+Jupyter notebook (tqdm's notebook widget, through ``tqdm.auto``).
 
-Off a terminal (a log file, CI) it shows nothing: the console plugin's line per epoch is the record.
+Elsewhere (a log file, CI) it shows nothing: the console plugin's line per epoch is the record.
 The bar's text is refreshed at most every ``refresh`` seconds, so it costs next to nothing per batch.
 
 What matters comes first: ``epoch 3/10 loss=0.1234 acc=0.9612  45%|####| 380/844 [00:02<00:03]``.
@@ -19,8 +20,21 @@ from trainkit import hookimpl
 BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]"
 
 
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel, where stderr is no terminal but a bar can be drawn."""
+    if "IPython" not in sys.modules:  # a notebook has imported it long before any run
+        return False
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        return shell is not None and "IPKernelApp" in shell.config
+    except Exception:  # noqa: BLE001 (an odd IPython: no widget, no harm)
+        return False
+
+
 class Progress:
-    """A tqdm progress bar per epoch, shown only on a terminal.
+    """A tqdm progress bar per epoch, shown on a terminal and in a notebook.
 
     Args:
         refresh: seconds between updates of the running loss and metrics.
@@ -35,9 +49,10 @@ class Progress:
 
     @hookimpl
     def on_epoch_start(self, trainer, epoch):
-        if not trainer.is_main_process or not (self.force or sys.stderr.isatty()):
+        notebook = in_notebook()
+        if not trainer.is_main_process or not (self.force or notebook or sys.stderr.isatty()):
             return
-        from tqdm import tqdm
+        from tqdm.auto import tqdm  # a notebook widget in Jupyter, the terminal bar elsewhere
 
         self.epoch_text = f"epoch {epoch}/{trainer.epochs}"
         self.bar = self.make_bar(tqdm, len(trainer.train_loader), trainer.state.step_in_epoch,

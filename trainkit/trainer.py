@@ -21,7 +21,7 @@ import numpy as np
 from trainkit import contract
 from trainkit.context import CONTEXT_FIELDS, RunContext
 from trainkit.data.loader import Batch, DataLoader
-from trainkit.errors import PluginError
+from trainkit.errors import PluginError, TrainkitError
 from trainkit.plugin_manager import each_implementation
 from trainkit.profiler import LIFECYCLE_HOOKS, HookProfiler
 
@@ -80,6 +80,24 @@ class EpochLog:
 
     def __repr__(self) -> str:
         return f"EpochLog({len(self.rows)} epochs)"
+
+    def plot(self, metrics: Sequence[str] | None = None, *, width: float = 5.0,
+             height: float = 4.0):
+        """The curves as a matplotlib figure, train against validation (and the test score):
+        shown inline when a notebook cell ends with it. Needs ``trainkit[plot]``."""
+        from trainkit.curves import curves_figure
+
+        return curves_figure(self.rows, width=width, height=height, names=metrics)
+
+    def to_pandas(self):
+        """The epochs as a ``pandas.DataFrame``, one row per epoch (index from 1)."""
+        try:
+            import pandas
+        except ImportError:
+            raise TrainkitError("EpochLog.to_pandas needs pandas: pip install pandas") from None
+        frame = pandas.DataFrame(self.rows)
+        frame.index = pandas.RangeIndex(1, len(self.rows) + 1, name="epoch")
+        return frame
 
 
 class _Hooks:
