@@ -165,10 +165,11 @@ def unsupported_options(factory: Any) -> list[str]:
         if param.default is inspect.Parameter.empty or param.name not in hints:
             continue
         if not _parsable(hints[param.name]):
-            shown = getattr(hints[param.name], "__name__", None) if typing.get_origin(
-                hints[param.name]) is None else None
-            problems.append(f"option {param.name!r} is typed {shown or hints[param.name]}, "
-                            f"which the command line cannot parse")
+            written = param.annotation  # as in the source, under postponed annotations
+            shown = written if isinstance(written, str) else \
+                written.__name__ if isinstance(written, type) else str(written)
+            problems.append(f"option {param.name!r} is typed {shown}, which the command line "
+                            f"cannot parse")
     return problems
 
 
