@@ -139,5 +139,5 @@ class Checkpoint:
 
 
 @hookimpl
-def register_plugins(register):
+def register_run_plugins(register):
     register("checkpoint", Checkpoint, default=True)

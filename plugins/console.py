@@ -49,5 +49,5 @@ class Console:
 
 
 @hookimpl
-def register_plugins(register):
+def register_run_plugins(register):
     register("console", Console, default=True)

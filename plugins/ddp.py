@@ -178,5 +178,5 @@ class DDP:
 
 
 @hookimpl
-def register_plugins(register):
+def register_run_plugins(register):
     register("ddp", DDP)

@@ -96,5 +96,5 @@ class EarlyStopping:
 
 
 @hookimpl
-def register_plugins(register):
+def register_run_plugins(register):
     register("early-stopping", EarlyStopping)

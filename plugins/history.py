@@ -47,7 +47,7 @@ class HistoryFiles:
 
 
 @hookimpl
-def register_plugins(register):
+def register_run_plugins(register):
     register("history", HistoryFiles)
 
 

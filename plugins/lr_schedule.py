@@ -169,5 +169,5 @@ def cosine_between(start: float, end: float, progress: float) -> float:
 
 
 @hookimpl
-def register_plugins(register):
+def register_run_plugins(register):
     register("lr-schedule", LRSchedule)

@@ -26,5 +26,5 @@ class NanGuard:
 
 
 @hookimpl
-def register_plugins(register):
+def register_run_plugins(register):
     register("nan-guard", NanGuard, default=True)

@@ -72,5 +72,5 @@ class Plot:
 
 
 @hookimpl
-def register_plugins(register):
+def register_run_plugins(register):
     register("plot", Plot)

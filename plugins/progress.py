@@ -102,5 +102,5 @@ class Progress:
 
 
 @hookimpl
-def register_plugins(register):
+def register_run_plugins(register):
     register("progress", Progress, default=True)

@@ -39,7 +39,7 @@ for _name in HOOKS:
 
 class FailingFactory:
     @hookimpl
-    def register_plugins(self, register):
+    def register_run_plugins(self, register):
         register("failing", Failing)
 
 
@@ -75,7 +75,7 @@ class BrokenHandler:
 
 class BrokenHandlerFactory:
     @hookimpl
-    def register_plugins(self, register):
+    def register_run_plugins(self, register):
         register("broken-handler", BrokenHandler)
 
 
@@ -105,7 +105,7 @@ class NumpyCounter:
 
 class NumpyCounterFactory:
     @hookimpl
-    def register_plugins(self, register):
+    def register_run_plugins(self, register):
         register("numpy-counter", NumpyCounter)
 
 

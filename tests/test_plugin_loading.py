@@ -87,7 +87,7 @@ class Raising:
 
 class RaisingFactory:
     @hookimpl
-    def register_plugins(self, register):
+    def register_run_plugins(self, register):
         register("raising", Raising)
 
 
@@ -134,7 +134,7 @@ class Slow:
 
 class SlowFactory:
     @hookimpl
-    def register_plugins(self, register):
+    def register_run_plugins(self, register):
         register("slow", Slow)
 
 
@@ -340,14 +340,14 @@ class DictOption:
 
 class MistakesFactory:
     @hookimpl
-    def register_plugins(self, register):
+    def register_run_plugins(self, register):
         register("unmarked", Unmarked)
         register("does-nothing", DoesNothing)
 
 
 class DictOptionFactory:
     @hookimpl
-    def register_plugins(self, register):
+    def register_run_plugins(self, register):
         register("dict-option", DictOption)
 
 
@@ -406,3 +406,25 @@ def test_plugins_hooks_lists_every_lifecycle_hook_and_marks_run_plugins_that_are
     assert "run:early-stopping (off)" in epoch_end
     # the reporters come last, after the plugins that may add to the logs
     assert epoch_end.index("run:early-stopping") < epoch_end.index("run:console")
+
+
+def test_the_old_register_plugins_hook_still_registers_run_plugins_with_a_warning():
+    from trainkit.plugin_manager import get_plugin_manager
+    from trainkit.registry import Registry
+
+    class Counter:
+        @hookimpl
+        def on_epoch_end(self):
+            pass
+
+    class OldStyle:
+        @hookimpl
+        def register_plugins(self, register):
+            register("old-style", Counter)
+
+    pm = get_plugin_manager()
+    pm.register_given(OldStyle())
+    with pytest.warns(DeprecationWarning, match="implements register_plugins, now called "
+                                                "register_run_plugins"):
+        registry = Registry.collect(pm)
+    assert "old-style" in registry.names("plugin")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from trainkit.trainer import Batch, Trainer
 
 #: The callback handed to every ``register_*`` hook: ``register(name, factory)``.
-#: ``register_plugins`` also takes ``default=True`` for run plugins that are on unless turned off.
+#: ``register_run_plugins`` also takes ``default=True`` for run plugins that are on unless turned off.
 Register = Callable[..., None]
 
 
@@ -87,13 +87,20 @@ def register_layers(register: Register) -> None:
 
 
 @hookspec
-def register_plugins(register: Register) -> None:
+def register_run_plugins(register: Register) -> None:
     """Register run plugins: ``register("checkpoint", Checkpoint, default=False)``.
 
     A run plugin is created once per run from its factory and registered with the plugin manager
     for that run, so its methods marked ``@hookimpl`` receive the lifecycle hooks. ``default=True``
     turns it on unless the user passes ``--no-plugin NAME``. Turned on with ``--plugin NAME``.
+    (A plugin module is what an entry point loads; a run plugin is what it registers here.)
     """
+
+
+@hookspec
+def register_plugins(register: Register) -> None:
+    """Deprecated: the old name of ``register_run_plugins``, which it still does (with a
+    ``DeprecationWarning`` naming the plugin)."""
 
 
 @hookspec

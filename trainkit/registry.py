@@ -8,6 +8,7 @@ while registering can be skipped without losing the others.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,8 +25,10 @@ KINDS: dict[str, str] = {
     "dataset": "register_datasets",
     "model": "register_models",
     "layer": "register_layers",
-    "plugin": "register_plugins",
+    "plugin": "register_run_plugins",
 }
+#: Old hook names that still register a kind, with a DeprecationWarning.
+DEPRECATED_HOOKS: dict[str, str] = {"register_plugins": "plugin"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,11 @@ class Registry:
         registry = cls()
         for kind, hook_name in KINDS.items():
             impls = getattr(pm.hook, hook_name).get_hookimpls()  # in registration order
+            for old_name in [old for old, k in DEPRECATED_HOOKS.items() if k == kind]:
+                for impl in getattr(pm.hook, old_name).get_hookimpls():
+                    warnings.warn(f"plugin {impl.plugin_name!r} implements {old_name}, now called "
+                                  f"{hook_name}", DeprecationWarning, stacklevel=2)
+                    impls.append(impl)
             # trainkit's own first: a third-party plugin that takes a built-in's name is the
             # one refused
             impls.sort(key=lambda impl: pm.info(impl.plugin_name).source != "built-in")

@@ -46,5 +46,5 @@ class ConfusionMatrix:
 
 
 @hookimpl
-def register_plugins(register):
+def register_run_plugins(register):
     register("confusion-matrix", ConfusionMatrix)
