@@ -274,3 +274,28 @@ def test_the_old_names_of_the_epoch_log_and_the_history_plugin_still_work_with_a
         assert trainkit.History is EpochLog
     with pytest.warns(DeprecationWarning, match="now HistoryFiles"):
         assert history_plugin.History is history_plugin.HistoryFiles
+
+
+def test_hooks_receive_the_run_context(synthetic_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from trainkit.cli import make_cli
+    from trainkit.context import RunContext
+
+    seen = []
+
+    class Reader:
+        name = "reader"
+
+        @hookimpl
+        def on_fit_start(self, context):
+            seen.append(context)
+
+    result = CliRunner().invoke(make_cli([Reader()]), [
+        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "1", "--out",
+        "run", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    (context,) = seen
+    assert isinstance(context, RunContext) and context.run_dir.name == "run"
+    assert context.config["epochs"] == 1 and context.blas_threads == 1
+    assert context.is_main_process

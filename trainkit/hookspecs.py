@@ -4,6 +4,10 @@ A plugin is any module or object with functions marked ``@trainkit.hookimpl`` wh
 specs below. An implementation may accept any subset of a spec's arguments (pluggy's rule), so
 ``def on_epoch_end(logs): ...`` is a valid implementation of ``on_epoch_end``.
 
+Every lifecycle hook receives ``trainer`` (the loop: model, optimizer, state, history) and
+``context``, the run's facts (``trainkit.context.RunContext``: run folder, config, main-process
+flag, BLAS threads and kernels): ``def on_fit_start(context): print(context.run_dir)``.
+
 docs/plugins.md documents each hook with its exact signature; a test keeps the two in step.
 """
 
@@ -17,6 +21,7 @@ from trainkit.markers import hookspec
 if TYPE_CHECKING:
     import click
 
+    from trainkit.context import RunContext
     from trainkit.trainer import Batch, Trainer
 
 #: The callback handed to every ``register_*`` hook: ``register(name, factory)``.
@@ -112,17 +117,17 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def on_fit_start(trainer: Trainer) -> None:
+def on_fit_start(trainer: Trainer, context: RunContext) -> None:
     """Called once when ``Trainer.fit`` starts, before the first epoch (also on resume)."""
 
 
 @hookspec
-def on_epoch_start(trainer: Trainer, epoch: int) -> None:
+def on_epoch_start(trainer: Trainer, context: RunContext, epoch: int) -> None:
     """Called at the start of every training epoch. ``epoch`` counts from 1."""
 
 
 @hookspec
-def on_batch_start(trainer: Trainer, step: int, batch: Batch) -> None:
+def on_batch_start(trainer: Trainer, context: RunContext, step: int, batch: Batch) -> None:
     """Called before the forward pass of every training batch.
 
     ``step`` is the batch's index within the epoch, from 0. ``batch`` is ``(inputs, targets)``; its
@@ -131,7 +136,7 @@ def on_batch_start(trainer: Trainer, step: int, batch: Batch) -> None:
 
 
 @hookspec
-def on_before_optimizer_step(trainer: Trainer, step: int) -> None:
+def on_before_optimizer_step(trainer: Trainer, context: RunContext, step: int) -> None:
     """Called after backward and before the optimizer step.
 
     ``trainer.model.grads`` is the flat gradient buffer: clip or all-reduce it in place here.
@@ -139,7 +144,8 @@ def on_before_optimizer_step(trainer: Trainer, step: int) -> None:
 
 
 @hookspec
-def on_batch_end(trainer: Trainer, step: int, batch: Batch, logs: dict[str, float]) -> None:
+def on_batch_end(trainer: Trainer, context: RunContext, step: int, batch: Batch,
+                 logs: dict[str, float]) -> None:
     """Called after the optimizer step of every training batch.
 
     ``logs`` holds this batch's ``loss`` and metrics (``acc``, ...). Do not keep the dict.
@@ -147,17 +153,17 @@ def on_batch_end(trainer: Trainer, step: int, batch: Batch, logs: dict[str, floa
 
 
 @hookspec
-def on_validation_start(trainer: Trainer, epoch: int) -> None:
+def on_validation_start(trainer: Trainer, context: RunContext, epoch: int) -> None:
     """Called before the validation pass of an epoch."""
 
 
 @hookspec
-def on_validation_end(trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
+def on_validation_end(trainer: Trainer, context: RunContext, epoch: int, logs: dict[str, float]) -> None:
     """Called after the validation pass. ``logs`` holds ``val_loss`` and ``val_*`` metrics."""
 
 
 @hookspec
-def on_epoch_end(trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
+def on_epoch_end(trainer: Trainer, context: RunContext, epoch: int, logs: dict[str, float]) -> None:
     """Called at the end of every epoch with its train and validation metrics (and ``lr``).
 
     ``logs`` is the row that ``trainer.history`` records. A plugin may add keys to it.
@@ -165,7 +171,7 @@ def on_epoch_end(trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
 
 
 @hookspec
-def on_train_end(trainer: Trainer, reason: str) -> None:
+def on_train_end(trainer: Trainer, context: RunContext, reason: str) -> None:
     """Called once when the training epochs are over and training ended normally: ``reason`` is
     ``"completed"`` or the reason given to ``trainer.stop`` (``"early-stopping"``, ``"nan"``, ...).
 
@@ -176,19 +182,19 @@ def on_train_end(trainer: Trainer, reason: str) -> None:
 
 
 @hookspec
-def on_test_start(trainer: Trainer) -> None:
+def on_test_start(trainer: Trainer, context: RunContext) -> None:
     """Called before the test split is scored, once, after ``on_train_end``."""
 
 
 @hookspec
-def on_test_end(trainer: Trainer, logs: dict[str, float]) -> None:
+def on_test_end(trainer: Trainer, context: RunContext, logs: dict[str, float]) -> None:
     """Called after the test split is scored. ``logs`` holds ``test_loss`` and ``test_*`` metrics;
     they are also added to the last row of ``trainer.history`` and kept in ``trainer.test_logs``.
     """
 
 
 @hookspec
-def on_fit_end(trainer: Trainer, reason: str) -> None:
+def on_fit_end(trainer: Trainer, context: RunContext, reason: str) -> None:
     """Called once when ``fit`` ends, whatever happened.
 
     ``reason`` is ``"completed"``, ``"stopped"`` (or the reason given to ``trainer.stop``, such as
@@ -197,7 +203,7 @@ def on_fit_end(trainer: Trainer, reason: str) -> None:
 
 
 @hookspec
-def on_exception(trainer: Trainer, exception: BaseException) -> None:
+def on_exception(trainer: Trainer, context: RunContext, exception: BaseException) -> None:
     """Called when training fails or is interrupted, before ``on_fit_end``.
 
     The model, optimizer and ``trainer.state`` are at the last consistent point: the end of the last
@@ -206,7 +212,7 @@ def on_exception(trainer: Trainer, exception: BaseException) -> None:
 
 
 @hookspec(firstresult=True)
-def on_message(trainer: Trainer, message: str, level: str) -> bool | None:
+def on_message(trainer: Trainer, context: RunContext, message: str, level: str) -> bool | None:
     """Show a message of the run to its user; return ``True`` once shown.
 
     Every message trainkit has for the user during a run goes through here: warnings, Ctrl+C
@@ -222,7 +228,7 @@ def on_message(trainer: Trainer, message: str, level: str) -> bool | None:
 
 
 @hookspec
-def on_save_checkpoint(trainer: Trainer, state: dict[str, Any]) -> None:
+def on_save_checkpoint(trainer: Trainer, context: RunContext, state: dict[str, Any]) -> None:
     """Add this plugin's own JSON-serialisable state to a checkpoint being written.
 
     ``state`` is shared by all plugins: store yours under your plugin's name, for example
@@ -231,5 +237,5 @@ def on_save_checkpoint(trainer: Trainer, state: dict[str, Any]) -> None:
 
 
 @hookspec
-def on_load_checkpoint(trainer: Trainer, state: dict[str, Any]) -> None:
+def on_load_checkpoint(trainer: Trainer, context: RunContext, state: dict[str, Any]) -> None:
     """Restore this plugin's state from a checkpoint, reading ``state[your plugin's name]``."""

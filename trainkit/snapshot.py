@@ -75,7 +75,8 @@ def plugin_states(trainer, leave_out: tuple[str, ...] = ()) -> tuple[dict[str, A
     hook = trainer.plugin_manager.subset_hook_caller(
         "on_save_checkpoint", [trainer.plugin_manager.get_plugin(RUN_PLUGIN_PREFIX + name) or
                                trainer.plugin_manager.get_plugin(name) for name in leave_out])
-    for impl, error in each_implementation(hook, trainer=trainer, state=state):
+    for impl, error in each_implementation(hook, trainer=trainer, context=trainer.context,
+                                             state=state):
         plugin = impl.plugin_name.removeprefix(RUN_PLUGIN_PREFIX)
         if error is not None:
             raise PluginError(plugin, "on_save_checkpoint", error) from error

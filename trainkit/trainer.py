@@ -292,8 +292,9 @@ class Trainer:
         self._pending_plugin_state = plugin_state
 
     def call_hook(self, name: str, **kwargs: Any) -> None:
-        """Call a hook on every plugin, with ``trainer=self``; failures name the plugin."""
-        self._hooks(name, trainer=self, **kwargs)
+        """Call a hook on every plugin, with ``trainer`` and ``context``; failures name the
+        plugin."""
+        self._hooks(name, trainer=self, context=self.context, **kwargs)
 
     # ------------------------------------------------------------------ fit
 
@@ -362,7 +363,8 @@ class Trainer:
             self.history.rows[-1].update(logs)
 
     def _notify_exception(self, error: BaseException) -> None:
-        for hook_error in self._hooks.each("on_exception", trainer=self, exception=error):
+        for hook_error in self._hooks.each("on_exception", trainer=self, context=self.context,
+                                           exception=error):
             # never mask the original failure; do say it
             self.say(f"trainkit: warning: while handling {type(error).__name__}: {hook_error}",
                      "warning")
@@ -413,15 +415,15 @@ class Trainer:
             self.say(warning, "warning")
 
     def _train_batches(self, batches, start: int, sums: list[float]) -> bool:
-        model, loss_fn, optimizer, metrics, state = (
-            self.model, self.loss, self.optimizer, self.metrics, self.state)
+        model, loss_fn, optimizer, metrics, state, context = (
+            self.model, self.loss, self.optimizer, self.metrics, self.state, self.context)
         hooks = self._hooks
         batch_start = hooks.caller("on_batch_start")
         before_step = hooks.caller("on_before_optimizer_step")
         batch_end = hooks.caller("on_batch_end")
         for step, batch in enumerate(batches, start):
             if batch_start is not None:
-                batch_start(trainer=self, step=step, batch=batch)
+                batch_start(trainer=self, context=context, step=step, batch=batch)
             x, y = batch
             outputs = model.forward(x)
             loss = loss_fn.forward(outputs, y)
@@ -434,7 +436,7 @@ class Trainer:
                 # A plugin may replace this batch's logs and sample count here (data-parallel
                 # training puts the global ones in), so they are read again below.
                 self.batch_logs, self.batch_samples = logs, n
-                before_step(trainer=self, step=step)
+                before_step(trainer=self, context=context, step=step)
                 n = self.batch_samples
                 loss = logs["loss"]
             optimizer.step()
@@ -445,7 +447,7 @@ class Trainer:
             state.global_step += 1
             state.step_in_epoch = step + 1
             if batch_end is not None:
-                batch_end(trainer=self, step=step, batch=batch, logs=logs)
+                batch_end(trainer=self, context=context, step=step, batch=batch, logs=logs)
             if (self._interrupt_requested or self._interrupt_signalled) and \
                     self._should_interrupt():
                 raise KeyboardInterrupt
@@ -516,7 +518,8 @@ class Trainer:
         if not self.is_main_process:
             return
         try:
-            shown = self.plugin_manager.hook.on_message(trainer=self, message=message,
+            shown = self.plugin_manager.hook.on_message(trainer=self, context=self.context,
+                                                        message=message,
                                                         level=level)
         except Exception:  # noqa: BLE001 (a broken reporter must not hide the message)
             shown = False
