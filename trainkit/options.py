@@ -35,6 +35,8 @@ class OptionSpec:
     help: str = ""
     choices: tuple[Any, ...] | None = None
     optional: bool = False
+    #: the annotation as written, when it is a type the command line cannot parse
+    unparsable: str | None = None
 
     @property
     def is_flag(self) -> bool:
@@ -141,8 +143,13 @@ def option_specs(factory: Any) -> tuple[OptionSpec, ...]:
         if param.default is inspect.Parameter.empty:
             continue  # a required parameter is not an option; the caller supplies it
         base, choices, optional = _describe(hints.get(param.name, type(param.default)))
+        unparsable = None
+        if param.name in hints and not _parsable(hints[param.name]):
+            written = param.annotation  # as in the source, under postponed annotations
+            unparsable = written if isinstance(written, str) else \
+                written.__name__ if isinstance(written, type) else str(written)
         specs.append(OptionSpec(param.name, base, param.default, docs.get(param.name, ""),
-                                choices, optional))
+                                choices, optional, unparsable))
     return tuple(specs)
 
 
@@ -152,25 +159,8 @@ SUPPORTED_TYPES = ("bool, int, float, str, pathlib.Path, Literal[...] (a choice)
 
 def unsupported_options(factory: Any) -> list[str]:
     """The options of ``factory`` whose annotated type the command line cannot parse."""
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    if target is object.__init__:
-        return []
-    try:
-        signature = inspect.signature(target)
-        hints = typing.get_type_hints(target)
-    except (TypeError, ValueError, NameError):
-        return []
-    problems = []
-    for param in signature.parameters.values():
-        if param.default is inspect.Parameter.empty or param.name not in hints:
-            continue
-        if not _parsable(hints[param.name]):
-            written = param.annotation  # as in the source, under postponed annotations
-            shown = written if isinstance(written, str) else \
-                written.__name__ if isinstance(written, type) else str(written)
-            problems.append(f"option {param.name!r} is typed {shown}, which the command line "
-                            f"cannot parse")
-    return problems
+    return [f"option {spec.name!r} is typed {spec.unparsable}, which the command line cannot "
+            f"parse" for spec in option_specs(factory) if spec.unparsable]
 
 
 def _parsable(annotation: Any) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 from trainkit import contract
 from trainkit.errors import ConfigError
 from trainkit.options import instantiate, plugin_option_param
+from trainkit.plugin_manager import BUILTIN_DISTRIBUTION
 from trainkit.registry import Registry
 
 RUN_DEFAULTS: dict[str, Any] = {
@@ -273,6 +274,7 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
     """Load the data and create the model, loaders and trainer of a resolved run."""
     import numpy as np
 
+    from trainkit.context import RunContext
     from trainkit.data import DataLoader
     from trainkit.trainer import Trainer
 
@@ -306,10 +308,11 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
     run.train_loader.limit_batches = run.val_loader.limit_batches = config["limit_batches"]
     out = config.get("out")
     run.run_dir = Path(out) if out else default_run_dir()
+    context = RunContext(run_dir=run.run_dir, config=effective_config(run),
+                         is_main_process=run.is_main_process,
+                         component_sources=component_sources(run, pm))
     run.trainer = Trainer(model, run.loss, run.optimizer, run.metrics, run.plugins,
-                          plugin_manager=pm, run_dir=run.run_dir, config=effective_config(run),
-                          is_main_process=run.is_main_process)
-    run.trainer.component_sources = component_sources(run, pm)
+                          plugin_manager=pm, context=context)
     return run
 
 
@@ -339,6 +342,7 @@ def check_components_installed(manifest: dict[str, Any], registry: Registry, pm,
     if not wanted:  # a checkpoint from before components were recorded: the names alone
         wanted = [{"kind": kind, "name": config.get(kind)} for kind in SINGLE_KINDS
                   if kind in kinds and isinstance(config.get(kind), str)]
+    skipped = {name for name, _ in pm.failures}
     for record in wanted:
         kind, name = record["kind"], record["name"]
         if name in registry.components.get(kind, {}):
@@ -347,10 +351,9 @@ def check_components_installed(manifest: dict[str, Any], registry: Registry, pm,
         origin = ""
         if plugin:
             origin = f" from plugin {plugin!r}"
-            if package and package != "trainkit":
+            if package and package != BUILTIN_DISTRIBUTION:
                 origin += f" (package {package}" + (f" {record['version']}" if record.get(
                     "version") else "") + ")"
-        skipped = {name for name, _ in pm.failures}
         why = ("which is blocked (-p no:" + plugin + ")" if plugin and pm.is_blocked(plugin) else
                "which was skipped (see the warning above)" if plugin in skipped else
                "which is not installed" if plugin else "which no installed plugin registers")
