@@ -40,6 +40,8 @@ class IDXDataset:
     sha256_raw: dict[str, str] = {}
     mirrors: tuple[str, ...] = ()
     num_classes: int | None = 10
+    #: what each class is, in label order (``None``: the labels' numbers)
+    class_names: tuple[str, ...] | None = None
 
     def __init__(self, data_dir: Path | None = None) -> None:
         env = os.environ.get("TRAINKIT_DATA_DIR")
@@ -66,7 +68,9 @@ class IDXDataset:
                     f"{paths[f'{part}_labels']}: labels must be a 1-D array of classes "
                     f"0..{num_classes - 1}"
                 )
-        return DatasetSplits(name=self.name, num_classes=num_classes, **arrays)
+        names = self.class_names or tuple(str(i) for i in range(num_classes))
+        return DatasetSplits(name=self.name, num_classes=num_classes, class_names=names,
+                             **arrays)
 
     def locate_all(self) -> dict[str, Path]:
         """Every split's file, found and verified (or downloaded)."""
@@ -202,6 +206,8 @@ class FashionMNIST(IDXDataset):
     """
 
     name = "fashion-mnist"
+    class_names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot")
     mirrors = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
     sha256_raw = {
         "train-images-idx3-ubyte.gz": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",

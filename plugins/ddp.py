@@ -5,9 +5,11 @@
 Every rank builds the same model from the same seed and draws the same data order; each takes its
 own slice of every global batch (``--batch-size`` per rank, times the number of ranks). After each
 backward pass, one ``Allreduce`` over a single flat buffer sums the sample-weighted gradients
-together with the batch's loss and metrics, the sample count and a Ctrl+C flag, so every rank
-takes the same optimizer step and sees the same global numbers: the console, history, early
-stopping and the NaN guard decide identically everywhere. Batch norm normalises each rank's own
+together with the batch's metric state (sample count, loss, every metric's counts) and a Ctrl+C
+flag, so every rank takes the same optimizer step and sees the same global numbers: the console,
+history, early stopping and the NaN guard decide identically everywhere. Validation and test
+states are summed the same way before their values are computed, so a metric such as F1 is
+exact over the whole split, not an average of the ranks' F1. Batch norm normalises each rank's own
 batch (as PyTorch's DistributedDataParallel does without SyncBatchNorm), and its running
 statistics are averaged over the ranks in that same Allreduce, so every rank holds the same
 statistics after every step. Only rank 0 shows progress and writes
@@ -71,9 +73,10 @@ class DDP:
         trainer.train_loader.shard(self.rank, self.world)
         trainer.val_loader = self.shard_for_scoring(trainer.val_loader)
         trainer.test_loader = self.shard_for_scoring(trainer.test_loader)
-        extras = 3 + len(trainer.metrics)  # loss, metrics, samples, interrupt flag
         states = getattr(trainer.model, "states", np.empty(0, np.float32))
         self._states = states  # batch norm's running statistics, averaged in the same Allreduce
+        # the batch's metric state (counts: exact in float32 up to 2**24) and a Ctrl+C flag
+        extras = trainer.metric_set.size + 1
         self._buffer = np.empty(trainer.model.grads.size + states.size + extras, dtype=np.float32)
 
     def shard_for_scoring(self, loader):
@@ -88,18 +91,15 @@ class DDP:
 
     @hookimpl(tryfirst=True)
     def on_before_optimizer_step(self, trainer):
-        grads, buffer, logs = trainer.model.grads, self._buffer, trainer.batch_logs
+        grads, buffer, batch_state = trainer.model.grads, self._buffer, trainer.batch_state
         size = grads.size
-        n_local = trainer.batch_samples
+        n_local = batch_state[0]
         np.multiply(grads, n_local / trainer.train_loader.global_batch_size, out=buffer[:size])
         states = self._states
         if states.size:
             np.multiply(states, np.float32(1 / self.world), out=buffer[size:size + states.size])
         extras = buffer[size + states.size:]
-        extras[0] = logs["loss"] * n_local
-        for i, metric in enumerate(trainer.metrics, 1):
-            extras[i] = logs[metric.name] * n_local
-        extras[-2] = n_local
+        extras[:-1] = batch_state
         extras[-1] = 1.0 if trainer.interrupt_signalled else 0.0
         start = time.perf_counter()
         self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
@@ -108,11 +108,7 @@ class DDP:
         grads[...] = buffer[:size]
         if states.size:
             states[...] = buffer[size:size + states.size]
-        n_global = float(extras[-2])
-        logs["loss"] = float(extras[0]) / n_global
-        for i, metric in enumerate(trainer.metrics, 1):
-            logs[metric.name] = float(extras[i]) / n_global
-        trainer.batch_samples = int(round(n_global))
+        batch_state[:] = extras[:-1]
         if extras[-1] > 0:
             trainer.request_interrupt()  # Ctrl+C on any rank: every rank stops at this step
 
@@ -123,21 +119,10 @@ class DDP:
 
     # ------------------------------------------------------------------ every epoch
 
-    @hookimpl(tryfirst=True)
-    def on_validation_end(self, trainer, logs):
-        self.reduce_scores(logs, len(trainer.val_loader.labels))
-
-    @hookimpl(tryfirst=True)
-    def on_test_end(self, trainer, logs):
-        self.reduce_scores(logs, len(trainer.test_loader.labels))
-
-    def reduce_scores(self, logs, n_local: int) -> None:
-        """Turn this rank's sample-weighted means into the global ones, in place."""
-        keys = sorted(logs)
-        totals = np.array([logs[k] * n_local for k in keys] + [n_local], dtype=np.float64)
-        self.comm.Allreduce(self.MPI.IN_PLACE, totals, op=self.MPI.SUM)
-        for i, key in enumerate(keys):
-            logs[key] = float(totals[i] / totals[-1])
+    @hookimpl
+    def on_evaluation_state(self, state):
+        """Sum the ranks' validation or test states (float64), so every value is the split's."""
+        self.comm.Allreduce(self.MPI.IN_PLACE, state, op=self.MPI.SUM)
 
     @hookimpl(tryfirst=True)
     def on_epoch_end(self, trainer):

@@ -1,26 +1,34 @@
-"""Metrics: accuracy and top-k accuracy, each the mean over a batch.
+"""Metrics, exact over an epoch (see ``trainkit.metrics``): accuracy, top-k accuracy, precision,
+recall, F1 and the confusion matrix.
 
-A metric's ``name`` is the key it logs under: ``acc`` for training, ``val_acc`` for validation.
+A metric's ``name`` is the key it logs under: ``f1`` for training, ``val_f1`` for validation.
+Every state is a count, summed in float64 (exact up to 2**53 samples).
 """
 
 from __future__ import annotations
 
 from trainkit import hookimpl
 from trainkit.lazy import lazy_import
+from trainkit.metrics import Metric, safe_ratio
 
 np = lazy_import("numpy")
 
+AVERAGES = ("macro", "micro", "weighted")
 
-class Accuracy:
+
+class Accuracy(Metric):
     """The share of samples whose highest output is the true class."""
 
     name = "acc"
 
-    def __call__(self, outputs: np.ndarray, targets: np.ndarray) -> float:
-        return float(np.count_nonzero(outputs.argmax(axis=1) == targets)) / len(targets)
+    def update(self, state, outputs, targets) -> None:
+        state[0] += np.count_nonzero(outputs.argmax(axis=1) == targets)
+
+    def compute(self, state, samples) -> float:
+        return float(state[0] / samples)
 
 
-class TopKAccuracy:
+class TopKAccuracy(Metric):
     """The share of samples whose true class is among the ``k`` highest outputs.
 
     Args:
@@ -35,13 +43,117 @@ class TopKAccuracy:
         self.k = k
         self.name = f"top{k}_acc"
 
-    def __call__(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+    def update(self, state, outputs, targets) -> None:
         k = min(self.k, outputs.shape[1])
         top = np.argpartition(outputs, -k, axis=1)[:, -k:]
-        return float(np.count_nonzero(top == targets[:, None])) / len(targets)
+        state[0] += np.count_nonzero(top == targets[:, None])
+
+    def compute(self, state, samples) -> float:
+        return float(state[0] / samples)
+
+
+class ConfusionMatrix(Metric):
+    """Counts of (true class, predicted class): row i, column j counts the samples of class i
+    predicted as j. Rows sum to the class supports; the trace is the number of hits. Its value is
+    the matrix (int64), which is not logged: the ``confusion-matrix`` run plugin writes it."""
+
+    name = "confusion"
+
+    def state_size(self, num_classes: int) -> int:
+        return num_classes * num_classes
+
+    def update(self, state, outputs, targets) -> None:
+        k = outputs.shape[1]
+        state += np.bincount(targets * k + outputs.argmax(axis=1), minlength=k * k)
+
+    def compute(self, state, samples):
+        k = int(round(len(state) ** 0.5))
+        return state.reshape(k, k).astype(np.int64)
+
+
+class ClassCounts(Metric):
+    """Per class: true positives, predictions and targets (``3 * num_classes`` counts), from
+    which precision, recall and F1 follow under any averaging."""
+
+    def __init__(self, average: str = "macro") -> None:
+        from trainkit.errors import ConfigError
+
+        if average not in AVERAGES:
+            raise ConfigError(f"average must be one of {', '.join(AVERAGES)}, got {average!r}",
+                              "average")
+        self.average = average
+
+    def state_size(self, num_classes: int) -> int:
+        return 3 * num_classes
+
+    def update(self, state, outputs, targets) -> None:
+        k = outputs.shape[1]
+        predicted = outputs.argmax(axis=1)
+        state[:k] += np.bincount(targets[predicted == targets], minlength=k)
+        state[k:2 * k] += np.bincount(predicted, minlength=k)
+        state[2 * k:] += np.bincount(targets, minlength=k)
+
+    def compute(self, state, samples) -> float:
+        hits, predicted, support = np.split(state, 3)
+        if self.average == "micro":  # one label per sample: micro P = R = F1 = accuracy
+            return float(hits.sum() / samples)
+        scores = self.per_class(hits, predicted, support)
+        seen = (support > 0) | (predicted > 0)  # scikit-learn's labels: in targets or predictions
+        if self.average == "weighted":
+            total = support.sum()
+            return float((scores * support).sum() / total) if total else 0.0
+        return float(scores[seen].mean()) if seen.any() else 0.0
+
+    ratio = staticmethod(safe_ratio)
+
+    def per_class(self, hits, predicted, support):
+        raise NotImplementedError
+
+
+class Precision(ClassCounts):
+    """Of the samples predicted as a class, the share that are of it; averaged over classes.
+
+    Args:
+        average: macro (the classes' mean), micro (over all samples) or weighted (by support).
+    """
+
+    name = "precision"
+
+    def per_class(self, hits, predicted, support):
+        return self.ratio(hits, predicted)
+
+
+class Recall(ClassCounts):
+    """Of the samples of a class, the share predicted as it; averaged over classes.
+
+    Args:
+        average: macro (the classes' mean), micro (over all samples) or weighted (by support).
+    """
+
+    name = "recall"
+
+    def per_class(self, hits, predicted, support):
+        return self.ratio(hits, support)
+
+
+class F1(ClassCounts):
+    """The harmonic mean of precision and recall per class; averaged over classes.
+
+    Args:
+        average: macro (the classes' mean), micro (over all samples) or weighted (by support).
+    """
+
+    name = "f1"
+
+    def per_class(self, hits, predicted, support):
+        return self.ratio(2 * hits, predicted + support)
 
 
 @hookimpl
 def register_metrics(register):
     register("accuracy", Accuracy)
     register("top-k-accuracy", TopKAccuracy)
+    register("precision", Precision)
+    register("recall", Recall)
+    register("f1", F1)
+    register("confusion-matrix", ConfusionMatrix)

@@ -77,11 +77,8 @@ class Progress:
         now = time.monotonic()
         if now >= self._next:
             self._next = now + self.refresh
-            sums = trainer.state.sums
-            n = sums[0]
-            running = {"loss": sums[1] / n}
-            running.update({m.name: sums[2 + i] / n for i, m in enumerate(trainer.metrics)})
-            self.show(bar, running)
+            # the epoch's values so far, exact (each metric computed from its running state)
+            self.show(bar, trainer.metric_set.logs(trainer.state.sums))
 
     @hookimpl(trylast=True)  # after plugins that add to the logs: they are reported too
     def on_epoch_end(self):

@@ -41,7 +41,7 @@ RANK_DUMP = textwrap.dedent("""
 
     @hookimpl
     def on_epoch_start(trainer):
-        trainer.samples_so_far = trainer.state.sums[0] if trainer.state.sums else 0
+        trainer.samples_so_far = trainer.state.sums[0] if len(trainer.state.sums) else 0
 
     @hookimpl
     def on_batch_end(trainer):

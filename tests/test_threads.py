@@ -19,9 +19,25 @@ def blas_threads_now() -> int:
 
 
 @pytest.mark.parametrize("slow_count,expected", [(2, 1), (1, 2)])
-def test_calibrate_picks_the_faster_count(slow_count, expected):
+def test_calibrate_picks_the_faster_count(slow_count, expected, monkeypatch):
+    # the count calibrate sets, seen without asking threadpoolctl in every step (its own cost
+    # varies with the machine's load and could swamp the difference being measured)
+    import contextlib
+
+    import trainkit.threads
+
+    current = []
+
+    @contextlib.contextmanager
+    def fake_blas_threads(count, split_batch=False):
+        current.append(count)
+        yield
+        current.pop()
+
+    monkeypatch.setattr(trainkit.threads, "blas_threads", fake_blas_threads)
+
     def step():
-        time.sleep(0.002 if blas_threads_now() == slow_count else 0.0002)
+        time.sleep(0.002 if current[-1] == slow_count else 0.0002)
 
     assert calibrate(step, [1, 2]) == expected
 

@@ -28,6 +28,8 @@ class RunContext:
     blas_kernels: str | None = None
     #: where each component came from (kind, name, plugin, package, version)
     component_sources: list[dict[str, Any]] = field(default_factory=list)
+    #: what each class is, in label order, from the dataset (``None`` when not known)
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.run_dir is not None:
@@ -36,4 +38,4 @@ class RunContext:
 
 #: The RunContext fields a Trainer also exposes as attributes.
 CONTEXT_FIELDS = ("run_dir", "config", "is_main_process", "blas_threads", "blas_kernels",
-                  "component_sources")
+                  "component_sources", "class_names")

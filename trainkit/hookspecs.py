@@ -20,6 +20,7 @@ from trainkit.markers import hookspec
 
 if TYPE_CHECKING:
     import click
+    import numpy as np
 
     from trainkit.context import RunContext
     from trainkit.trainer import Batch, Trainer
@@ -56,8 +57,11 @@ def register_losses(register: Register) -> None:
 def register_metrics(register: Register) -> None:
     """Register metric factories: ``register("accuracy", Accuracy)``.
 
-    A metric has a ``name`` (the key it logs under, such as ``acc``) and is called as
-    ``metric(outputs, targets) -> float``, the batch mean. Chosen with ``--metric NAME`` (repeatable).
+    A metric is exact over an epoch (``trainkit.metrics.Metric``): it has a ``name`` (the key it
+    logs under, such as ``f1``), ``state_size(num_classes)``, ``update(state, outputs, targets)``
+    adding a batch into its state, and ``compute(state, samples)``. The simple path: an object
+    with a ``name`` called as ``metric(outputs, targets) -> float`` is taken as a batch mean
+    (exact for accuracy, not for F1). Chosen with ``--metric NAME`` (repeatable).
     """
 
 
@@ -140,6 +144,9 @@ def on_before_optimizer_step(trainer: Trainer, context: RunContext, step: int) -
     """Called after backward and before the optimizer step.
 
     ``trainer.model.grads`` is the flat gradient buffer: clip or all-reduce it in place here.
+    ``trainer.batch_state`` is the batch's metric state (``[samples, loss * samples, metric
+    states...]``, float64): a data-parallel plugin sums it across processes here too, and the
+    batch's ``logs`` are then computed from it.
     """
 
 
@@ -160,6 +167,18 @@ def on_validation_start(trainer: Trainer, context: RunContext, epoch: int) -> No
 @hookspec
 def on_validation_end(trainer: Trainer, context: RunContext, epoch: int, logs: dict[str, float]) -> None:
     """Called after the validation pass. ``logs`` holds ``val_loss`` and ``val_*`` metrics."""
+
+
+@hookspec
+def on_evaluation_state(trainer: Trainer, context: RunContext, state: np.ndarray,
+                        prefix: str) -> None:
+    """Called when a validation or test pass (``prefix`` ``"val_"``, ``"test_"``) has added up
+    its metric state over the data this process scored, before the values are computed from it.
+
+    A data-parallel plugin sums ``state`` (float64, ``[samples, loss * samples, metric
+    states...]``) across its processes here, in place, so every metric is exact over the whole
+    split. Other plugins read the values afterwards, in ``on_validation_end``/``on_test_end``.
+    """
 
 
 @hookspec

@@ -310,7 +310,8 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
     run.run_dir = Path(out) if out else default_run_dir()
     context = RunContext(run_dir=run.run_dir, config=effective_config(run),
                          is_main_process=run.is_main_process,
-                         component_sources=component_sources(run, pm))
+                         component_sources=component_sources(run, pm),
+                         class_names=splits.class_names)
     run.trainer = Trainer(model, run.loss, run.optimizer, run.metrics, run.plugins,
                           plugin_manager=pm, context=context)
     return run

@@ -22,6 +22,7 @@ from trainkit import contract
 from trainkit.context import CONTEXT_FIELDS, RunContext
 from trainkit.data.loader import Batch, DataLoader
 from trainkit.errors import PluginError, TrainkitError
+from trainkit.metrics import MetricSet
 from trainkit.plugin_manager import each_implementation
 from trainkit.profiler import LIFECYCLE_HOOKS, HookProfiler
 
@@ -37,15 +38,16 @@ class TrainState:
     """Where the run is. Consistent after every completed optimizer step.
 
     ``epoch`` is the last completed epoch (0 before training); ``step_in_epoch`` counts the steps
-    completed in the epoch under way; ``sums`` are that epoch's running ``[samples, loss*n,
-    metric*n, ...]`` so that a resumed epoch logs exactly what an uninterrupted one would.
+    completed in the epoch under way; ``sums`` is that epoch's metric state so far, ``[samples,
+    loss * samples, each metric's state...]`` (``trainkit.metrics.MetricSet``), so that a resumed
+    epoch logs exactly what an uninterrupted one would.
     """
 
     epoch: int = 0
     global_step: int = 0
     step_in_epoch: int = 0
     epoch_rng_state: dict[str, Any] | None = None
-    sums: list[float] = field(default_factory=list)
+    sums: Any = field(default_factory=list)  # a float64 array during an epoch
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,7 +55,7 @@ class TrainState:
             "global_step": self.global_step,
             "step_in_epoch": self.step_in_epoch,
             "epoch_rng_state": self.epoch_rng_state,
-            "sums": list(self.sums),
+            "sums": [float(x) for x in self.sums],
         }
 
     @classmethod
@@ -212,7 +214,11 @@ class Trainer:
         self.model = model
         self.loss = loss
         self.optimizer = optimizer
-        self.metrics = list(metrics)
+        #: the metrics' state layout; ``self.metrics`` are its metrics (batch means wrapped)
+        self.metric_set = MetricSet(metrics)
+        self.metrics = self.metric_set.metrics
+        self._evaluation_metrics: list[Any] = []
+        self._evaluation_set: MetricSet | None = None
         if isinstance(plugins, dict):
             self.plugins = dict(plugins)
         else:
@@ -221,9 +227,13 @@ class Trainer:
         #: the run's facts (run folder, config, main process, BLAS): see trainkit.context
         self.context = context or RunContext(run_dir=run_dir, config=config or {},
                                              is_main_process=is_main_process)
-        #: The current batch's logs and sample count, for ``on_before_optimizer_step``.
-        self.batch_logs: dict[str, float] = {}
-        self.batch_samples = 0
+        #: The current batch's metric state (``[samples, loss * samples, metric states...]``),
+        #: set before ``on_before_optimizer_step``: a data-parallel plugin sums it across
+        #: processes there, in place, and the batch's logs are computed from it afterwards.
+        self.batch_state: np.ndarray | None = None
+        #: Every metric's value from the last evaluations, arrays (a confusion matrix) included,
+        #: by logged name: ``results["val_confusion"]``, ``results["test_f1"]``.
+        self.results: dict[str, Any] = {}
         self.state = TrainState()
         self.history = EpochLog()
         self.epochs = 0
@@ -316,6 +326,7 @@ class Trainer:
         if self._pending_data_rng is not None:
             train.rng.bit_generator.state = self._pending_data_rng
             self._pending_data_rng = None
+        self._bind_metrics(train)
         reason = "failed"
         in_flight: BaseException | None = None
         previous_handler = self._install_sigint_handler()
@@ -354,6 +365,32 @@ class Trainer:
                         self.plugin_manager.unregister(name=name)
         return self.history
 
+    def add_evaluation_metric(self, metric: Any) -> None:
+        """Also compute ``metric`` in validation and test passes (not in training steps): how a
+        run plugin asks for a metric it needs, such as a confusion matrix, whatever ``--metric``
+        chose. A metric of the same name already there is kept instead."""
+        from trainkit.metrics import as_metric
+
+        metric = as_metric(metric)
+        known = {m.name for m in (*self.metrics, *self._evaluation_metrics)}
+        if metric.name not in known:
+            self._evaluation_metrics.append(metric)
+            self._evaluation_set = None
+
+    def _bind_metrics(self, loader: DataLoader) -> None:
+        """Lay the metric states out for the model's number of outputs, read from a forward pass
+        of one sample in evaluation mode (no random draw, no statistics updated)."""
+        if self.metric_set.bound:
+            return
+        training = getattr(self.model, "training", True)
+        self._set_mode(False)
+        try:
+            x, _ = loader.make_batch(np.zeros(1, dtype=np.intp))
+            outputs = self.model.forward(x)
+        finally:
+            self._set_mode(training)
+        self.metric_set.bind(int(outputs.shape[1]))
+
     def _test(self) -> None:
         self.call_hook("on_test_start")
         logs = self.evaluate(self.test_loader, prefix="test_")
@@ -373,17 +410,20 @@ class Trainer:
         state, loader = self.state, self.train_loader
         if state.step_in_epoch and state.epoch_rng_state is not None:
             order = loader.resume_epoch(state.epoch_rng_state)  # continue a resumed epoch
-            sums = state.sums
+            if len(state.sums):
+                self.metric_set.check(state.sums, "the resumed checkpoint")
+            sums = state.sums = np.array(state.sums, dtype=np.float64) if len(state.sums) else \
+                self.metric_set.new_state()
             # Continue at the first sample not trained on (sums[0] counts them, globally under
             # data parallelism), so that a resume with another number of processes, whose global
             # batches are another size, neither skips nor repeats a sample.
-            first_sample = (int(sums[0]) if sums else
+            first_sample = (int(sums[0]) if sums[0] else
                             state.step_in_epoch * loader.batch_size * loader.world)
             start = len(loader) - loader.batches_left(first_sample)
             state.step_in_epoch = start
         else:
             order = loader.new_epoch()
-            first_sample, start, sums = 0, 0, [0.0] * (2 + len(self.metrics))
+            first_sample, start, sums = 0, 0, self.metric_set.new_state()
             state.step_in_epoch, state.sums = 0, sums
         state.epoch_rng_state = loader.epoch_rng_state
         started = time.perf_counter()
@@ -396,10 +436,8 @@ class Trainer:
                 self.loop_seconds += time.perf_counter() - started
             if not completed:
                 return  # stopped mid-epoch: no validation, no epoch end
-        n = sums[0]
-        logs = {"loss": sums[1] / n}
-        for i, metric in enumerate(self.metrics):
-            logs[metric.name] = sums[2 + i] / n
+        logs = self.metric_set.logs(sums)
+        self.results.update(self.metric_set.results(sums))
         if self.val_loader is not None:
             self.call_hook("on_validation_start", epoch=epoch)
             val_logs = self.evaluate(self.val_loader, prefix="val_")
@@ -414,9 +452,11 @@ class Trainer:
         for warning in self.profiler.slow_warnings(self.loop_seconds):
             self.say(warning, "warning")
 
-    def _train_batches(self, batches, start: int, sums: list[float]) -> bool:
-        model, loss_fn, optimizer, metrics, state, context = (
-            self.model, self.loss, self.optimizer, self.metrics, self.state, self.context)
+    def _train_batches(self, batches, start: int, sums: np.ndarray) -> bool:
+        model, loss_fn, optimizer, state, context = (
+            self.model, self.loss, self.optimizer, self.state, self.context)
+        metric_set = self.metric_set
+        batch_state = self.batch_state = metric_set.new_state()
         hooks = self._hooks
         batch_start = hooks.caller("on_batch_start")
         before_step = hooks.caller("on_before_optimizer_step")
@@ -426,24 +466,14 @@ class Trainer:
                 batch_start(trainer=self, context=context, step=step, batch=batch)
             x, y = batch
             outputs = model.forward(x)
-            loss = loss_fn.forward(outputs, y)
-            logs = {"loss": loss}
-            for metric in metrics:
-                logs[metric.name] = metric(outputs, y)
+            batch_state[:] = 0.0
+            metric_set.update(batch_state, outputs, y, loss_fn.forward(outputs, y))
             model.backward(loss_fn.backward())
-            n = len(y)
-            if before_step is not None:
-                # A plugin may replace this batch's logs and sample count here (data-parallel
-                # training puts the global ones in), so they are read again below.
-                self.batch_logs, self.batch_samples = logs, n
+            if before_step is not None:  # data-parallel training sums batch_state here
                 before_step(trainer=self, context=context, step=step)
-                n = self.batch_samples
-                loss = logs["loss"]
             optimizer.step()
-            sums[0] += n
-            sums[1] += loss * n
-            for i, metric in enumerate(metrics):
-                sums[2 + i] += logs[metric.name] * n
+            sums += batch_state
+            logs = metric_set.logs(batch_state)
             state.global_step += 1
             state.step_in_epoch = step + 1
             if batch_end is not None:
@@ -461,6 +491,7 @@ class Trainer:
         """Loss and metrics over ``data`` (sample-weighted means), in evaluation mode (dropout off,
         batch norm on its running statistics), without touching the weights; the model's mode is
         put back afterwards."""
+        self._bind_metrics(data)
         training = getattr(self.model, "training", True)
         self._set_mode(False)
         try:
@@ -475,20 +506,24 @@ class Trainer:
             switch(training)
 
     def _evaluate(self, data: DataLoader, prefix: str) -> dict[str, float]:
-        order = np.arange(len(data.labels))
-        totals = [0.0] * (1 + len(self.metrics))
-        n = 0
-        for x, y in data.batches(order):
+        metric_set = self._evaluation_metric_set()
+        state = metric_set.new_state()
+        for x, y in data.batches(np.arange(len(data.labels))):
             outputs = self.model.forward(x)
-            size = len(y)
-            totals[0] += self.loss.forward(outputs, y) * size
-            for i, metric in enumerate(self.metrics):
-                totals[1 + i] += metric(outputs, y) * size
-            n += size
-        logs = {f"{prefix}loss": totals[0] / n}
-        for i, metric in enumerate(self.metrics):
-            logs[f"{prefix}{metric.name}"] = totals[1 + i] / n
-        return logs
+            metric_set.update(state, outputs, y, self.loss.forward(outputs, y))
+        # a data-parallel plugin sums the processes' states here
+        self.call_hook("on_evaluation_state", state=state, prefix=prefix)
+        self.results.update(metric_set.results(state, prefix))
+        return metric_set.logs(state, prefix)
+
+    def _evaluation_metric_set(self) -> MetricSet:
+        """The run's metrics plus those plugins asked for (``add_evaluation_metric``)."""
+        if not self._evaluation_metrics:
+            return self.metric_set
+        if self._evaluation_set is None:
+            self._evaluation_set = MetricSet([*self.metrics, *self._evaluation_metrics])
+            self._evaluation_set.bind(self.metric_set.num_classes)
+        return self._evaluation_set
 
     # ------------------------------------------------------------------ Ctrl+C
 

@@ -29,6 +29,12 @@ class DatasetSplits:
     test_images: np.ndarray
     test_labels: np.ndarray
     num_classes: int
+    #: what each class is, in label order (MNIST: "0".."9"; Fashion-MNIST: "T-shirt/top", ...)
+    class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.class_names is None:
+            self.class_names = tuple(str(i) for i in range(self.num_classes))
 
     @property
     def input_size(self) -> int:

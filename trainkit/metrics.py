@@ -1,0 +1,193 @@
+"""Metrics that are exact over an epoch: a state that adds up, and a value computed from it.
+
+A metric accumulates a small **state** over the batches of an epoch (for F1: per-class counts of
+true positives, predictions and targets) and computes its value once, from the whole state. States
+add up across batches and across data-parallel processes, so the value over an epoch never
+depends on the batch size or on how many processes shared the work. Keras
+(``update_state``/``result``) and torchmetrics (``update``/``compute`` with summed states) work
+the same way.
+
+The protocol (subclass :class:`Metric`, or write a class with the same members)::
+
+    name: str                                   # the key it logs under: f1, val_f1, test_f1
+    state_size(num_classes) -> int              # how many numbers its state holds
+    update(state, outputs, targets) -> None     # add one batch into state (float64, in place)
+    compute(state, samples) -> float | ndarray  # its value; samples = how many were added
+
+A float is logged. An array (a confusion matrix) is not: it is kept in ``trainer.results``.
+
+The simple path stays simple: an object with a ``name`` that is called as
+``metric(outputs, targets) -> float`` (the batch mean) is wrapped in :class:`BatchMean`. That is
+exact for metrics that are means over samples (accuracy), and wrong for the others (F1).
+
+:class:`MetricSet` keeps one flat float64 vector for a run's metrics,
+``[samples, loss * samples, metric 1's state, metric 2's state, ...]``: the Trainer adds every
+batch into it, checkpoints write it (a resumed epoch logs what an uninterrupted one would), and
+``ddp`` sums it across processes in the same collective as the gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from trainkit.lazy import lazy_import
+
+np = lazy_import("numpy")  # plugin modules import this module at start-up, before numpy is needed
+
+__all__ = ["BatchMean", "Metric", "MetricSet", "as_metric", "batch_mean", "class_report"]
+
+
+class Metric:
+    """Base class of a metric that is exact over an epoch (see the module's docstring)."""
+
+    name: str = "metric"
+
+    def state_size(self, num_classes: int) -> int:
+        """How many numbers the state holds, for a model with ``num_classes`` outputs."""
+        return 1
+
+    def update(self, state: np.ndarray, outputs: np.ndarray, targets: np.ndarray) -> None:
+        """Add one batch into ``state`` (a float64 view of the run's state vector), in place."""
+        raise NotImplementedError
+
+    def compute(self, state: np.ndarray, samples: float) -> float | np.ndarray:
+        """The value of ``state``, which holds ``samples`` samples (more than 0)."""
+        raise NotImplementedError
+
+
+class BatchMean(Metric):
+    """A metric given as a batch mean, ``function(outputs, targets) -> float``, made exact over an
+    epoch by weighting each batch by its size: right for any mean over samples (accuracy), wrong
+    for metrics that are not (precision, F1; write those as a :class:`Metric`)."""
+
+    def __init__(self, function: Callable[[np.ndarray, np.ndarray], float],
+                 name: str | None = None) -> None:
+        self.function = function
+        # a metric's name, not a plugin's (trainkit.contract): the key it logs under
+        self.name = name or (function.name if hasattr(function, "name") else function.__name__)
+
+    def update(self, state: np.ndarray, outputs: np.ndarray, targets: np.ndarray) -> None:
+        state[0] += float(self.function(outputs, targets)) * len(targets)
+
+    def compute(self, state: np.ndarray, samples: float) -> float:
+        return float(state[0] / samples)
+
+
+def batch_mean(name: str) -> Callable[[Callable[[np.ndarray, np.ndarray], float]], type]:
+    """Make a metric factory from a batch-mean function; one line per metric::
+
+        @batch_mean("acc")
+        def accuracy(outputs, targets):
+            return (outputs.argmax(axis=1) == targets).mean()
+
+        register("accuracy", accuracy)
+    """
+    def wrap(function: Callable[[np.ndarray, np.ndarray], float]) -> type:
+        def __init__(self) -> None:
+            BatchMean.__init__(self, function, name)
+
+        return type(function.__name__, (BatchMean,),
+                    {"__init__": __init__, "__doc__": function.__doc__,
+                     "__module__": function.__module__})
+
+    return wrap
+
+
+def as_metric(metric: Any) -> Metric:
+    """``metric`` itself when it follows the protocol, else the batch-mean callable wrapped."""
+    if all(callable(getattr(metric, m, None)) for m in ("update", "compute", "state_size")):
+        return metric
+    if callable(metric):
+        return BatchMean(metric)
+    raise TypeError(f"{metric!r} is not a metric: it needs update/compute/state_size, or to be "
+                    f"called as metric(outputs, targets) -> float")
+
+
+class MetricSet:
+    """Where each metric's state sits in one flat float64 vector:
+    ``[samples, loss * samples, metric 1's state, ...]``. ``bind(num_classes)`` fixes the layout."""
+
+    def __init__(self, metrics: Sequence[Any]) -> None:
+        self.metrics: list[Metric] = [as_metric(m) for m in metrics]
+        self.slices: list[slice] | None = None
+        self.size = 0
+        self.num_classes: int | None = None
+
+    @property
+    def bound(self) -> bool:
+        return self.slices is not None
+
+    def bind(self, num_classes: int) -> None:
+        """Lay the states out for a model with ``num_classes`` outputs."""
+        offset, self.slices = 2, []
+        for metric in self.metrics:
+            size = int(metric.state_size(num_classes))
+            self.slices.append(slice(offset, offset + size))
+            offset += size
+        self.size, self.num_classes = offset, num_classes
+
+    def new_state(self) -> np.ndarray:
+        return np.zeros(self.size, dtype=np.float64)
+
+    def update(self, state: np.ndarray, outputs: np.ndarray, targets: np.ndarray,
+               loss: float) -> None:
+        """Add one batch (its outputs, targets and mean loss) into ``state``."""
+        n = len(targets)
+        state[0] += n
+        state[1] += loss * n
+        for metric, part in zip(self.metrics, self.slices):
+            metric.update(state[part], outputs, targets)
+
+    def logs(self, state: np.ndarray, prefix: str = "") -> dict[str, float]:
+        """``loss`` and every metric whose value is a number, from ``state`` (with ``prefix``)."""
+        samples = state[0]
+        logs = {f"{prefix}loss": float(state[1] / samples)}
+        for metric, part in zip(self.metrics, self.slices):
+            value = metric.compute(state[part], samples)
+            if np.ndim(value) == 0:
+                logs[f"{prefix}{metric.name}"] = float(value)
+        return logs
+
+    def results(self, state: np.ndarray, prefix: str = "") -> dict[str, Any]:
+        """Every metric's value, arrays (a confusion matrix) included, with ``prefix``."""
+        samples = state[0]
+        return {f"{prefix}{metric.name}": metric.compute(state[part], samples)
+                for metric, part in zip(self.metrics, self.slices)}
+
+    def check(self, state: Sequence[float], source: str) -> None:
+        """A saved state vector must fit this layout (same metrics, same number of classes)."""
+        if len(state) != self.size:
+            from trainkit.errors import CheckpointError
+
+            raise CheckpointError(f"{source}: its epoch state holds {len(state)} numbers; the "
+                                  f"metrics {[m.name for m in self.metrics]} need {self.size}")
+
+
+def safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """``numerator / denominator`` in float64, 0 where the denominator is 0 (scikit-learn's
+    ``zero_division`` default)."""
+    return np.divide(numerator, denominator, out=np.zeros(np.shape(numerator), np.float64),
+                     where=np.asarray(denominator) > 0)
+
+
+def class_report(confusion) -> dict[str, dict[str, float]]:
+    """Per class precision, recall, F1 and support from a confusion matrix, plus the macro and
+    weighted averages: what scikit-learn's ``classification_report`` gives."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    hits = np.diag(confusion)
+    predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
+    precision, recall = safe_ratio(hits, predicted), safe_ratio(hits, support)
+    f1 = safe_ratio(2 * hits, predicted + support)
+    rows = {str(i): {"precision": float(precision[i]), "recall": float(recall[i]),
+                     "f1": float(f1[i]), "support": int(support[i])}
+            for i in range(len(hits))}
+    seen = (support > 0) | (predicted > 0)
+    total = support.sum()
+    for average, weights in (("macro", seen.astype(np.float64)), ("weighted", support)):
+        weight = weights.sum()
+        rows[f"{average} avg"] = {
+            name: float((values * weights).sum() / weight) if weight else 0.0
+            for name, values in (("precision", precision), ("recall", recall), ("f1", f1))}
+        rows[f"{average} avg"]["support"] = int(total)
+    return rows
