@@ -7,6 +7,8 @@ Every state is a count, summed in float64 (exact up to 2**53 samples).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from trainkit import hookimpl
 from trainkit.lazy import lazy_import
 from trainkit.metrics import Metric, safe_ratio
@@ -75,7 +77,7 @@ class ClassCounts(Metric):
     """Per class: true positives, predictions and targets (``3 * num_classes`` counts), from
     which precision, recall and F1 follow under any averaging."""
 
-    def __init__(self, average: str = "macro") -> None:
+    def __init__(self, average: Literal["macro", "micro", "weighted"] = "macro") -> None:
         from trainkit.errors import ConfigError
 
         if average not in AVERAGES:

@@ -241,3 +241,29 @@ def test_batch_norm_statistics_stay_in_step_across_ranks(synthetic_dir, rank_dir
     np.testing.assert_array_equal(states[0], states[1])
     _, arrays = load_checkpoint(tmp_path / "run" / "last.npz")
     np.testing.assert_array_equal(arrays["model/1.running_mean"], states[0][:4])
+
+
+def test_val_f1_of_two_ranks_equals_one_process_on_the_same_weights(synthetic_dir, rank_dir,
+                                                                    tmp_path):
+    # each rank scores its own part of the split (26 and 25 samples): an average of the ranks'
+    # F1 would be another number; their summed counts give the split's F1
+    import json
+
+    from click.testing import CliRunner
+
+    from trainkit.cli import make_cli
+
+    out = tmp_path / "ddp"
+    run = trainkit_run(2, "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "1",
+                       "--batch-size", "16", "--threads", "1", "--hidden", "16", "--metric",
+                       "f1", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    last = load_checkpoint(out / "final.npz")[0]["history"][-1]
+    for split in ("val", "test"):
+        single = CliRunner().invoke(make_cli(), ["evaluate", str(out), "--data-dir",
+                                                 str(synthetic_dir), "--split", split, "--json"],
+                                    catch_exceptions=False)
+        assert single.exit_code == 0, single.output
+        scores = json.loads(single.output)["metrics"]
+        assert scores["f1"] == pytest.approx(last[f"{split}_f1"], abs=1e-12)
+        assert scores["loss"] == pytest.approx(last[f"{split}_loss"], rel=1e-6)

@@ -30,6 +30,9 @@ class RunContext:
     component_sources: list[dict[str, Any]] = field(default_factory=list)
     #: what each class is, in label order, from the dataset (``None`` when not known)
     class_names: tuple[str, ...] | None = None
+    #: one input's shape as the dataset stores it (``(28, 28)`` for MNIST): what ``predict``
+    #: checks new inputs against
+    image_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.run_dir is not None:
@@ -38,4 +41,4 @@ class RunContext:
 
 #: The RunContext fields a Trainer also exposes as attributes.
 CONTEXT_FIELDS = ("run_dir", "config", "is_main_process", "blas_threads", "blas_kernels",
-                  "component_sources", "class_names")
+                  "component_sources", "class_names", "image_shape")

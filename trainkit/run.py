@@ -311,7 +311,8 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
     context = RunContext(run_dir=run.run_dir, config=effective_config(run),
                          is_main_process=run.is_main_process,
                          component_sources=component_sources(run, pm),
-                         class_names=splits.class_names)
+                         class_names=splits.class_names,
+                         image_shape=tuple(int(d) for d in splits.train_images.shape[1:]))
     run.trainer = Trainer(model, run.loss, run.optimizer, run.metrics, run.plugins,
                           plugin_manager=pm, context=context)
     return run

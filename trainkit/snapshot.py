@@ -57,6 +57,9 @@ def capture(trainer, leave_out: tuple[str, ...] = ()) -> tuple[dict[str, np.ndar
         "history": trainer.history.rows,
         "plugins": plugin_state,
         "components": trainer.component_sources,
+        # what the model takes and gives, so that it can predict without the dataset's files
+        "data": {"image_shape": list(trainer.image_shape or ()) or None,
+                 "class_names": list(trainer.class_names or ()) or None},
     }
     return arrays, manifest
 

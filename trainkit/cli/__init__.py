@@ -1,4 +1,5 @@
-"""The ``trainkit`` command line: ``run``, ``plugins``, ``evaluate``, and commands plugins add.
+"""The ``trainkit`` command line: ``run``, ``evaluate``, ``predict``, ``plugins``, and commands
+plugins add.
 
 The plugin manager is built before any command is parsed (``app.py``), so that plugins can add
 options and commands. Inside the library, errors are trainkit exceptions; at this boundary, and
@@ -15,9 +16,10 @@ import click
 
 from trainkit import __version__
 from trainkit.cli.app import TrainkitGroup
-from trainkit.cli.evaluate import evaluate_command
+from trainkit.cli.evaluate import make_evaluate_command
 from trainkit.cli.options import PLUGIN_MODULE_HELP, STRICT_PLUGINS_HELP, VERBOSE_HELP
 from trainkit.cli.plugins import plugins_command
+from trainkit.cli.predict import predict_command
 from trainkit.cli.run import EXIT_INTERRUPTED, make_run_command
 
 __all__ = ["EXIT_INTERRUPTED", "main", "make_cli"]
@@ -40,9 +42,10 @@ def make_cli(plugins: Sequence[object] = ()) -> click.Group:
         """trainkit: train numpy neural networks, every part a plugin."""
 
     cli.add_command(plugins_command)
-    cli.add_command(evaluate_command)
+    cli.add_command(predict_command)
     cli.extra_plugins = list(plugins)  # type: ignore[attr-defined]
-    cli.run_command_factory = make_run_command  # type: ignore[attr-defined]
+    cli.command_factories = {  # type: ignore[attr-defined]
+        "run": make_run_command, "evaluate": make_evaluate_command}
     return cli
 
 

@@ -109,10 +109,15 @@ def add_plugin_commands(pm, group: click.Group, strict: bool) -> None:
 
 
 RUN_SHORT_HELP = "Train a model."
+EVALUATE_SHORT_HELP = "Score a checkpoint on its dataset: metrics and a per-class report."
+#: Commands whose options come from the registered components: built once the plugins are
+#: loaded, by a factory ``make_cli`` sets (``command_factories``); listed with these helps.
+DYNAMIC_COMMANDS = {"run": RUN_SHORT_HELP, "evaluate": EVALUATE_SHORT_HELP}
 
 
 class TrainkitGroup(click.Group):
-    """Loads the plugins before parsing, then builds ``run`` from what they registered."""
+    """Loads the plugins before parsing, then builds ``run`` and ``evaluate`` from what they
+    registered."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         version_only = "--version" in args and all(
@@ -122,19 +127,20 @@ class TrainkitGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({"run", *super().list_commands(ctx)})
+        return sorted({*DYNAMIC_COMMANDS, *super().list_commands(ctx)})
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        ctx.meta["trainkit.listing"] = True  # the list needs run's one-line help, not its options
+        ctx.meta["trainkit.listing"] = True  # the list needs one-line helps, not the options
         try:
             super().format_commands(ctx, formatter)
         finally:
             del ctx.meta["trainkit.listing"]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name == "run" and ctx.meta.get("trainkit.listing"):
-            return click.Command("run", short_help=RUN_SHORT_HELP)
-        factory = getattr(self, "run_command_factory", None)  # set by make_cli: no import cycle
-        if name == "run" and isinstance(ctx.obj, AppState) and factory is not None:
+        if name in DYNAMIC_COMMANDS and ctx.meta.get("trainkit.listing"):
+            return click.Command(name, short_help=DYNAMIC_COMMANDS[name])
+        # set by make_cli, so that this module imports no command module (no import cycle)
+        factory = getattr(self, "command_factories", {}).get(name)
+        if factory is not None and isinstance(ctx.obj, AppState):
             return factory(ctx.obj)
         return super().get_command(ctx, name)

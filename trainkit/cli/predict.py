@@ -1,0 +1,84 @@
+"""``trainkit predict CHECKPOINT INPUT``: a trained model's classes (and probabilities) for new
+inputs, to CSV or ``.npy``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from trainkit.cli.app import AppState
+from trainkit.cli.errors import cli_errors
+from trainkit.cli.options import VERBOSE_HELP
+
+
+@click.command("predict")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("inputs", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="A .csv or .npy file to write.  [default: CSV on standard output]")
+@click.option("--probabilities", is_flag=True,
+              help="Also give every class's probability (a .npy file then holds the (N, classes) "
+                   "probabilities instead of the classes).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Inputs scored at a time (the results do not depend on it).")
+@click.option("-v", "--verbose", is_flag=True, help=VERBOSE_HELP)
+@click.pass_obj
+def predict_command(app: AppState, checkpoint: Path, inputs: Path, output: Path | None,
+                    probabilities: bool, batch_size: int, verbose: bool) -> None:
+    """Predict the class of every input in INPUT with the model of CHECKPOINT.
+
+    CHECKPOINT is a checkpoint file or a run folder (its final.npz, else the newest checkpoint).
+    INPUT is an IDX file, a .npy array of images, or a folder of PNG images; every input must
+    have the shape the model was trained on (28x28 for MNIST), as uint8 pixels or floats in
+    [0, 1]. The CSV has one row per input: its index (or PNG file name), the class and its name,
+    and with --probabilities one column per class.
+    """
+    from trainkit.errors import ConfigError
+    from trainkit.inference import load_trained_model, read_inputs, softmax
+
+    with cli_errors(verbose or app.verbose):
+        if output is not None and output.suffix not in (".csv", ".npy"):
+            raise ConfigError(f"{output}: the output must end in .csv or .npy", "output")
+        trained = load_trained_model(checkpoint, app.registry, app.pm)
+        images, names = read_inputs(inputs, trained.image_shape)
+        scores = trained.scores(images, batch_size)
+        classes = scores.argmax(axis=1)
+        chances = softmax(scores) if probabilities else None
+        if output is not None and output.suffix == ".npy":
+            import numpy as np
+
+            from trainkit.atomic import atomic_file
+
+            with atomic_file(output) as f:
+                np.save(f, chances if chances is not None else classes.astype(np.int64),
+                        allow_pickle=False)
+        else:
+            text = predictions_csv(names, classes, trained.class_names, chances)
+            if output is None:
+                click.echo(text, nl=False)
+            else:
+                from trainkit.atomic import atomic_write
+
+                atomic_write(output, text)
+        if output is not None:
+            click.echo(f"trainkit: {len(classes):,} predictions of {trained.source} written to "
+                       f"{output}", err=True)
+
+
+def predictions_csv(names, classes, class_names, chances=None) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    header = ["input", "class", "name"]
+    if chances is not None:
+        header += [f"p_{name}" for name in class_names]
+    writer.writerow(header)
+    for i, (name, label) in enumerate(zip(names, classes)):
+        row = [name, int(label), class_names[label]]
+        if chances is not None:
+            row += [f"{p:.6g}" for p in chances[i]]
+        writer.writerow(row)
+    return out.getvalue()

@@ -1,0 +1,77 @@
+"""Scoring a checkpoint on a split of its dataset: what ``trainkit evaluate`` reports.
+
+The run is rebuilt from the checkpoint's manifest (the same seeded validation split), its
+weights restored, and the split scored in evaluation mode with the run's metrics (or others),
+plus the confusion matrix from which the per-class report follows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["evaluate_checkpoint"]
+
+
+def restored_run(checkpoint: Path, registry, pm, metrics: list[str], options: dict[str, Any],
+                 data_dir: Path | None):
+    """``(run, manifest, checkpoint file)``: the run of ``checkpoint`` built and restored, with
+    ``metrics`` (and metric ``options``) instead of its own when given."""
+    from trainkit import run as runlib
+    from trainkit.checkpoint_io import load_checkpoint
+    from trainkit.errors import CheckpointError, ConfigError
+    from trainkit.run_folder import model_in_run_folder
+    from trainkit.snapshot import restore
+
+    if checkpoint.is_dir():
+        checkpoint = model_in_run_folder(checkpoint)
+    manifest, arrays = load_checkpoint(checkpoint)
+    runlib.check_components_installed(manifest, registry, pm, str(checkpoint),
+                                      kinds=runlib.SINGLE_KINDS if metrics else
+                                      (*runlib.SINGLE_KINDS, "metric"))
+    config = {k: v for k, v in (manifest.get("config") or {}).items() if not isinstance(v, dict)}
+    config.update(plugin=[], no_plugin=registry.defaults(), out=None)
+    if data_dir is not None:
+        config["data_dir"] = str(data_dir)
+    try:
+        run = runlib.resolve(config, registry)
+    except ConfigError as e:  # the checkpoint's config, not an option of this command
+        raise CheckpointError(f"{checkpoint}: {e}") from None
+    if metrics or options:  # other metrics than the run's, or other metric options
+        run.config.update(metric=metrics or run.config["metric"], **options)
+        run.metrics = runlib.resolve(run.config, registry).metrics
+    runlib.build(run, pm)
+    restore(run.trainer, manifest, arrays, source=str(checkpoint))
+    return run, manifest, checkpoint
+
+
+def evaluate_checkpoint(checkpoint: Path, registry, pm, *, split: str = "test",
+                        metrics: list[str] | None = None, options: dict[str, Any] | None = None,
+                        data_dir: Path | None = None, batch_size: int = 1000) -> dict[str, Any]:
+    """The scores of ``checkpoint`` on ``split`` (``test``, ``val`` or ``train``): its loss and
+    metrics, a per-class report and the confusion matrix, as a JSON-ready dict."""
+    from trainkit.metrics import class_report
+    from trainkit.plugins.metrics import ConfusionMatrix
+
+    run, manifest, checkpoint = restored_run(Path(checkpoint), registry, pm, metrics or [],
+                                             options or {}, data_dir)
+    loader = {"test": run.test_loader, "val": run.val_loader,
+              "train": run.train_loader.part(0, len(run.train_loader.labels))}[split]
+    loader.batch_size, loader.limit_batches = batch_size, None
+    trainer = run.trainer
+    trainer.add_evaluation_metric(ConfusionMatrix())
+    logs = trainer.evaluate(loader, prefix=f"{split}_")
+    matrix = trainer.results[f"{split}_confusion"]
+    names = list(run.splits.class_names or range(len(matrix)))
+    return {
+        "checkpoint": str(checkpoint),
+        "epoch": manifest.get("epoch"),
+        "dataset": run.config.get("dataset"),
+        "split": split,
+        "validated_on_test": split == "val" and run.val_loader is run.test_loader,
+        "samples": int(matrix.sum()),
+        "metrics": {key.removeprefix(f"{split}_"): value for key, value in logs.items()},
+        "classes": {str(names[int(k)]) if k.isdigit() else k: row
+                    for k, row in class_report(matrix).items()},
+        "confusion_matrix": matrix.tolist(),
+    }

@@ -1,0 +1,172 @@
+"""A trained model on new inputs: what ``trainkit predict`` does.
+
+The model is rebuilt from the checkpoint's manifest alone: its config names the model and its
+options, and ``data`` records the shape of one input and the class names, so predicting needs no
+dataset file. Inputs are an IDX file, a ``.npy`` array (never unpickled) or a folder of PNG
+images; each input must have the shape the model was trained on, and is scaled as training scaled
+it (uint8 pixels to [0, 1] in float32; floats are taken as they are).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainkit.errors import CheckpointError, DataError
+
+__all__ = ["TrainedModel", "load_trained_model", "read_inputs", "softmax"]
+
+
+@dataclass
+class TrainedModel:
+    """A model with its weights, in evaluation mode, and what it was trained on."""
+
+    model: Any
+    image_shape: tuple[int, ...]
+    class_names: list[str]
+    source: str
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def scores(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """The model's outputs (logits) for ``images`` (already checked and scaled), float32."""
+        shape = getattr(self.model, "input_shape", None)  # a convnet takes images, an MLP rows
+        outputs = []
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size]
+            x = batch.reshape(len(batch), *shape) if shape else batch.reshape(len(batch), -1)
+            outputs.append(self.model.forward(np.ascontiguousarray(x)).copy())
+        if not outputs:
+            return np.empty((0, len(self.class_names)), np.float32)
+        return np.concatenate(outputs)
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Class probabilities from logits, row by row (float32, stable)."""
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def load_trained_model(checkpoint: Path, registry, pm) -> TrainedModel:
+    """The model of ``checkpoint`` (a file or a run folder), rebuilt and loaded, in eval mode."""
+    from trainkit import run as runlib
+    from trainkit.checkpoint_io import load_checkpoint
+    from trainkit.data import DatasetSplits
+    from trainkit.errors import ConfigError
+    from trainkit.run_folder import model_in_run_folder
+
+    if checkpoint.is_dir():
+        checkpoint = model_in_run_folder(checkpoint)
+    manifest, arrays = load_checkpoint(checkpoint)
+    source = str(checkpoint)
+    runlib.check_components_installed(manifest, registry, pm, source, kinds=("model",))
+    data = manifest.get("data") or {}
+    if not data.get("image_shape") or not data.get("class_names"):
+        raise CheckpointError(f"{source}: written before checkpoints recorded the input shape "
+                              f"and classes; score it with `trainkit evaluate` instead")
+    image_shape = tuple(int(d) for d in data["image_shape"])
+    class_names = [str(n) for n in data["class_names"]]
+    config = {k: v for k, v in (manifest.get("config") or {}).items() if not isinstance(v, dict)}
+    config.update(plugin=[], no_plugin=registry.defaults(), out=None)
+    try:
+        run = runlib.resolve(config, registry)
+    except ConfigError as e:
+        raise CheckpointError(f"{source}: {e}") from None
+    empty = np.empty((0, *image_shape), np.uint8)
+    shape_only = DatasetSplits(str(config.get("dataset")), empty, np.empty(0, np.intp), empty,
+                               np.empty(0, np.intp), len(class_names), tuple(class_names))
+    layer_types = {name: c.factory for name, c in registry.components["layer"].items()}
+    model = runlib.build_model(run.model_factory, shape_only, np.random.default_rng(0),
+                               layer_types)
+    weights = {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
+    try:
+        model.load_state_dict(weights)
+        extra = manifest.get("model_extra") or {}
+        if extra or hasattr(model, "load_extra_state"):
+            model.load_extra_state(extra)
+    except ValueError as e:
+        raise CheckpointError(f"{source}: checkpoint was made for another model: {e}") from None
+    if hasattr(model, "train"):
+        model.train(False)
+    return TrainedModel(model, image_shape, class_names, source, manifest)
+
+
+def read_inputs(path: Path, image_shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
+    """``(images as float32 scaled like training, one name per input)`` from an IDX file, a
+    ``.npy`` array or a folder of PNGs; the inputs' shape and dtype are checked."""
+    path = Path(path)
+    if path.is_dir():
+        raw, names = read_png_folder(path, image_shape)
+    elif path.suffix == ".npy":
+        try:
+            raw = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise DataError(f"{path}: file not found") from None
+        except (ValueError, OSError) as e:
+            raise DataError(f"{path}: not a .npy array of images ({e})") from None
+        names = [str(i) for i in range(len(raw))] if raw.ndim else []
+    else:
+        from trainkit.data import read_idx
+
+        raw = read_idx(path)
+        names = [str(i) for i in range(len(raw))] if raw.ndim else []
+    images = check_inputs(raw, image_shape, str(path))
+    if len(names) != len(images):  # a single image given without its batch axis
+        names = [str(i) for i in range(len(images))]
+    return images, names
+
+
+def expected(image_shape: tuple[int, ...]) -> str:
+    return "(N, " + ", ".join(map(str, image_shape)) + ")"
+
+
+def check_inputs(raw: np.ndarray, image_shape: tuple[int, ...], source: str) -> np.ndarray:
+    """``raw`` as a float32 batch of ``image_shape`` inputs, or a one-line ``DataError``."""
+    want = f"uint8 pixels (0-255) or floats in [0, 1], of shape {expected(image_shape)}"
+    if raw.dtype != np.uint8 and not np.issubdtype(raw.dtype, np.floating):
+        raise DataError(f"{source}: inputs of dtype {raw.dtype}; the model takes {want}")
+    shape = tuple(raw.shape)
+    accepted = {image_shape}
+    if len(image_shape) == 2:  # grayscale images, with or without their channel axis
+        accepted.add((*image_shape, 1))
+    if shape in accepted:  # one input, without the batch axis
+        raw, shape = raw[None], (1, *shape)
+    if len(shape) < 1 or shape[1:] not in accepted:
+        raise DataError(f"{source}: inputs of shape {shape}; the model was trained on inputs of "
+                        f"shape {image_shape}: give {want}")
+    images = raw.reshape(len(raw), *image_shape)
+    if images.dtype == np.uint8:
+        return np.multiply(images, np.float32(1 / 255), dtype=np.float32)
+    return images.astype(np.float32)
+
+
+def read_png_folder(folder: Path, image_shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
+    """Every ``*.png`` in ``folder`` (sorted by name) as uint8 pixels, grayscale unless the model
+    was trained on 3 channels. Needs Pillow (it comes with ``trainkit[plot]``)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DataError(f"{folder}: reading PNG images needs Pillow: pip install "
+                        f"'trainkit[plot]'") from None
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
+    if not files:
+        raise DataError(f"{folder}: no .png file in this folder")
+    mode = "RGB" if len(image_shape) == 3 and image_shape[-1] == 3 else "L"
+    height, width = image_shape[0], image_shape[1] if len(image_shape) > 1 else 1
+    images = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                if image.size != (width, height):
+                    raise DataError(f"{file}: an image of {image.size[0]}x{image.size[1]} "
+                                    f"pixels; the model was trained on {width}x{height}")
+                if image.mode not in ("L", "LA", "RGB", "RGBA", "P", "1"):
+                    raise DataError(f"{file}: a {image.mode} image; the model takes 8-bit "
+                                    f"grayscale or color PNGs")
+                images.append(np.asarray(image.convert(mode), dtype=np.uint8))
+        except OSError as e:
+            raise DataError(f"{file}: not a readable PNG ({e})") from None
+    return np.stack(images), [p.name for p in files]
