@@ -72,11 +72,11 @@ def row(name: str, value: str, note: str = "") -> None:
 def default_plugins():
     """progress (forced on, drawing to a null device), console, nan-guard, history."""
     from trainkit.plugins.console import Console
-    from trainkit.plugins.history import History
+    from trainkit.plugins.history import HistoryFiles
     from trainkit.plugins.nan_guard import NanGuard
     from trainkit.plugins.progress import Progress
 
-    return [Progress(force=True), Console(), NanGuard(), History()]
+    return [Progress(force=True), Console(), NanGuard(), HistoryFiles()]
 
 
 class EpochTimer:
@@ -99,13 +99,14 @@ def build_model(name: str):
 
 def trainkit_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: int = 64,
                            plugins: bool = True, run_dir: Path | None = None,
-                           model: str = "mlp") -> float:
-    """Median seconds of one training epoch (no validation) after a warm-up epoch."""
+                           model: str = "mlp", metrics=None) -> float:
+    """Median seconds of one training epoch (no validation) after a warm-up epoch, with
+    ``metrics`` (default: accuracy, the default metric)."""
     from trainkit.plugin_manager import get_plugin_manager
     from trainkit.trainer import Trainer
 
     network = build_model(model)
-    trainer = Trainer(network, CrossEntropy(), Adam(), [Accuracy()],
+    trainer = Trainer(network, CrossEntropy(), Adam(), [Accuracy()] if metrics is None else metrics,
                       default_plugins() if plugins else [],
                       plugin_manager=get_plugin_manager(), run_dir=run_dir)
     loader = DataLoader(images, labels, batch, shuffle=True, rng=np.random.default_rng(1),
@@ -352,6 +353,8 @@ def main() -> None:
     parser.add_argument("--convnet", action="store_true", help="only the convnet section")
     parser.add_argument("--threads", action="store_true", help="only the thread-count section")
     parser.add_argument("--startup", action="store_true", help="only the start-up times")
+    parser.add_argument("--mlp", action="store_true",
+                        help="only the MLP against its floor and the metrics' cost")
     parser.add_argument("--child-best-times", type=int, metavar="EPOCHS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_best_times:
@@ -381,7 +384,7 @@ def main() -> None:
                         rounds=2 if args.quick else 3)
         return
     data_dir = MNIST().data_dir
-    memory = peak_rss_mib_of_full_run(str(data_dir)) if data_dir else None
+    memory = None if args.mlp or not data_dir else peak_rss_mib_of_full_run(str(data_dir))
     splits = MNIST().load()
     images, labels = splits.train_images, splits.train_labels
     n = len(labels)
@@ -389,9 +392,51 @@ def main() -> None:
     all_threads = sorted({1, cores})
     print(f"trainkit benchmarks: MLP 784-100-10 sigmoid, Adam, batch 64, MNIST ({n:,} samples); "
           f"{cores} cores; median of {epochs} epochs after a warm-up; BLAS: {blas_kernels()}")
-
-    print("\nAgainst the numpy floor (benchmarks/reference_loop.py), same thread count:")
     rounds = 2 if args.quick else 3
+    mlp_section(images, labels, epochs, rounds, all_threads)
+    metrics_section(images, labels, epochs, rounds)
+    if args.mlp:
+        return
+    print("\nAgainst PyTorch CPU, each side at its best thread count (training only):")
+    report_best(best_times(images, labels, epochs, all_threads))
+    without_forced_kernels(epochs)
+    remaining_sections(args, images, labels, epochs, memory)
+
+
+def alternate(measure: dict, rounds: int) -> dict[str, list[float]]:
+    """Each measurement ``rounds`` times, the order rotating each round, so that no side always
+    runs first or last (the machine drifts by more than the few percent measured)."""
+    times: dict[str, list[float]] = {name: [] for name in measure}
+    for r in range(rounds):
+        names = list(measure)
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(measure[name]())
+    return times
+
+
+def metrics_section(images, labels, epochs: int, rounds: int) -> None:
+    """What computing metrics costs a training step: none, accuracy (the default), and F1 with
+    the confusion matrix (states of 30 and 100 numbers), 1 thread, default plugins."""
+    from trainkit.plugins.metrics import F1, ConfusionMatrix
+
+    print("\nThe metrics' cost per training step (1 thread, default plugins):")
+    common = {"threads": 1, "epochs": epochs}
+    times = alternate({
+        "none": functools.partial(trainkit_epoch_seconds, images, labels, metrics=[], **common),
+        "accuracy": functools.partial(trainkit_epoch_seconds, images, labels, **common),
+        "f1": functools.partial(trainkit_epoch_seconds, images, labels,
+                                metrics=[F1(), ConfusionMatrix()], **common),
+    }, rounds)
+    for name in ("accuracy", "f1"):
+        ratio = statistics.median(m / b for m, b in zip(times[name], times["none"]))
+        label = "--metric accuracy" if name == "accuracy" else "--metric f1 --metric confusion-matrix"
+        row(f"  ratio {label} / no metric", f"{ratio:.3f}",
+            f"{statistics.median(times[name]):.3f} s/epoch; median of {rounds} alternations")
+
+
+def mlp_section(images, labels, epochs: int, rounds: int, all_threads: list[int]) -> None:
+    n = len(labels)
+    print("\nAgainst the numpy floor (benchmarks/reference_loop.py), same thread count:")
     for threads in all_threads:
         # Alternate the three a few times and take the median of each ratio: the machine drifts
         # by more than the few percent measured here between one minute and the next. The order
@@ -402,11 +447,7 @@ def main() -> None:
             "mine": functools.partial(trainkit_epoch_seconds, images, labels, **common),
             "bare": functools.partial(trainkit_epoch_seconds, images, labels, plugins=False, **common),
         }
-        times: dict[str, list[float]] = {name: [] for name in measure}
-        for r in range(rounds):
-            names = list(measure)
-            for name in names[r % 3:] + names[:r % 3]:
-                times[name].append(measure[name]())
+        times = alternate(measure, rounds)
         floors, mines, bares = times["floor"], times["mine"], times["bare"]
         floor, mine, bare = (statistics.median(times) for times in (floors, mines, bares))
         vs_floor = statistics.median(m / f for m, f in zip(mines, floors))
@@ -420,10 +461,9 @@ def main() -> None:
         row(f"  ratio default plugins / no plugins ({threads} thr)", f"{vs_bare:.3f}",
             f"target <= 1.03 (median of {rounds} alternations)")
 
-    print("\nAgainst PyTorch CPU, each side at its best thread count (training only):")
-    report_best(best_times(images, labels, epochs, all_threads))
-    without_forced_kernels(epochs)
 
+def remaining_sections(args, images, labels, epochs: int, memory) -> None:
+    n = len(labels)
     print("\nConvnet against PyTorch CPU, same network and thread count, 20,000 samples:")
     convnet_section(images, labels, epochs=1 if args.quick else 2, rounds=2 if args.quick else 3)
 

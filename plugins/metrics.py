@@ -60,12 +60,13 @@ class ConfusionMatrix(Metric):
     the matrix (int64), which is not logged: the ``confusion-matrix`` run plugin writes it."""
 
     name = "confusion"
+    logged = False  # its value is an array
 
     def state_size(self, num_classes: int) -> int:
         return num_classes * num_classes
 
     def update(self, state, outputs, targets) -> None:
-        k = outputs.shape[1]
+        k = outputs.shape[1]  # one bincount of (true, predicted) pairs: a few microseconds
         state += np.bincount(targets * k + outputs.argmax(axis=1), minlength=k * k)
 
     def compute(self, state, samples):
@@ -73,9 +74,13 @@ class ConfusionMatrix(Metric):
         return state.reshape(k, k).astype(np.int64)
 
 
-class ClassCounts(Metric):
-    """Per class: true positives, predictions and targets (``3 * num_classes`` counts), from
-    which precision, recall and F1 follow under any averaging."""
+class ClassCounts(ConfusionMatrix):
+    """The confusion matrix as state, from which precision, recall and F1 follow per class under
+    any averaging: macro (the mean over the classes that occur in targets or predictions, as
+    scikit-learn), micro (over all samples: with one label per sample, the accuracy) or weighted
+    (by each class's support)."""
+
+    logged = True
 
     def __init__(self, average: Literal["macro", "micro", "weighted"] = "macro") -> None:
         from trainkit.errors import ConfigError
@@ -85,25 +90,18 @@ class ClassCounts(Metric):
                               "average")
         self.average = average
 
-    def state_size(self, num_classes: int) -> int:
-        return 3 * num_classes
-
-    def update(self, state, outputs, targets) -> None:
-        k = outputs.shape[1]
-        predicted = outputs.argmax(axis=1)
-        state[:k] += np.bincount(targets[predicted == targets], minlength=k)
-        state[k:2 * k] += np.bincount(predicted, minlength=k)
-        state[2 * k:] += np.bincount(targets, minlength=k)
-
     def compute(self, state, samples) -> float:
-        hits, predicted, support = np.split(state, 3)
+        k = int(round(len(state) ** 0.5))
+        matrix = state.reshape(k, k)
+        hits = matrix.diagonal()
         if self.average == "micro":  # one label per sample: micro P = R = F1 = accuracy
             return float(hits.sum() / samples)
+        predicted, support = matrix.sum(axis=0), matrix.sum(axis=1)
         scores = self.per_class(hits, predicted, support)
-        seen = (support > 0) | (predicted > 0)  # scikit-learn's labels: in targets or predictions
         if self.average == "weighted":
             total = support.sum()
             return float((scores * support).sum() / total) if total else 0.0
+        seen = (support > 0) | (predicted > 0)  # scikit-learn's labels: in targets or predictions
         return float(scores[seen].mean()) if seen.any() else 0.0
 
     ratio = staticmethod(safe_ratio)

@@ -306,13 +306,16 @@ def test_the_entry_point_cache_sees_a_package_installed_changed_or_removed(tmp_p
                                               TRAINKIT_CACHE_DIR=str(cache)).stdout
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["plugins"], ["run", "--help"]])
-def test_commands_that_train_nothing_import_no_numpy(args):
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["plugins"], ["run", "--help"],
+                                  ["evaluate", "--help"], ["predict", "--help"]])
+def test_commands_that_train_nothing_import_no_numpy_and_no_integration(args):
+    heavy = ["numpy", "tensorboardX", "tensorboard", "mlflow", "matplotlib", "mpi4py"]
     code = ("import sys\nfrom trainkit.cli import main\ntry:\n    main(sys.argv[1:])\n"
-            "except SystemExit:\n    pass\nprint('numpy' in sys.modules, file=sys.stderr)")
+            "except SystemExit:\n    pass\n"
+            f"print([m for m in {heavy!r} if m in sys.modules], file=sys.stderr)")
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                             timeout=120)
-    assert result.stderr.strip().splitlines()[-1] == "False", result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "[]", result.stderr
 
 
 class Unmarked:

@@ -14,7 +14,8 @@ The protocol (subclass :class:`Metric`, or write a class with the same members):
     update(state, outputs, targets) -> None     # add one batch into state (float64, in place)
     compute(state, samples) -> float | ndarray  # its value; samples = how many were added
 
-A float is logged. An array (a confusion matrix) is not: it is kept in ``trainer.results``.
+A float is logged. A metric whose value is an array (a confusion matrix) sets ``logged = False``:
+its value is kept in ``trainer.results``, not logged.
 
 The simple path stays simple: an object with a ``name`` that is called as
 ``metric(outputs, targets) -> float`` (the batch mean) is wrapped in :class:`BatchMean`. That is
@@ -28,20 +29,23 @@ batch into it, checkpoints write it (a resumed epoch logs what an uninterrupted 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from trainkit.lazy import lazy_import
 
 np = lazy_import("numpy")  # plugin modules import this module at start-up, before numpy is needed
 
-__all__ = ["BatchMean", "Metric", "MetricSet", "as_metric", "batch_mean", "class_report"]
+__all__ = ["BatchLogs", "BatchMean", "Metric", "MetricSet", "as_metric", "batch_mean",
+           "class_report"]
 
 
 class Metric:
     """Base class of a metric that is exact over an epoch (see the module's docstring)."""
 
     name: str = "metric"
+    #: False for a metric whose value is an array (not logged, kept in ``trainer.results``)
+    logged: bool = True
 
     def state_size(self, num_classes: int) -> int:
         """How many numbers the state holds, for a model with ``num_classes`` outputs."""
@@ -140,14 +144,18 @@ class MetricSet:
             metric.update(state[part], outputs, targets)
 
     def logs(self, state: np.ndarray, prefix: str = "") -> dict[str, float]:
-        """``loss`` and every metric whose value is a number, from ``state`` (with ``prefix``)."""
+        """``loss`` and every logged metric's value, from ``state`` (with ``prefix``)."""
         samples = state[0]
         logs = {f"{prefix}loss": float(state[1] / samples)}
         for metric, part in zip(self.metrics, self.slices):
-            value = metric.compute(state[part], samples)
-            if np.ndim(value) == 0:
-                logs[f"{prefix}{metric.name}"] = float(value)
+            if logged(metric):
+                logs[f"{prefix}{metric.name}"] = float(metric.compute(state[part], samples))
         return logs
+
+    def batch_logs(self, state: np.ndarray) -> BatchLogs:
+        """The logs of one batch's ``state``, each value computed only when read: a training
+        step pays for no metric value nobody looks at."""
+        return BatchLogs(self, state)
 
     def results(self, state: np.ndarray, prefix: str = "") -> dict[str, Any]:
         """Every metric's value, arrays (a confusion matrix) included, with ``prefix``."""
@@ -162,6 +170,46 @@ class MetricSet:
 
             raise CheckpointError(f"{source}: its epoch state holds {len(state)} numbers; the "
                                   f"metrics {[m.name for m in self.metrics]} need {self.size}")
+
+
+def logged(metric: Metric) -> bool:
+    """Whether ``metric``'s value is a number to log (``logged``, default True)."""
+    return metric.logged if hasattr(metric, "logged") else True
+
+
+class BatchLogs(Mapping):
+    """One training batch's ``loss`` and logged metrics, as a read-only mapping whose values are
+    computed from the batch's state on first read (``on_batch_end``'s ``logs``)."""
+
+    __slots__ = ("_metric_set", "_state", "_values")
+
+    def __init__(self, metric_set: MetricSet, state: np.ndarray) -> None:
+        self._metric_set, self._state, self._values = metric_set, state, {}
+
+    def __getitem__(self, key: str) -> float:
+        values = self._values
+        if key not in values:
+            state = self._state
+            if key == "loss":
+                values[key] = float(state[1] / state[0])
+            else:
+                for metric, part in zip(self._metric_set.metrics, self._metric_set.slices):
+                    if metric.name == key and logged(metric):
+                        values[key] = float(metric.compute(state[part], state[0]))
+                        break
+                else:
+                    raise KeyError(key)
+        return values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield "loss"
+        yield from (m.name for m in self._metric_set.metrics if logged(m))
+
+    def __len__(self) -> int:
+        return 1 + sum(logged(m) for m in self._metric_set.metrics)
+
+    def __repr__(self) -> str:
+        return f"BatchLogs({dict(self)!r})"
 
 
 def safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

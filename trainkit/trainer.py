@@ -473,7 +473,7 @@ class Trainer:
                 before_step(trainer=self, context=context, step=step)
             optimizer.step()
             sums += batch_state
-            logs = metric_set.logs(batch_state)
+            logs = metric_set.batch_logs(batch_state)  # values computed when read
             state.global_step += 1
             state.step_in_epoch = step + 1
             if batch_end is not None:
