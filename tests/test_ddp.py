@@ -267,3 +267,23 @@ def test_val_f1_of_two_ranks_equals_one_process_on_the_same_weights(synthetic_di
         scores = json.loads(single.output)["metrics"]
         assert scores["f1"] == pytest.approx(last[f"{split}_f1"], abs=1e-12)
         assert scores["loss"] == pytest.approx(last[f"{split}_loss"], rel=1e-6)
+
+
+def test_only_rank_0_writes_tensorboard_events_and_mlflow_runs(synthetic_dir, rank_dir, tmp_path):
+    pytest.importorskip("tensorboardX", reason="the test extra installs tensorboardX")
+    pytest.importorskip("mlflow", reason="the test extra installs mlflow")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    out = tmp_path / "run"
+    run = trainkit_run(2, "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "2",
+                       "--batch-size", "16", "--threads", "1", "--hidden", "16", "--out",
+                       str(out), "--plugin", "tensorboard", "--plugin", "mlflow",
+                       "--mlflow-tracking-uri", uri)
+    assert run.returncode == 0, run.stderr
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1, events  # one writer: rank 0's
+    client = MlflowClient(tracking_uri=uri)
+    (found,) = client.search_runs([client.get_experiment_by_name("trainkit").experiment_id])
+    assert found.info.status == "FINISHED"
+    assert [p.step for p in client.get_metric_history(found.info.run_id, "val_loss")] == [1, 2]

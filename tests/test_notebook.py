@@ -30,3 +30,26 @@ def test_a_notebook_run_shows_a_widget_bar_inline_curves_and_a_dataframe(synthet
     assert "[  2/2]" in "".join(o.get("text", "") for o in train.outputs)  # the console line
     assert "image/png" in kinds(plot)
     assert frame.outputs[0]["data"]["text/plain"] == "(2, 2)"
+
+
+def test_the_quickstart_notebook_trains_plots_and_runs_its_callback(mnist_dir, tmp_path,
+                                                                     monkeypatch):
+    from .conftest import REPO
+
+    path = REPO / "examples" / "quickstart.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(not cell.outputs and cell.execution_count is None for cell in code), \
+        "commit the notebook with its outputs stripped"
+    (parameters,) = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    parameters.source = f"epochs = 2\nlimit_batches = 20\nout = {str(tmp_path / 'run')!r}"
+    monkeypatch.setenv("TRAINKIT_DATA_DIR", str(mnist_dir))
+    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [output for cell in code for output in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # the curves, inline
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "best-epoch: val_acc" in text  # the callback written in a cell ran
+    assert "best epoch: " in text
+    assert (tmp_path / "run" / "final.npz").exists()
