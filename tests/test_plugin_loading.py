@@ -307,9 +307,9 @@ def test_the_entry_point_cache_sees_a_package_installed_changed_or_removed(tmp_p
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["plugins"], ["run", "--help"],
-                                  ["evaluate", "--help"], ["predict", "--help"]])
+                                  ["evaluate", "--help"], ["predict", "--help"], ["sweep", "--help"]])
 def test_commands_that_train_nothing_import_no_numpy_and_no_integration(args):
-    heavy = ["numpy", "tensorboardX", "tensorboard", "mlflow", "matplotlib", "mpi4py"]
+    heavy = ["numpy", "tensorboardX", "tensorboard", "mlflow", "matplotlib", "mpi4py", "optuna"]
     code = ("import sys\nfrom trainkit.cli import main\ntry:\n    main(sys.argv[1:])\n"
             "except SystemExit:\n    pass\n"
             f"print([m for m in {heavy!r} if m in sys.modules], file=sys.stderr)")

@@ -21,6 +21,7 @@ from trainkit.cli.options import PLUGIN_MODULE_HELP, STRICT_PLUGINS_HELP, VERBOS
 from trainkit.cli.plugins import plugins_command
 from trainkit.cli.predict import predict_command
 from trainkit.cli.run import EXIT_INTERRUPTED, make_run_command
+from trainkit.cli.sweep import make_sweep_command
 
 __all__ = ["EXIT_INTERRUPTED", "main", "make_cli"]
 
@@ -45,7 +46,7 @@ def make_cli(plugins: Sequence[object] = ()) -> click.Group:
     cli.add_command(predict_command)
     cli.extra_plugins = list(plugins)  # type: ignore[attr-defined]
     cli.command_factories = {  # type: ignore[attr-defined]
-        "run": make_run_command, "evaluate": make_evaluate_command}
+        "run": make_run_command, "evaluate": make_evaluate_command, "sweep": make_sweep_command}
     return cli
 
 

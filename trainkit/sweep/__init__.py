@@ -1,0 +1,113 @@
+"""Hyperparameter sweeps on Optuna: ``trainkit sweep SPEC.toml`` (see docs/sweeps.md).
+
+spec.py reads and checks the spec, study.py runs trials as trainkit runs against an Optuna
+storage, report.py says what was found. Optuna is an optional extra (``trainkit[sweep]``),
+imported only when a sweep runs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainkit.sweep.spec import SweepSpec, read_spec
+
+__all__ = ["SweepSpec", "Sweep", "read_spec"]
+
+
+@dataclass
+class Sweep:
+    """One ``trainkit sweep`` invocation: where its study lives and how many workers run it."""
+
+    spec: SweepSpec
+    folder: Path
+    storage: str
+    study_name: str
+    workers: int = 1
+    resume: bool = False
+    worker_index: int = 0
+    worker_trials: int | None = None  # set by the parent of worker processes
+
+    def run(self, say=print) -> bool:
+        """Run the sweep; ``False`` when Ctrl+C cut it short."""
+        from trainkit.sweep.study import Worker, finished_trials, open_study, trials_to_retry
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        study = open_study(self.spec, self.storage, self.study_name, self.worker_index)
+        trials, retry = self.worker_trials, []
+        if trials is None:
+            trials = self.spec.trials * self.workers
+            if self.resume:
+                retry = trials_to_retry(study)
+                trials = max(trials - finished_trials(study), 0)
+                say(f"sweep: resuming study {self.study_name}: {trials} trial(s) to run"
+                    + (f", {len(retry)} of them again after Ctrl+C" if retry else ""))
+            if self.workers > 1:
+                return self.run_workers(study, trials, retry, say)
+        worker = Worker(self.spec, study, self.folder, threads=None, say=say)
+        worker.run(trials, retry)
+        return not worker.interrupted
+
+    def run_workers(self, study, trials: int, retry: list[dict[str, Any]], say) -> bool:
+        """``workers`` processes on this machine, each on its share of the cores and trials."""
+        from trainkit.threads import available_cores
+        from trainkit.tomlio import dump_toml
+
+        for params in retry:  # any worker picks these up first
+            study.enqueue_trial(params, skip_if_exists=False)
+        layer = dict(self.spec.layer)
+        if layer.get("threads") is None:  # split the cores: no oversubscription
+            layer["threads"] = max(1, available_cores() // self.workers)
+        spec_file = self.folder / "worker-spec.toml"
+        spec_file.write_text(dump_toml({**layer, "sweep": self.spec.raw_sweep}))
+        shares = [trials // self.workers + (i < trials % self.workers)
+                  for i in range(self.workers)]
+        children = [subprocess.Popen([
+            sys.executable, "-m", "trainkit", "sweep", str(spec_file), "--storage", self.storage,
+            "--study", self.study_name, "--out", str(self.folder), "--worker-index", str(i),
+            "--worker-trials", str(share)]) for i, share in enumerate(shares) if share]
+        say(f"sweep: {len(children)} workers, {layer['threads']} thread(s) each, "
+            f"{trials} trials in all")
+        codes = []
+        for child in children:
+            while True:
+                try:
+                    codes.append(child.wait())
+                    break
+                except KeyboardInterrupt:  # the workers got it too: wait for them to stop
+                    continue
+        return all(code == 0 for code in codes)
+
+    def report(self, say=print) -> None:
+        show(self.storage, self.study_name, self.folder, say, self.spec.layer)
+
+
+def show(storage: str, study_name: str, folder: Path | None, say=print,
+         spec_layer: dict[str, Any] | None = None) -> None:
+    """The study's best trials, the best trial's config as TOML (written to best.toml in
+    ``folder``), and the plots."""
+    from trainkit.errors import ConfigError
+    from trainkit.sweep.report import best_config, summary, write_plots
+    from trainkit.sweep.study import import_optuna, open_storage
+    from trainkit.tomlio import dump_toml
+
+    optuna = import_optuna()
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    except KeyError:
+        raise ConfigError(f"no study {study_name!r} in {storage}", "study") from None
+    say(summary(study))
+    config = best_config(study, spec_layer)
+    if config is not None:
+        text = dump_toml(config)
+        where = folder if folder is not None else Path(".")
+        where.mkdir(parents=True, exist_ok=True)
+        (where / "best.toml").write_text(text)
+        say(f"\nbest trial {study.best_trial.number}: {study.best_value:.4f}; its config, in "
+            f"{where / 'best.toml'} (trainkit run --config {where / 'best.toml'}):\n")
+        say(text.rstrip())
+        for path in write_plots(study, where):
+            say(f"sweep: plot {path}")
