@@ -71,31 +71,31 @@ def test_installed_plugin_package_is_listed_with_its_distribution(venv_python):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert any(line.split()[:3] == ["optimizer", "rmsprop", "rmsprop"] for line in lines)
-    assert any(line.split()[:3] == ["plugin", "confusion-matrix", "confusion-matrix"]
+    assert any(line.split()[:3] == ["plugin", "confused-pairs", "confused-pairs"]
                for line in lines)
     assert "rmsprop  [entry point, trainkit-extras 0.1.0]  hooks: register_optimizers" in result.stdout
-    assert "--confusion-matrix-top = 3" in result.stdout
-    assert "registers: plugin confusion-matrix" in result.stdout
+    assert "--confused-pairs-top = 3" in result.stdout
+    assert "registers: plugin confused-pairs" in result.stdout
 
 
 def test_installed_plugin_options_show_in_run_help(venv_python):
     result = trainkit_in(venv_python, "run", "--help")
     text = " ".join(result.stdout.split())
-    assert "Plugin confusion-matrix (--plugin confusion-matrix, from plugin confusion-matrix):" \
+    assert "Plugin confused-pairs (--plugin confused-pairs, from plugin confused-pairs):" \
         in text
-    assert "--confusion-matrix-top" in text
+    assert "--confused-pairs-top" in text
     assert "[default: 0.9; rmsprop from plugin rmsprop]" in text  # --rho says where it is from
 
 
 def test_installed_plugins_train_and_their_hooks_run(venv_python, synthetic_dir, tmp_path):
     result = trainkit_in(venv_python, "run", "--dataset", "idx", "--data-dir", str(synthetic_dir),
                          "--epochs", "2",
-                         "--optimizer", "rmsprop", "--rho", "0.95", "--plugin", "confusion-matrix",
-                         "--confusion-matrix-top", "2", "--out", str(tmp_path / "run"))
+                         "--optimizer", "rmsprop", "--rho", "0.95", "--plugin", "confused-pairs",
+                         "--confused-pairs-top", "2", "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     assert "with rmsprop" in result.stdout
-    assert "confusion-matrix: per-class accuracy: 0:" in result.stdout
-    assert "confusion-matrix: most confused:" in result.stdout
+    assert "confused-pairs: per-class accuracy: 0:" in result.stdout
+    assert "confused-pairs: most confused:" in result.stdout
     assert (tmp_path / "run" / "confusion.csv").read_text().count("\n") == 10
 
 

@@ -246,7 +246,7 @@ def mistaken_site(tmp_path) -> Path:
     (extras / "METADATA").write_text("Metadata-Version: 2.1\nName: trainkit-extras\n"
                                      "Version: 0.1\n")
     (extras / "entry_points.txt").write_text("[trainkit]\nrmsprop = trainkit_extras.rmsprop\n"
-                                             "confusion-matrix = trainkit_extras.confusion\n")
+                                             "confused-pairs = trainkit_extras.confusion\n")
     return site
 
 

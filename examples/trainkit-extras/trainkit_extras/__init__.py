@@ -1,1 +1,1 @@
-"""trainkit-extras: an RMSprop optimizer and a confusion-matrix report, as trainkit plugins."""
+"""trainkit-extras: an RMSprop optimizer and a most-confused-pairs report, as trainkit plugins."""

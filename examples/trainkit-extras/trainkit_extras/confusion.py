@@ -1,4 +1,4 @@
-"""confusion-matrix: per-class accuracy and the most confused classes, at the end of training."""
+"""confused-pairs: per-class accuracy and the most confused classes, at the end of training."""
 
 from __future__ import annotations
 
@@ -34,17 +34,17 @@ class ConfusionMatrix:
             return
         matrix = self.matrix = self.compute(trainer)
         per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
-        print("confusion-matrix: per-class accuracy: "
+        print("confused-pairs: per-class accuracy: "
               + " ".join(f"{k}:{acc:.3f}" for k, acc in enumerate(per_class)))
         off = matrix.copy()
         np.fill_diagonal(off, 0)
         pairs = np.dstack(np.unravel_index(np.argsort(off, axis=None)[::-1], off.shape))[0]
         worst = [f"{t}->{p} ({off[t, p]})" for t, p in pairs[: self.top] if off[t, p] > 0]
-        print(f"confusion-matrix: most confused: {', '.join(worst) or 'none'}")
+        print(f"confused-pairs: most confused: {', '.join(worst) or 'none'}")
         if self.csv and trainer.run_dir is not None:
             np.savetxt(trainer.run_dir / "confusion.csv", matrix, fmt="%d", delimiter=",")
 
 
 @hookimpl
 def register_run_plugins(register):
-    register("confusion-matrix", ConfusionMatrix)
+    register("confused-pairs", ConfusionMatrix)
