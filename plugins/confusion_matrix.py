@@ -2,10 +2,12 @@
 
     trainkit run --plugin confusion-matrix
 
-After every validation pass it writes ``confusion_matrix.csv`` and ``confusion_matrix.png``
-(rows: the true class, columns: the predicted class, labelled with the dataset's class names),
-replacing the previous epoch's; after the test split is scored, ``test_confusion_matrix.csv`` and
-``.png``. The matrix is the ``confusion-matrix`` metric's state, summed over the whole split (and
+After every validation pass it writes ``confusion_matrix.csv`` (rows: the true class, columns:
+the predicted class, labelled with the dataset's class names), replacing the previous epoch's,
+and ``confusion_matrix.png``, a heat map of it: drawn at most every ``interval`` seconds and
+always for the last epoch, because drawing takes longer than a small model's epoch (as the plot
+plugin does). After the test split is scored: ``test_confusion_matrix.csv`` and ``.png``. The
+matrix is the ``confusion-matrix`` metric's state, summed over the whole split (and
 over every process under ``ddp``), whether or not ``--metric confusion-matrix`` is chosen.
 
 The PNG needs matplotlib (``pip install 'trainkit[plot]'``); the CSV does not.
@@ -27,15 +29,21 @@ class ConfusionMatrixFiles:
 
     Args:
         png: also draw the PNG heat map (needs matplotlib).
+        interval: seconds between two drawings of the validation PNG during training (0: after
+            every epoch); the last epoch's is always drawn.
     """
 
-    def __init__(self, png: bool = True) -> None:
+    def __init__(self, png: bool = True, interval: float = 30.0) -> None:
         if png and importlib.util.find_spec("matplotlib") is None:
             raise ConfigError("plugin 'confusion-matrix' needs matplotlib for its PNG: pip install "
                               "'trainkit[plot]' (or --no-confusion-matrix-png for the CSV alone)",
                               "plugin")
-        self.png = png
+        if interval < 0:
+            raise ConfigError(f"interval must be 0 or more, got {interval}", "interval")
+        self.png, self.interval = png, interval
         self.name = "confusion-matrix"
+        self._next_drawing = 0.0
+        self._undrawn: tuple | None = None  # the newest validation matrix not drawn yet
 
     @hookimpl
     def on_fit_start(self, trainer):
@@ -45,23 +53,47 @@ class ConfusionMatrixFiles:
 
     @hookimpl
     def on_validation_end(self, trainer, context, epoch):
-        self.write(trainer, context, "val_", "confusion_matrix", f"validation, epoch {epoch}")
+        import time
+
+        drawn = self.write(trainer, context, "val_", "confusion_matrix",
+                           f"validation, epoch {epoch}", draw=time.monotonic() >= self._next_drawing)
+        if drawn:
+            self._next_drawing = time.monotonic() + self.interval
+
+    @hookimpl
+    def on_train_end(self, context):
+        self.draw_pending(context)
 
     @hookimpl
     def on_test_end(self, trainer, context):
         self.write(trainer, context, "test_", "test_confusion_matrix", "test")
 
-    def write(self, trainer, context, prefix: str, stem: str, title: str) -> None:
+    @hookimpl
+    def on_fit_end(self, context):
+        self.draw_pending(context)
+
+    def write(self, trainer, context, prefix: str, stem: str, title: str,
+              draw: bool = True) -> bool:
+        """Write the CSV, and the PNG when ``draw`` (else keep it for later); True if drawn."""
         matrix = trainer.results.get(f"{prefix}confusion")
         if matrix is None or not context.is_main_process or context.run_dir is None:
-            return
+            return False
         names = list(context.class_names or range(len(matrix)))
         atomic_write(context.run_dir / f"{stem}.csv", matrix_csv(matrix, names))
-        if self.png:
-            from trainkit.curves import png_bytes
+        self._undrawn = (matrix.copy(), names, title, stem) if self.png else None
+        if draw:
+            self.draw_pending(context)
+        return draw
 
-            atomic_write(context.run_dir / f"{stem}.png",
-                         png_bytes(matrix_figure(matrix, names, title)))
+    def draw_pending(self, context) -> None:
+        if self._undrawn is None or context.run_dir is None:
+            return
+        from trainkit.curves import png_bytes
+
+        matrix, names, title, stem = self._undrawn
+        atomic_write(context.run_dir / f"{stem}.png", png_bytes(matrix_figure(matrix, names,
+                                                                             title)))
+        self._undrawn = None
 
 
 def matrix_csv(matrix, names) -> str:

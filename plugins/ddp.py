@@ -60,10 +60,21 @@ class DDP:
 
         # One BLAS thread per core this rank can have: more would oversubscribe the machine.
         self.preferred_blas_threads = max(1, available_cores() // local_ranks)
-        self.allreduce_seconds = 0.0
-        self.allreduce_calls = 0
+        # this process's own statistics (not state to resume: the leading _ says so)
+        self._allreduce_seconds = 0.0
+        self._allreduce_calls = 0
         self.name = "ddp"
         self._buffer: np.ndarray | None = None
+
+    @property
+    def allreduce_seconds(self) -> float:
+        """Seconds this process spent in the per-step allreduce."""
+        return self._allreduce_seconds
+
+    @property
+    def allreduce_calls(self) -> int:
+        """Per-step allreduces this process made."""
+        return self._allreduce_calls
 
     # ------------------------------------------------------------------ setup
 
@@ -103,8 +114,8 @@ class DDP:
         extras[-1] = 1.0 if trainer.interrupt_signalled else 0.0
         start = time.perf_counter()
         self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
-        self.allreduce_seconds += time.perf_counter() - start
-        self.allreduce_calls += 1
+        self._allreduce_seconds += time.perf_counter() - start
+        self._allreduce_calls += 1
         grads[...] = buffer[:size]
         if states.size:
             states[...] = buffer[size:size + states.size]

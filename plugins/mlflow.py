@@ -66,7 +66,7 @@ class MLflow:
         self.name = "mlflow"
         self.client = None
         self.run_id: str | None = None
-        self.resumed_run_id: str | None = None
+        self._resumed_run_id: str | None = None
         self.failed = False  # the tracking server failed once: no more requests, no more warnings
 
     # ------------------------------------------------------------------ talking to MLflow
@@ -103,7 +103,7 @@ class MLflow:
     @hookimpl
     def on_load_checkpoint(self, state):
         mine = state.get(self.name) or {}
-        self.resumed_run_id = mine.get("run_id")
+        self._resumed_run_id = mine.get("run_id")
 
     @hookimpl
     def on_save_checkpoint(self, state):
@@ -117,8 +117,8 @@ class MLflow:
         self.client = self.call(trainer, "connecting", self.connect)
         if self.client is None:
             return
-        if self.resumed_run_id is not None:
-            self.run_id = self.resumed_run_id
+        if self._resumed_run_id is not None:
+            self.run_id = self._resumed_run_id
             self.call(trainer, "reopening the run", self.client.update_run, self.run_id,
                       status="RUNNING")
         else:

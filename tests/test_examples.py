@@ -102,3 +102,13 @@ def test_installed_plugins_train_and_their_hooks_run(venv_python, synthetic_dir,
 def test_autoload_off_leaves_the_third_party_plugins_out(venv_python):
     result = trainkit_in(venv_python, "plugins", TRAINKIT_DISABLE_PLUGIN_AUTOLOAD="1")
     assert result.returncode == 0 and "rmsprop" not in result.stdout and "adam" in result.stdout
+
+
+def test_the_example_packages_own_tests_pass_with_the_fixtures():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(EXTRAS), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             str(EXTRAS / "tests")], cwd=EXTRAS, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout

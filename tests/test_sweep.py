@@ -62,9 +62,9 @@ def test_two_processes_share_one_study_prune_and_leave_nothing_running(synthetic
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     trials = load(storage, "shared").get_trials()
-    assert len(trials) == 12
     states = [t.state for t in trials]
-    assert optuna.trial.TrialState.RUNNING not in states
+    assert len(trials) == 12, outputs
+    assert optuna.trial.TrialState.RUNNING not in states, outputs
     folders = {t.user_attrs["run_dir"] for t in trials}
     assert len(folders) == 12
     for trial in trials:  # each trial is a run of its own, recorded as such
@@ -73,7 +73,7 @@ def test_two_processes_share_one_study_prune_and_leave_nothing_running(synthetic
         assert record["number"] == trial.number and record["params"] == trial.params
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert pruned, "the median pruner pruned nothing"
+    assert pruned, f"the median pruner pruned nothing: {outputs}"
     for trial in pruned:  # a pruned trial stopped before its last epoch
         history = (tmp_path / "sweep" / f"trial-{trial.number:04d}" / "history.csv")
         assert len(history.read_text().splitlines()) - 1 < 2

@@ -28,6 +28,7 @@ class cli_errors:
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}") from None
         if isinstance(exc, ConfigError):
-            hint = f"'{flag_of(exc.option)}'" if exc.option else None
-            raise click.BadParameter(str(exc), param_hint=hint) from None
+            if not exc.option:  # not an option's fault (a file's key, an argument): one line
+                raise click.UsageError(str(exc)) from None
+            raise click.BadParameter(str(exc), param_hint=f"'{flag_of(exc.option)}'") from None
         raise click.ClickException(str(exc)) from None

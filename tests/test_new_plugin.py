@@ -1,0 +1,63 @@
+"""trainkit new-plugin: the package it writes installs with pip, shows in `trainkit plugins` and
+passes its own tests at once; bad names and existing folders are one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+from click.testing import CliRunner
+
+from trainkit.cli import make_cli
+
+
+def new_plugin(*args):
+    return CliRunner().invoke(make_cli(), ["new-plugin", *map(str, args)])
+
+
+def test_the_package_installs_lists_and_passes_its_own_tests(tmp_path):
+    made = new_plugin("trainkit-demo", "--dir", tmp_path)
+    assert made.exit_code == 0, made.output
+    package = tmp_path / "trainkit-demo"
+    # a fresh environment that sees this one's packages (trainkit, pytest) through a .pth
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                                              "['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    outer = sysconfig.get_paths()["purelib"]
+    with open(f"{site}/outer.pth", "w") as f:
+        f.write(f"import site; site.addsitedir({outer!r})\n")
+    install = subprocess.run([str(python), "-m", "pip", "install", "--no-deps",
+                              "--no-build-isolation", "--no-index", "-e", str(package)],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stdout + install.stderr
+    listed = subprocess.run([str(python), "-m", "trainkit", "plugins"], capture_output=True,
+                            text=True, timeout=120)
+    assert "demo  [entry point, trainkit-demo 0.1.0]" in listed.stdout, listed.stdout
+    tests = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                           cwd=package, capture_output=True, text=True, timeout=600)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "4 passed" in tests.stdout
+
+
+@pytest.mark.parametrize("name,expected", [("bad name", "not a valid package name"),
+                                           ("-demo", "not a valid package name"),
+                                           ("9lives", "cannot import")])
+def test_a_bad_name_is_one_line(tmp_path, name, expected):
+    parent = tmp_path / "plugins"
+    parent.mkdir()
+    result = new_plugin("--dir", parent, "--", name)
+    assert result.exit_code == 2 and expected in result.output
+    assert "Traceback" not in result.output
+    assert not any(parent.iterdir())
+
+
+def test_an_existing_folder_is_refused(tmp_path):
+    (tmp_path / "trainkit-demo").mkdir()
+    result = new_plugin("trainkit-demo", "--dir", tmp_path)
+    assert result.exit_code == 2 and "already exists" in result.output
+    assert not any((tmp_path / "trainkit-demo").iterdir())

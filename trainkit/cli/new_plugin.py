@@ -1,0 +1,30 @@
+"""``trainkit new-plugin NAME``: a complete plugin package to start from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from trainkit.cli.app import AppState
+from trainkit.cli.errors import cli_errors
+
+
+@click.command("new-plugin")
+@click.argument("name")
+@click.option("--dir", "parent", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("."), show_default=True, help="Where the package's folder goes.")
+@click.pass_obj
+def new_plugin_command(app: AppState, name: str, parent: Path) -> None:
+    """Write a plugin package NAME (such as trainkit-demo) into a new folder: pyproject.toml with
+    the entry point, a run plugin with an option and checkpointed state, tests using trainkit's
+    fixtures and check_plugin, tox.ini and a README. It installs and passes its tests at once."""
+    from trainkit.plugin_template import names_for, write_package
+
+    with cli_errors(app.verbose if app else False):
+        folder = write_package(name, parent)
+        names = names_for(name)
+    click.echo(f"trainkit: wrote {folder}: plugin {names['plugin']!r} in "
+               f"{names['module']}/__init__.py, tests in tests/\n"
+               f"  cd {folder} && pip install -e '.[test]' && pytest\n"
+               f"  trainkit run --plugin {names['plugin']}")
