@@ -488,9 +488,10 @@ class Trainer:
     # ------------------------------------------------------------------ evaluate
 
     def evaluate(self, data: DataLoader, prefix: str = "") -> dict[str, float]:
-        """Loss and metrics over ``data`` (sample-weighted means), in evaluation mode (dropout off,
-        batch norm on its running statistics), without touching the weights; the model's mode is
-        put back afterwards."""
+        """Loss and metrics over ``data`` (each computed once from its state summed over every
+        batch), in evaluation mode (dropout off, batch norm on its running statistics), without
+        touching the weights; the model's mode is put back afterwards. Metric values that are
+        arrays go to ``self.results`` only."""
         self._bind_metrics(data)
         training = getattr(self.model, "training", True)
         self._set_mode(False)
