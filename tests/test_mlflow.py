@@ -104,15 +104,3 @@ def test_the_standard_environment_variable_and_the_experiment_option(synthetic_d
     (found,) = client.search_runs([experiment.experiment_id])
     assert found.info.status == "FINISHED" and found.info.run_name == "run"
     assert client.list_artifacts(found.info.run_id) == []
-
-
-def test_without_mlflow_the_plugin_is_one_line_naming_the_extra(synthetic_dir, monkeypatch):
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "mlflow" else real(name, *a))
-    result = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir",
-                                             str(synthetic_dir), "--plugin", "mlflow"])
-    assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "pip install 'trainkit[mlflow]'" in result.output

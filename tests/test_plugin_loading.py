@@ -431,3 +431,23 @@ def test_the_old_register_plugins_hook_still_registers_run_plugins_with_a_warnin
                                                 "register_run_plugins"):
         registry = Registry.collect(pm)
     assert "old-style" in registry.names("plugin")
+
+
+@pytest.mark.parametrize("plugin,package,extra", [
+    ("tensorboard", "tensorboardX", "tensorboard"), ("mlflow", "mlflow", "mlflow"),
+    ("plot", "matplotlib", "plot"), ("confusion-matrix", "matplotlib", "plot")])
+def test_an_integration_without_its_package_is_one_line_naming_the_extra(
+        plugin, package, extra, synthetic_dir, monkeypatch):
+    import importlib.util
+
+    from click.testing import CliRunner
+
+    from trainkit.cli import make_cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == package else real(name, *a))
+    result = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir",
+                                             str(synthetic_dir), "--plugin", plugin])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"pip install 'trainkit[{extra}]'" in result.output

@@ -193,3 +193,12 @@ def test_workers_split_the_cores_and_the_trials(synthetic_dir, tmp_path):
     assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert {t.user_attrs["config"]["threads"] for t in trials} == {max(1, cores // 2)}
+
+
+def test_without_optuna_the_sweep_is_one_line_naming_the_extra(synthetic_dir, tmp_path,
+                                                              monkeypatch):
+    spec = write_spec(tmp_path / "spec.toml", synthetic_dir)
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna now raises ImportError
+    result = CliRunner().invoke(make_cli(), ["sweep", str(spec)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "pip install 'trainkit[sweep]'" in result.output

@@ -66,15 +66,3 @@ def test_the_config_is_written_as_hparams(synthetic_dir, tmp_path):
     assert found["lr"].number_value == pytest.approx(0.005)
     assert found["optimizer"].string_value == "adam"
     assert not (tmp_path / "run" / "tensorboard").exists()  # --tensorboard-dir was used
-
-
-def test_without_tensorboardx_the_plugin_is_one_line_naming_the_extra(synthetic_dir, monkeypatch):
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "tensorboardX" else real(name, *a))
-    result = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir",
-                                             str(synthetic_dir), "--plugin", "tensorboard"])
-    assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "pip install 'trainkit[tensorboard]'" in result.output
