@@ -167,22 +167,22 @@ class HookRecorder:
     def count(self, hook: str) -> int:
         return sum(1 for name, _ in self.calls if name == hook)
 
+    def _record(self, hook: str, arguments: dict[str, Any]) -> None:
+        self.calls.append((hook, {k: _summary(v) for k, v in arguments.items()
+                                  if k not in ("trainer", "context")}))
+
     def __repr__(self) -> str:
         return f"HookRecorder({len(self.calls)} calls)"
 
 
 def _recording(hook: str, parameters: list[str]):
-    def record(self, *args):  # pluggy passes the arguments named in the signature, in order
-        self.calls.append((hook, {k: _summary(v) for k, v in zip(parameters, args)
-                                  if k not in ("trainer", "context")}))
-    # pluggy reads the arguments an implementation wants from its signature
-    import inspect
-
-    record.__signature__ = inspect.Signature(
-        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] +
-        [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in parameters])
-    record.__name__ = hook
-    return hookimpl(record)
+    """An implementation of ``hook`` taking exactly its spec's arguments, by name: pluggy reads
+    which arguments to pass from the function's code, so the function is written out."""
+    source = (f"def {hook}(self, {', '.join(parameters)}):\n"
+              f"    self._record({hook!r}, {{{', '.join(f'{p!r}: {p}' for p in parameters)}}})\n")
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<HookRecorder.{hook}>", "exec"), namespace)  # noqa: S102
+    return hookimpl(namespace[hook])
 
 
 def _summary(value: Any) -> Any:
