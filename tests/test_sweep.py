@@ -154,9 +154,13 @@ def test_ctrl_c_leaves_no_running_trial_and_resume_finishes_the_rest(synthetic_d
     ("hidden = { choices = [] }", "choices must be a non-empty list"),
     ("hidden = { choices = [\"16\", \"0\"] }", "hidden = '0'"),
     ("early-stopping.patience = { low = 1, high = 3 }", "plugin 'early-stopping', which is off"),
+    ("lr = { low = 0.001, high = 0.1 }\n[sweep.x]", "[sweep] has an unknown key 'x'"),
+    ("lr = { low = 0.001, high = 0.1 }", "monitor 'val_f1' is not logged by this run"),
 ])
 def test_a_bad_spec_is_one_line_before_any_trial(synthetic_dir, tmp_path, search, expected):
     spec = write_spec(tmp_path / "spec.toml", synthetic_dir, search=search + "\n")
+    if "monitor" in expected:
+        spec.write_text(spec.read_text().replace('monitor = "val_acc"', 'monitor = "val_f1"'))
     result = CliRunner().invoke(make_cli(), ["sweep", str(spec), "--out", str(tmp_path / "s")])
     assert result.exit_code == 2, result.output
     assert expected in result.output and "spec.toml" in result.output

@@ -122,7 +122,32 @@ def read_spec(path: Path, registry, overrides: dict[str, Any] | None = None) -> 
     search = parse_search(sweep.get("search"), registry, source)
     spec = SweepSpec(source, layer, monitor, direction, trials, pruner, seed, search, sweep)
     check_values(spec, registry)
+    check_monitor(spec, registry)
     return spec
+
+
+def check_monitor(spec: SweepSpec, registry) -> None:
+    """A monitor naming a metric the run does not compute (``val_f1`` without ``f1`` among
+    its metrics) would fail every trial: it is an error now. Names no metric gives (a key a
+    plugin adds to the logs) are left to the run."""
+    import re
+
+    from trainkit import run as runlib
+    from trainkit.options import instantiate
+
+    config = runlib.merge_configs(runlib.RUN_DEFAULTS, spec.layer)
+    logged = {"loss", "lr"} | {m.name for m in runlib.resolve(config, registry).metrics}
+    metric_names = {}
+    for name, component in registry.components["metric"].items():
+        try:
+            metric_names[instantiate(component.factory, config).name] = name
+        except Exception:  # noqa: BLE001 (a metric that cannot be made here names nothing)
+            continue
+    wanted = re.sub(r"^(val|test)_", "", spec.monitor)
+    if wanted not in logged and wanted in metric_names:
+        raise ConfigError(f"{spec.source}: [sweep] monitor {spec.monitor!r} is not logged by this "
+                          f"run: add metric = [..., \"{metric_names[wanted]}\"]; it logs "
+                          f"{', '.join(sorted(logged))} (and their val_ forms)")
 
 
 def parse_search(table: Any, registry, source: str) -> list[Searched]:
