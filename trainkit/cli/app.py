@@ -109,7 +109,7 @@ def add_plugin_commands(pm, group: click.Group, strict: bool) -> None:
 
 
 RUN_SHORT_HELP = "Train a model."
-EVALUATE_SHORT_HELP = "Score a checkpoint on its dataset: metrics and a per-class report."
+EVALUATE_SHORT_HELP = "Score a checkpoint: metrics and a per-class report."
 SWEEP_SHORT_HELP = "Search hyperparameters on Optuna, each trial a run."
 #: Commands whose options come from the registered components: built once the plugins are
 #: loaded, by a factory ``make_cli`` sets (``command_factories``); listed with these helps.

@@ -10,7 +10,7 @@ from trainkit.cli.app import AppState
 from trainkit.cli.errors import cli_errors
 
 
-@click.command("new-plugin")
+@click.command("new-plugin", short_help="Write a plugin package that installs and passes its tests.")
 @click.argument("name")
 @click.option("--dir", "parent", type=click.Path(path_type=Path, file_okay=False),
               default=Path("."), show_default=True, help="Where the package's folder goes.")

@@ -12,7 +12,7 @@ from trainkit.cli.errors import cli_errors
 from trainkit.cli.options import VERBOSE_HELP
 
 
-@click.command("predict")
+@click.command("predict", short_help="Classes of new inputs (IDX, .npy, PNGs) from a checkpoint.")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("inputs", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path),
