@@ -11,12 +11,9 @@ from typing import Literal
 
 from trainkit import hookimpl
 from trainkit.lazy import lazy_import
-from trainkit.metrics import Metric, safe_ratio
+from trainkit.metrics import AVERAGES, Metric, averaged, class_scores
 
 np = lazy_import("numpy")
-
-AVERAGES = ("macro", "micro", "weighted")
-
 
 class Accuracy(Metric):
     """The share of samples whose highest output is the true class."""
@@ -75,10 +72,10 @@ class ConfusionMatrix(Metric):
 
 
 class ClassCounts(ConfusionMatrix):
-    """The confusion matrix as state, from which precision, recall and F1 follow per class under
-    any averaging: macro (the mean over the classes that occur in targets or predictions, as
-    scikit-learn), micro (over all samples: with one label per sample, the accuracy) or weighted
-    (by each class's support)."""
+    """The confusion matrix as state, from which ``name``'s per-class score follows under any
+    averaging (``trainkit.metrics.averaged``): macro (the mean over the classes that occur in
+    targets or predictions, as scikit-learn), micro (over all samples: with one label per
+    sample, the accuracy) or weighted (by each class's support)."""
 
     logged = True
 
@@ -92,22 +89,7 @@ class ClassCounts(ConfusionMatrix):
 
     def compute(self, state, samples) -> float:
         k = int(round(len(state) ** 0.5))
-        matrix = state.reshape(k, k)
-        hits = matrix.diagonal()
-        if self.average == "micro":  # one label per sample: micro P = R = F1 = accuracy
-            return float(hits.sum() / samples)
-        predicted, support = matrix.sum(axis=0), matrix.sum(axis=1)
-        scores = self.per_class(hits, predicted, support)
-        if self.average == "weighted":
-            total = support.sum()
-            return float((scores * support).sum() / total) if total else 0.0
-        seen = (support > 0) | (predicted > 0)  # scikit-learn's labels: in targets or predictions
-        return float(scores[seen].mean()) if seen.any() else 0.0
-
-    ratio = staticmethod(safe_ratio)
-
-    def per_class(self, hits, predicted, support):
-        raise NotImplementedError
+        return averaged(class_scores(state.reshape(k, k)), self.name, self.average)
 
 
 class Precision(ClassCounts):
@@ -119,9 +101,6 @@ class Precision(ClassCounts):
 
     name = "precision"
 
-    def per_class(self, hits, predicted, support):
-        return self.ratio(hits, predicted)
-
 
 class Recall(ClassCounts):
     """Of the samples of a class, the share predicted as it; averaged over classes.
@@ -132,9 +111,6 @@ class Recall(ClassCounts):
 
     name = "recall"
 
-    def per_class(self, hits, predicted, support):
-        return self.ratio(hits, support)
-
 
 class F1(ClassCounts):
     """The harmonic mean of precision and recall per class; averaged over classes.
@@ -144,9 +120,6 @@ class F1(ClassCounts):
     """
 
     name = "f1"
-
-    def per_class(self, hits, predicted, support):
-        return self.ratio(2 * hits, predicted + support)
 
 
 @hookimpl

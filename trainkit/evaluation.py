@@ -18,25 +18,11 @@ def restored_run(checkpoint: Path, registry, pm, metrics: list[str], options: di
     """``(run, manifest, checkpoint file)``: the run of ``checkpoint`` built and restored, with
     ``metrics`` (and metric ``options``) instead of its own when given."""
     from trainkit import run as runlib
-    from trainkit.checkpoint_io import load_checkpoint
-    from trainkit.errors import CheckpointError, ConfigError
-    from trainkit.run_folder import model_in_run_folder
     from trainkit.snapshot import restore
 
-    if checkpoint.is_dir():
-        checkpoint = model_in_run_folder(checkpoint)
-    manifest, arrays = load_checkpoint(checkpoint)
-    runlib.check_components_installed(manifest, registry, pm, str(checkpoint),
-                                      kinds=runlib.SINGLE_KINDS if metrics else
-                                      (*runlib.SINGLE_KINDS, "metric"))
-    config = {k: v for k, v in (manifest.get("config") or {}).items() if not isinstance(v, dict)}
-    config.update(plugin=[], no_plugin=registry.defaults(), out=None)
-    if data_dir is not None:
-        config["data_dir"] = str(data_dir)
-    try:
-        run = runlib.resolve(config, registry)
-    except ConfigError as e:  # the checkpoint's config, not an option of this command
-        raise CheckpointError(f"{checkpoint}: {e}") from None
+    kinds = runlib.SINGLE_KINDS if metrics else (*runlib.SINGLE_KINDS, "metric")
+    checkpoint, manifest, arrays, run = runlib.open_checkpoint(checkpoint, registry, pm, kinds,
+                                                               data_dir)
     if metrics or options:  # other metrics than the run's, or other metric options
         run.config.update(metric=metrics or run.config["metric"], **options)
         run.metrics = runlib.resolve(run.config, registry).metrics

@@ -53,42 +53,25 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 def load_trained_model(checkpoint: Path, registry, pm) -> TrainedModel:
     """The model of ``checkpoint`` (a file or a run folder), rebuilt and loaded, in eval mode."""
     from trainkit import run as runlib
-    from trainkit.checkpoint_io import load_checkpoint
     from trainkit.data import DatasetSplits
-    from trainkit.errors import ConfigError
-    from trainkit.run_folder import model_in_run_folder
+    from trainkit.snapshot import restore_model
 
-    if checkpoint.is_dir():
-        checkpoint = model_in_run_folder(checkpoint)
-    manifest, arrays = load_checkpoint(checkpoint)
+    checkpoint, manifest, arrays, run = runlib.open_checkpoint(checkpoint, registry, pm,
+                                                               ("model",))
     source = str(checkpoint)
-    runlib.check_components_installed(manifest, registry, pm, source, kinds=("model",))
     data = manifest.get("data") or {}
     if not data.get("image_shape") or not data.get("class_names"):
         raise CheckpointError(f"{source}: written before checkpoints recorded the input shape "
                               f"and classes; score it with `trainkit evaluate` instead")
     image_shape = tuple(int(d) for d in data["image_shape"])
     class_names = [str(n) for n in data["class_names"]]
-    config = {k: v for k, v in (manifest.get("config") or {}).items() if not isinstance(v, dict)}
-    config.update(plugin=[], no_plugin=registry.defaults(), out=None)
-    try:
-        run = runlib.resolve(config, registry)
-    except ConfigError as e:
-        raise CheckpointError(f"{source}: {e}") from None
     empty = np.empty((0, *image_shape), np.uint8)
-    shape_only = DatasetSplits(str(config.get("dataset")), empty, np.empty(0, np.intp), empty,
+    shape_only = DatasetSplits(str(run.config.get("dataset")), empty, np.empty(0, np.intp), empty,
                                np.empty(0, np.intp), len(class_names), tuple(class_names))
     layer_types = {name: c.factory for name, c in registry.components["layer"].items()}
     model = runlib.build_model(run.model_factory, shape_only, np.random.default_rng(0),
                                layer_types)
-    weights = {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
-    try:
-        model.load_state_dict(weights)
-        extra = manifest.get("model_extra") or {}
-        if extra or hasattr(model, "load_extra_state"):
-            model.load_extra_state(extra)
-    except ValueError as e:
-        raise CheckpointError(f"{source}: checkpoint was made for another model: {e}") from None
+    restore_model(model, manifest, arrays, source)
     if hasattr(model, "train"):
         model.train(False)
     return TrainedModel(model, image_shape, class_names, source, manifest)

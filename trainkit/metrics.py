@@ -36,8 +36,8 @@ from trainkit.lazy import lazy_import
 
 np = lazy_import("numpy")  # plugin modules import this module at start-up, before numpy is needed
 
-__all__ = ["BatchLogs", "BatchMean", "Metric", "MetricSet", "as_metric", "batch_mean",
-           "class_report"]
+__all__ = ["BatchLogs", "BatchMean", "Metric", "MetricSet", "as_metric", "averaged",
+           "batch_mean", "class_report", "class_scores"]
 
 
 class Metric:
@@ -163,6 +163,15 @@ class MetricSet:
         return {f"{prefix}{metric.name}": metric.compute(state[part], samples)
                 for metric, part in zip(self.metrics, self.slices)}
 
+    def summary(self, state: np.ndarray, prefix: str = "") -> tuple[dict[str, float],
+                                                                   dict[str, Any]]:
+        """``(logs, results)`` of ``state``, each metric computed once."""
+        results = self.results(state, prefix)
+        logs = {f"{prefix}loss": float(state[1] / state[0])}
+        logs.update({key: float(value) for (key, value), metric in
+                     zip(results.items(), self.metrics) if logged(metric)})
+        return logs, results
+
     def check(self, state: Sequence[float], source: str) -> None:
         """A saved state vector must fit this layout (same metrics, same number of classes)."""
         if len(state) != self.size:
@@ -219,23 +228,47 @@ def safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
                      where=np.asarray(denominator) > 0)
 
 
+def class_scores(confusion) -> dict[str, np.ndarray]:
+    """Per class, from a confusion matrix (rows: true class): ``precision``, ``recall``, ``f1``,
+    ``support`` (row sums) and ``predicted`` (column sums), float64."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    hits = confusion.diagonal()
+    predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
+    return {"precision": safe_ratio(hits, predicted), "recall": safe_ratio(hits, support),
+            "f1": safe_ratio(2 * hits, predicted + support), "support": support,
+            "predicted": predicted, "hits": hits}
+
+
+AVERAGES = ("macro", "micro", "weighted")
+
+
+def averaged(scores: dict[str, np.ndarray], score: str, average: str) -> float:
+    """``scores[score]`` averaged over the classes as scikit-learn does: ``macro`` over the
+    classes that occur in targets or predictions, ``weighted`` by support, ``micro`` over all
+    samples (with one label per sample, the accuracy, whatever the score)."""
+    support = scores["support"]
+    if average == "micro":
+        total = support.sum()
+        return float(scores["hits"].sum() / total) if total else 0.0
+    if average == "weighted":
+        weights = support
+    elif average == "macro":
+        weights = ((support > 0) | (scores["predicted"] > 0)).astype(np.float64)
+    else:
+        raise ValueError(f"average must be one of {', '.join(AVERAGES)}, got {average!r}")
+    total = weights.sum()
+    return float((scores[score] * weights).sum() / total) if total else 0.0
+
+
 def class_report(confusion) -> dict[str, dict[str, float]]:
     """Per class precision, recall, F1 and support from a confusion matrix, plus the macro and
     weighted averages: what scikit-learn's ``classification_report`` gives."""
-    confusion = np.asarray(confusion, dtype=np.float64)
-    hits = np.diag(confusion)
-    predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
-    precision, recall = safe_ratio(hits, predicted), safe_ratio(hits, support)
-    f1 = safe_ratio(2 * hits, predicted + support)
-    rows = {str(i): {"precision": float(precision[i]), "recall": float(recall[i]),
-                     "f1": float(f1[i]), "support": int(support[i])}
-            for i in range(len(hits))}
-    seen = (support > 0) | (predicted > 0)
-    total = support.sum()
-    for average, weights in (("macro", seen.astype(np.float64)), ("weighted", support)):
-        weight = weights.sum()
-        rows[f"{average} avg"] = {
-            name: float((values * weights).sum() / weight) if weight else 0.0
-            for name, values in (("precision", precision), ("recall", recall), ("f1", f1))}
-        rows[f"{average} avg"]["support"] = int(total)
+    scores = class_scores(confusion)
+    names = ("precision", "recall", "f1")
+    rows = {str(i): {**{name: float(scores[name][i]) for name in names},
+                     "support": int(scores["support"][i])}
+            for i in range(len(scores["support"]))}
+    for average in ("macro", "weighted"):
+        rows[f"{average} avg"] = {**{name: averaged(scores, name, average) for name in names},
+                                  "support": int(scores["support"].sum())}
     return rows

@@ -362,6 +362,31 @@ def check_components_installed(manifest: dict[str, Any], registry: Registry, pm,
         raise ConfigError(f"{source} was trained with {kind} {name!r}{origin}, {why}")
 
 
+def open_checkpoint(path: Path, registry: Registry, pm, kinds: tuple[str, ...],
+                    data_dir: Path | None = None):
+    """``(file, manifest, arrays, run)`` of a checkpoint file or run folder (its final model):
+    loaded and verified, the components of ``kinds`` checked installed, and its config resolved
+    into a run (data not loaded), without run plugins; the config's mistakes name the file."""
+    from trainkit.checkpoint_io import load_checkpoint
+    from trainkit.errors import CheckpointError
+    from trainkit.run_folder import model_in_run_folder
+
+    path = Path(path)
+    if path.is_dir():
+        path = model_in_run_folder(path)
+    manifest, arrays = load_checkpoint(path)
+    check_components_installed(manifest, registry, pm, str(path), kinds=kinds)
+    config = {k: v for k, v in (manifest.get("config") or {}).items() if not isinstance(v, dict)}
+    config.update(plugin=[], no_plugin=registry.defaults(), out=None)
+    if data_dir is not None:
+        config["data_dir"] = str(data_dir)
+    try:
+        run = resolve(config, registry)
+    except ConfigError as e:  # the checkpoint's config, not an option of the command
+        raise CheckpointError(f"{path}: {e}") from None
+    return path, manifest, arrays, run
+
+
 STATUS_FILE = "run.json"
 
 

@@ -111,19 +111,27 @@ def not_json(value: Any, path: str) -> str | None:
         else f"{path} is a {kind.__qualname__}"
 
 
+def restore_model(model, manifest: dict[str, Any], arrays: dict[str, np.ndarray],
+                  source: str = "") -> None:
+    """Put the checkpoint's weights and model state (batch norm's statistics, dropout's
+    generators) into ``model``; a model of another shape is one ``CheckpointError``."""
+    weights = {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
+    try:
+        model.load_state_dict(weights)
+        extra = manifest.get("model_extra") or {}
+        if extra or hasattr(model, "load_extra_state"):
+            model.load_extra_state(extra)
+    except ValueError as e:
+        where = f"{source}: " if source else ""
+        raise CheckpointError(f"{where}checkpoint was made for another model: {e}") from None
+
+
 def restore(trainer, manifest: dict[str, Any], arrays: dict[str, np.ndarray], source: str = "") -> None:
     """Put ``trainer`` back in the state ``capture`` saw. ``source`` names the file in errors."""
     from trainkit.trainer import EpochLog, TrainState
 
     where = f"{source}: " if source else ""
-    model_state = {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
-    try:
-        trainer.model.load_state_dict(model_state)
-        extra = manifest.get("model_extra") or {}
-        if extra or hasattr(trainer.model, "load_extra_state"):
-            trainer.model.load_extra_state(extra)
-    except ValueError as e:
-        raise CheckpointError(f"{where}checkpoint was made for another model: {e}") from None
+    restore_model(trainer.model, manifest, arrays, source)
     optimizer_state: dict[str, Any] = dict(manifest.get("optimizer") or {})
     optimizer_state.update(
         {k.removeprefix("optimizer/"): v for k, v in arrays.items() if k.startswith("optimizer/")}

@@ -436,8 +436,8 @@ class Trainer:
                 self.loop_seconds += time.perf_counter() - started
             if not completed:
                 return  # stopped mid-epoch: no validation, no epoch end
-        logs = self.metric_set.logs(sums)
-        self.results.update(self.metric_set.results(sums))
+        logs, results = self.metric_set.summary(sums)
+        self.results.update(results)
         if self.val_loader is not None:
             self.call_hook("on_validation_start", epoch=epoch)
             val_logs = self.evaluate(self.val_loader, prefix="val_")
@@ -514,8 +514,9 @@ class Trainer:
             metric_set.update(state, outputs, y, self.loss.forward(outputs, y))
         # a data-parallel plugin sums the processes' states here
         self.call_hook("on_evaluation_state", state=state, prefix=prefix)
-        self.results.update(metric_set.results(state, prefix))
-        return metric_set.logs(state, prefix)
+        logs, results = metric_set.summary(state, prefix)
+        self.results.update(results)
+        return logs
 
     def _evaluation_metric_set(self) -> MetricSet:
         """The run's metrics plus those plugins asked for (``add_evaluation_metric``)."""
