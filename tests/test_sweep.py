@@ -118,17 +118,16 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(synth
 
 
 def test_ctrl_c_leaves_no_running_trial_and_resume_finishes_the_rest(synthetic_dir, tmp_path):
-    # trials long enough (15 epochs) for the Ctrl+C to land in the middle of one
-    spec = write_spec(tmp_path / "spec.toml", synthetic_dir, trials=3, epochs=15, pruner="none")
+    # trials long enough (40 epochs, about a second or more) for the Ctrl+C to land in one
+    spec = write_spec(tmp_path / "spec.toml", synthetic_dir, trials=3, epochs=40, pruner="none")
     storage = f"sqlite:///{tmp_path / 'sweep' / 'study.db'}"
     process = sweep_process(spec, "--out", tmp_path / "sweep", cwd=tmp_path)
-    lines = []
-    for line in process.stdout:  # after the first trial, during the second
-        lines.append(line)
-        if line.startswith("sweep: trial 0 "):
-            time.sleep(1.0)
-            process.send_signal(signal.SIGINT)
-            break
+    second = tmp_path / "sweep" / "trial-0001" / "last.npz"  # trial 1 has trained an epoch
+    deadline = time.monotonic() + 300
+    while not second.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    lines: list[str] = []
     rest = process.communicate(timeout=300)[0]
     assert process.returncode == 130, "".join(lines) + rest
     assert "--resume" in rest

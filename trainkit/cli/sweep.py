@@ -103,5 +103,9 @@ def sweep_command(app: AppState, layer: dict[str, Any], kwargs: dict[str, Any]) 
             click.echo(f"sweep: interrupted; continue with: trainkit sweep {spec_path} --resume"
                        + (f" --study {study}" if kwargs["study"] else "")
                        + (f" --storage {kwargs['storage']}" if kwargs["storage"] else ""))
-        sweep.report(click.echo)
+        try:
+            sweep.report(click.echo)
+        except KeyboardInterrupt:  # Ctrl+C after the last trial: the study is complete
+            click.echo("sweep: Ctrl+C: report cut short; trainkit sweep --show prints it")
+            return False
     return completed
