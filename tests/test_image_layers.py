@@ -60,23 +60,25 @@ def slow_pool(x, k, stride, reduce):
 CONV_CASES = [(3, 1, 0), (3, 2, 1), (2, 1, 1), (1, 1, 0), (5, 2, 2)]  # kernel, stride, padding
 
 
+@pytest.mark.parametrize("channels", [3, 1])  # one channel has its own im2col
 @pytest.mark.parametrize("kernel,stride,padding", CONV_CASES)
-def test_conv_matches_the_slow_loop(kernel, stride, padding):
+def test_conv_matches_the_slow_loop(kernel, stride, padding, channels):
     rng = np.random.default_rng(kernel * 10 + stride)
-    conv = Conv2d(3, 4, kernel, rng, stride=stride, padding=padding)
+    conv = Conv2d(channels, 4, kernel, rng, stride=stride, padding=padding)
     conv.bias.data[:] = rng.normal(size=4)
-    x = rng.normal(size=(2, 7, 6, 3)).astype(np.float32)
+    x = rng.normal(size=(2, 7, 6, channels)).astype(np.float32)
     expected = slow_conv(x.astype(np.float64), conv.weight.data.astype(np.float64),
                          conv.bias.data.astype(np.float64), stride, padding)
     np.testing.assert_allclose(conv.forward(x), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("channels", [2, 1])
 @pytest.mark.parametrize("kernel,stride,padding", CONV_CASES)
-def test_conv_gradients(kernel, stride, padding):
+def test_conv_gradients(kernel, stride, padding, channels):
     rng = np.random.default_rng(7)
-    conv = Conv2d(2, 3, kernel, rng, stride=stride, padding=padding)
+    conv = Conv2d(channels, 3, kernel, rng, stride=stride, padding=padding)
     to_float64(conv)
-    check_module(conv, rng.normal(size=(2, 5, 6, 2)), rng)
+    check_module(conv, rng.normal(size=(2, 5, 6, channels)), rng)
 
 
 def test_a_first_conv_layer_skips_the_input_gradient():
@@ -223,7 +225,8 @@ def test_splitting_the_batch_over_threads_keeps_values_and_input_gradients_exact
         previous = parallel.set_threads(threads)
         try:
             rng = np.random.default_rng(9)
-            model = Sequential(Conv2d(1, 4, 3, rng, input_grad=False), MaxPool2d(2), ReLU(),
+            model = Sequential(Conv2d(1, 4, 3, rng, input_grad=False), BatchNorm(4),
+                               MaxPool2d(2), ReLU(),
                                Conv2d(4, 6, 3, rng), MaxPool2d(2), Flatten(),
                                Linear(6 * 2 * 2, 3, rng))
             model.layers[0].input_grad = True  # to compare the gradient of the input too
@@ -241,6 +244,24 @@ def test_splitting_the_batch_over_threads_keeps_values_and_input_gradients_exact
     # to the bit for the same number of threads
     np.testing.assert_allclose(grads1, grads3, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(one_step(3)[2], grads3)
+
+
+def test_a_part_that_fails_raises_in_the_caller_and_the_next_split_still_runs():
+    from trainkit.nn import parallel
+
+    previous = parallel.set_threads(3)
+    try:
+        def fail_in_the_last_part(lo, hi):
+            if hi == 30:
+                raise ValueError("part failed")
+
+        with pytest.raises(ValueError, match="part failed"):
+            parallel.over_batch(30, fail_in_the_last_part)
+        seen = []
+        parallel.over_batch(30, lambda lo, hi: seen.append((lo, hi)))
+        assert sorted(seen) == [(0, 10), (10, 20), (20, 30)]
+    finally:
+        parallel.set_threads(previous)
 
 
 def test_a_conv_without_bias_has_only_its_weight():

@@ -92,26 +92,49 @@ class Conv2d(Module):
         h_out, w_out, c_out = self.output_shape(x.shape[1:])
         padded = self.pad(x)
         c_in = padded.shape[3]
-        columns = self.buffer("columns", (n, h_out, w_out, k, k, c_in), x.dtype)
-        # im2col in one copy: the (n, y, x, c, i, j) window view, reordered to patch rows
-        windows = sliding_window_view(padded, (k, k), axis=(1, 2))[:, ::s, ::s]
-        windows = windows.transpose(0, 1, 2, 4, 5, 3)
-        rows = columns.reshape(-1, k * k * c_in)
+        if c_in == 1:
+            # one image channel: a column per kernel offset, each one strided copy of the
+            # images with rows of w_out values (the general copy below moves k at a time)
+            patches = self.buffer("columns", (k * k, n, h_out, w_out), x.dtype)
+            images = padded[..., 0]
+
+            def im2col(lo: int, hi: int) -> None:
+                for i in range(k):
+                    for j in range(k):
+                        np.copyto(patches[i * k + j, lo:hi],
+                                  images[lo:hi, i:i + s * (h_out - 1) + 1:s,
+                                         j:j + s * (w_out - 1) + 1:s])
+
+            columns_t = patches.reshape(k * k, -1)
+        else:
+            # one copy: the (n, y, x, c, i, j) window view, reordered to patch rows (a row's
+            # j and c axes are contiguous in the input: k * c_in values at a time)
+            columns = self.buffer("columns", (n, h_out, w_out, k, k, c_in), x.dtype)
+            windows = sliding_window_view(padded, (k, k), axis=(1, 2))[:, ::s, ::s]
+            windows = windows.transpose(0, 1, 2, 4, 5, 3)
+
+            def im2col(lo: int, hi: int) -> None:
+                np.copyto(columns[lo:hi], windows[lo:hi])
+
+            columns_t = columns.reshape(-1, k * k * c_in).T
         out = self.buffer("out", (n * h_out * w_out, c_out), x.dtype)
         weight, pixels = self.weight.data.reshape(-1, c_out), h_out * w_out
-        bias = self.bias.data if self.bias is not None else None
+        bias = None
+        if self.bias is not None:  # added to one row per sample (``per_sample_row``)
+            bias = self.per_sample_row("bias_row", self.bias.data, (n, h_out, w_out, c_out))
+        samples = out.reshape(n, -1)
 
         def part(lo: int, hi: int) -> None:  # samples lo:hi, independent of the others
-            np.copyto(columns[lo:hi], windows[lo:hi])
+            im2col(lo, hi)
             block = out[lo * pixels:hi * pixels]
             # (W.T @ columns.T).T: the same product, written straight into ``out``, and 8%
             # faster in OpenBLAS for these tall-and-narrow shapes than columns @ W
-            np.matmul(weight.T, rows[lo * pixels:hi * pixels].T, out=block.T)
+            np.matmul(weight.T, columns_t[:, lo * pixels:hi * pixels], out=block.T)
             if bias is not None:
-                block += bias
+                samples[lo:hi] += bias
 
         over_batch(n, part)
-        self._columns, self._input_shape = rows, x.shape
+        self._columns_t, self._input_shape = columns_t, x.shape
         return out.reshape(n, h_out, w_out, c_out)
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
@@ -121,18 +144,25 @@ class Conv2d(Module):
         k, s, p = self.kernel_size, self.stride, self.padding
         _, h, w, c_in = self._input_shape
         weight = self.weight.data
-        columns = self._columns
+        columns_t = self._columns_t
         grad_padded = None
         if self.input_grad:
             grad_padded = self.buffer("grad_padded", (n, h + 2 * p, w + 2 * p, c_in), grad.dtype)
         bounds = batch_parts(n)
-        partials = [self.weight.grad.reshape(-1, c_out)] + [
-            self.buffer(f"weight_grad_{i}", (k * k * c_in, c_out), grad.dtype)
-            for i in range(1, len(bounds) - 1)]
+        # each part's weight gradient; from patch rows as grad.T @ rows, (c_out, k*k*c_in), which
+        # runs about 10% faster in OpenBLAS for these shapes than rows.T @ grad
+        by_rows = not columns_t.flags.c_contiguous
+        shape = (c_out, k * k * c_in) if by_rows else (k * k * c_in, c_out)
+        partials = [self.buffer(f"weight_grad_{i}", shape, grad.dtype)
+                    for i in range(len(bounds) - 1)]
 
         def part(index: int, lo: int, hi: int) -> None:
             g = grad[lo * pixels:hi * pixels]
-            np.matmul(columns[lo * pixels:hi * pixels].T, g, out=partials[index])
+            patches = columns_t[:, lo * pixels:hi * pixels]
+            if by_rows:
+                np.matmul(g.T, patches.T, out=partials[index])
+            else:
+                np.matmul(patches, g, out=partials[index])
             if grad_padded is None:
                 return
             # col2im, one kernel offset at a time: the gradient of the pixels each patch read
@@ -151,6 +181,7 @@ class Conv2d(Module):
         run_parts(bounds, part)
         for partial in partials[1:]:  # in a fixed order: the same sum for the same split
             partials[0] += partial
+        self.weight.grad.reshape(-1, c_out)[...] = partials[0].T if by_rows else partials[0]
         if self.bias is not None:
             self.column_sums(grad, out=self.bias.grad)
         if grad_padded is None:

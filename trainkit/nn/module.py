@@ -12,6 +12,7 @@ three. ``train()`` and ``eval()`` switch the layers that behave differently whil
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -105,6 +106,20 @@ class Module:
         if ones is None or ones.shape[0] != x.shape[0] or ones.dtype != x.dtype:
             ones = self._ones = np.ones(x.shape[0], dtype=x.dtype)
         return np.matmul(ones, x, out=out)
+
+    def per_sample_row(self, name: str, vector: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """``vector`` (one value per channel, the last axis of ``shape``) repeated over one whole
+        sample of ``shape``, for an operation on ``x.reshape(len(x), -1)``.
+
+        numpy broadcasts a per-channel vector over ``(N, H, W, C)`` one row of ``C`` values at
+        a time; over rows of ``H * W * C`` values the same operation runs about twice as fast
+        (for ``C = 32``). The values, and so the results, are the same."""
+        repeats = math.prod(shape[1:-1])
+        if repeats == 1:
+            return vector
+        row = self.buffer(name, (repeats, vector.shape[-1]), vector.dtype)
+        row[...] = vector
+        return row.reshape(-1)
 
     def parameters(self) -> Iterator[Parameter]:
         return iter(())

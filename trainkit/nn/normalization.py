@@ -50,34 +50,40 @@ class BatchNorm(Module):
         return input_shape
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        shape = x.shape
+        x = np.ascontiguousarray(x)  # so that every reshape below is a view of it
+        shape, n = x.shape, x.shape[0]
         x2 = x.reshape(-1, shape[-1])  # x is the previous layer's fresh output: safe to reuse
         rows = x2.shape[0]
         centred = self.buffer("centred", x2.shape, x2.dtype)
+        # element-wise passes work on one row per sample (``per_sample_row``)
+        xs, cs = x.reshape(n, -1), centred.reshape(n, -1)
         if self.training:
             mean = self.column_sums(x2) / np.float32(rows)
-            squares = x2  # overwritten: only the centred values are needed from here on
+            mean_row = self.per_sample_row("mean_row", mean, shape)
+            squares = xs  # overwritten: only the centred values are needed from here on
 
             def centre(lo: int, hi: int) -> None:
-                np.subtract(x2[lo:hi], mean, out=centred[lo:hi])
-                np.multiply(centred[lo:hi], centred[lo:hi], out=squares[lo:hi])
+                np.subtract(xs[lo:hi], mean_row, out=cs[lo:hi])
+                np.multiply(cs[lo:hi], cs[lo:hi], out=squares[lo:hi])
 
-            over_batch(rows, centre)
-            var = self.column_sums(squares) / np.float32(rows)
+            over_batch(n, centre)
+            var = self.column_sums(x2) / np.float32(rows)
             self._update_running(mean, var, rows)
         else:
             mean, var = self.running_mean, self.running_var
-            over_batch(rows, lambda lo, hi: np.subtract(x2[lo:hi], mean, out=centred[lo:hi]))
+            mean_row = self.per_sample_row("mean_row", mean, shape)
+            over_batch(n, lambda lo, hi: np.subtract(xs[lo:hi], mean_row, out=cs[lo:hi]))
         inv_std = 1 / np.sqrt(var + self.eps)
-        scale, beta = self.gamma.data * inv_std, self.beta.data
+        scale = self.per_sample_row("scale_row", self.gamma.data * inv_std, shape)
+        beta = self.per_sample_row("beta_row", self.beta.data, shape)
 
         def normalise(lo: int, hi: int) -> None:
-            np.multiply(centred[lo:hi], scale, out=x2[lo:hi])
-            x2[lo:hi] += beta
+            np.multiply(cs[lo:hi], scale, out=xs[lo:hi])
+            xs[lo:hi] += beta
 
-        over_batch(rows, normalise)
+        over_batch(n, normalise)
         self._centred, self._inv_std = centred, inv_std
-        return x2.reshape(shape)
+        return x
 
     def _update_running(self, mean: np.ndarray, var: np.ndarray, rows: int) -> None:
         keep = 1 - self.momentum
@@ -87,32 +93,35 @@ class BatchNorm(Module):
         self.running_var += (self.momentum * np.float32(rows / max(rows - 1, 1))) * var
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        shape = grad_output.shape
+        grad_output = np.ascontiguousarray(grad_output)
+        shape, n = grad_output.shape, grad_output.shape[0]
         g = grad_output.reshape(-1, shape[-1])
         rows = g.shape[0]
         centred, inv_std = self._centred, self._inv_std
         product = self.buffer("product", g.shape, g.dtype)
-        over_batch(rows, lambda lo, hi: np.multiply(g[lo:hi], centred[lo:hi], out=product[lo:hi]))
+        gs, cs, ps = grad_output.reshape(n, -1), centred.reshape(n, -1), product.reshape(n, -1)
+        over_batch(n, lambda lo, hi: np.multiply(gs[lo:hi], cs[lo:hi], out=ps[lo:hi]))
         self.column_sums(g, out=self.beta.grad)
         g_centred = self.column_sums(product)  # sum(g * (x - mean)) per feature
         np.multiply(g_centred, inv_std, out=self.gamma.grad)  # sum(g * x_hat)
         scale = self.gamma.data * inv_std
+        scale_row = self.per_sample_row("scale_row", scale, shape)
         if not self.training:  # the statistics are constants here
-            over_batch(rows, lambda lo, hi: np.multiply(g[lo:hi], scale, out=g[lo:hi]))
-            return g.reshape(shape)
+            over_batch(n, lambda lo, hi: np.multiply(gs[lo:hi], scale_row, out=gs[lo:hi]))
+            return grad_output
         # dx = gamma * inv_std * (g - mean(g) - (x - mean) * inv_std^2 * mean(g * (x - mean)))
-        g_mean = self.beta.grad / np.float32(rows)
-        k = inv_std * inv_std * g_centred / np.float32(rows)
+        g_mean = self.per_sample_row("mean_row", self.beta.grad / np.float32(rows), shape)
+        k = self.per_sample_row("k_row", inv_std * inv_std * g_centred / np.float32(rows), shape)
 
         def input_grad(lo: int, hi: int) -> None:
-            part, prod = g[lo:hi], product[lo:hi]
-            np.multiply(centred[lo:hi], k, out=prod)
+            part, prod = gs[lo:hi], ps[lo:hi]
+            np.multiply(cs[lo:hi], k, out=prod)
             part -= prod
             part -= g_mean
-            part *= scale
+            part *= scale_row
 
-        over_batch(rows, input_grad)
-        return g.reshape(shape)
+        over_batch(n, input_grad)
+        return grad_output
 
     def describe(self) -> str:
         return f"BatchNorm({self.gamma.data.size})"
