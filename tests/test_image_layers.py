@@ -100,12 +100,25 @@ def test_pooling_matches_the_slow_loop_and_its_gradient_checks(pool, reduce, ker
     check_module(pool(kernel, stride), x, rng)
 
 
-def test_max_pool_sends_a_tied_gradient_to_the_first_maximum_only():
-    layer = MaxPool2d(2)
-    x = np.ones((1, 2, 2, 1), np.float32)
+@pytest.mark.parametrize("pool,reduce", [(MaxPool2d, np.max), (AvgPool2d, np.mean)])
+def test_2x2_pooling_of_even_images_matches_the_slow_loop(pool, reduce):
+    rng = np.random.default_rng(5)  # even sides: max-pooling's pairwise path
+    x = rng.normal(size=(3, 6, 8, 4))
+    np.testing.assert_allclose(pool(2).forward(x.astype(np.float32)),
+                               slow_pool(x, 2, 2, reduce), rtol=1e-6, atol=1e-6)
+    check_module(pool(2), x, rng)
+
+
+@pytest.mark.parametrize("kernel", [2, 3])
+def test_max_pool_sends_a_tied_gradient_to_the_first_maximum_only(kernel):
+    # every window of zeros and ones: the gradient goes to the first 1 in row order, as PyTorch
+    patterns = np.array(list(np.ndindex(*(2,) * kernel * kernel)), np.float32)
+    x = patterns.reshape(-1, kernel, kernel, 1)
+    layer = MaxPool2d(kernel)
     layer.forward(x)
-    grad = layer.backward(np.ones((1, 1, 1, 1), np.float32))
-    assert grad.ravel().tolist() == [1, 0, 0, 0]
+    grad = layer.backward(np.ones((len(x), 1, 1, 1), np.float32)).reshape(len(x), -1)
+    first = np.argmax(patterns, axis=1)  # the first maximum, ties included
+    np.testing.assert_array_equal(grad, np.eye(kernel * kernel, dtype=np.float32)[first])
 
 
 def test_flatten_round_trips_shapes_and_gradients():
