@@ -231,17 +231,21 @@ def test_impossible_shapes_are_shape_errors(layer, shape, needle):
         layer().output_shape(shape)
 
 
-def test_splitting_the_batch_over_threads_keeps_values_and_input_gradients_exact():
+def test_splitting_the_batch_over_threads_keeps_values_and_input_gradients_exact(monkeypatch):
     from trainkit.nn import parallel
 
+    monkeypatch.setattr(parallel, "MIN_VALUES", 0)  # split even this small batch's passes
+    monkeypatch.setattr(parallel, "MIN_MULTIPLY_ADDS", 0)  # and its dense layers' products
+
     def one_step(threads):
-        previous = parallel.set_threads(threads)
+        # as in a convnet's run: BLAS on one thread, dense layers split their GEMMs too
+        previous, previous_gemms = parallel.set_threads(threads), parallel.split_gemms(True)
         try:
             rng = np.random.default_rng(9)
             model = Sequential(Conv2d(1, 4, 3, rng, input_grad=False), BatchNorm(4),
                                MaxPool2d(2), ReLU(),
                                Conv2d(4, 6, 3, rng), MaxPool2d(2), Flatten(),
-                               Linear(6 * 2 * 2, 3, rng))
+                               Linear(6 * 2 * 2, 5, rng), BatchNorm(5), Linear(5, 3, rng))
             model.layers[0].input_grad = True  # to compare the gradient of the input too
             x = rng.random((32, 14, 14, 1), dtype=np.float32)
             out = model.forward(x).copy()
@@ -249,6 +253,7 @@ def test_splitting_the_batch_over_threads_keeps_values_and_input_gradients_exact
             return out, grad_x, model.grads.copy()
         finally:
             parallel.set_threads(previous)
+            parallel.split_gemms(previous_gemms)
 
     (out1, gx1, grads1), (out3, gx3, grads3) = one_step(1), one_step(3)
     np.testing.assert_array_equal(out1, out3)  # every sample's values: computed the same way

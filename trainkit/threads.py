@@ -140,12 +140,13 @@ def blas_threads(count: int, split_batch: bool = False) -> Iterator[int]:
 
     from trainkit.nn import parallel
 
-    previous = parallel.set_threads(count)
+    previous, previous_gemms = parallel.set_threads(count), parallel.split_gemms(split_batch)
     try:
         with threadpool_limits(limits=1 if split_batch else count, user_api="blas"):
             yield count
     finally:
         parallel.set_threads(previous)
+        parallel.split_gemms(previous_gemms)
 
 
 def blas_kernels() -> str | None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+import trainkit.nn.parallel as parallel
 from trainkit.nn.module import Module, Parameter, ShapeError
 
 
@@ -54,17 +55,36 @@ class Linear(Module):
         self._x = x
         weight = self.weight.data
         out = self.buffer("out", (x.shape[0], weight.shape[1]), x.dtype)
-        np.matmul(x, weight, out=out)
+        if parallel.gemms_split(x.size * weight.shape[1]):  # in a convnet, on its threads
+            parallel.over_batch(len(x), lambda lo, hi: np.matmul(x[lo:hi], weight, out=out[lo:hi]))
+        else:
+            np.matmul(x, weight, out=out)
         out += self.bias.data
         return out
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
-        np.matmul(self._x.T, grad_output, out=self.weight.grad)
+        x, weight = self._x, self.weight.data
         np.add.reduce(grad_output, axis=0, out=self.bias.grad)
-        if not self.input_grad:
-            return None
-        grad_input = self.buffer("grad_input", self._x.shape, grad_output.dtype)
-        return np.matmul(grad_output, self.weight.data.T, out=grad_input)
+        grad_input = None
+        if self.input_grad:
+            grad_input = self.buffer("grad_input", x.shape, grad_output.dtype)
+        if not parallel.gemms_split(x.size * weight.shape[1]):
+            np.matmul(x.T, grad_output, out=self.weight.grad)
+            return None if grad_input is None else np.matmul(grad_output, weight.T, out=grad_input)
+        # split as a convolution's: each part's weight gradient, then their sum in a fixed order
+        bounds = parallel.batch_parts(len(x))
+        partials = [self.weight.grad] + [self.buffer(f"weight_grad_{i}", weight.shape)
+                                         for i in range(1, len(bounds) - 1)]
+
+        def part(index: int, lo: int, hi: int) -> None:
+            np.matmul(x[lo:hi].T, grad_output[lo:hi], out=partials[index])
+            if grad_input is not None:
+                np.matmul(grad_output[lo:hi], weight.T, out=grad_input[lo:hi])
+
+        parallel.run_parts(bounds, part)
+        for partial in partials[1:]:
+            partials[0] += partial
+        return grad_input
 
     def describe(self) -> str:
         n_in, n_out = self.weight.data.shape

@@ -66,13 +66,14 @@ class BatchNorm(Module):
                 np.subtract(xs[lo:hi], mean_row, out=cs[lo:hi])
                 np.multiply(cs[lo:hi], cs[lo:hi], out=squares[lo:hi])
 
-            over_batch(n, centre)
+            over_batch(n, centre, x.size)
             var = self.column_sums(x2) / np.float32(rows)
             self._update_running(mean, var, rows)
         else:
             mean, var = self.running_mean, self.running_var
             mean_row = self.per_sample_row("mean_row", mean, shape)
-            over_batch(n, lambda lo, hi: np.subtract(xs[lo:hi], mean_row, out=cs[lo:hi]))
+            over_batch(n, lambda lo, hi: np.subtract(xs[lo:hi], mean_row, out=cs[lo:hi]),
+                       x.size)
         inv_std = 1 / np.sqrt(var + self.eps)
         scale = self.per_sample_row("scale_row", self.gamma.data * inv_std, shape)
         beta = self.per_sample_row("beta_row", self.beta.data, shape)
@@ -81,7 +82,7 @@ class BatchNorm(Module):
             np.multiply(cs[lo:hi], scale, out=xs[lo:hi])
             xs[lo:hi] += beta
 
-        over_batch(n, normalise)
+        over_batch(n, normalise, x.size)
         self._centred, self._inv_std = centred, inv_std
         return x
 
@@ -100,14 +101,15 @@ class BatchNorm(Module):
         centred, inv_std = self._centred, self._inv_std
         product = self.buffer("product", g.shape, g.dtype)
         gs, cs, ps = grad_output.reshape(n, -1), centred.reshape(n, -1), product.reshape(n, -1)
-        over_batch(n, lambda lo, hi: np.multiply(gs[lo:hi], cs[lo:hi], out=ps[lo:hi]))
+        over_batch(n, lambda lo, hi: np.multiply(gs[lo:hi], cs[lo:hi], out=ps[lo:hi]), g.size)
         self.column_sums(g, out=self.beta.grad)
         g_centred = self.column_sums(product)  # sum(g * (x - mean)) per feature
         np.multiply(g_centred, inv_std, out=self.gamma.grad)  # sum(g * x_hat)
         scale = self.gamma.data * inv_std
         scale_row = self.per_sample_row("scale_row", scale, shape)
         if not self.training:  # the statistics are constants here
-            over_batch(n, lambda lo, hi: np.multiply(gs[lo:hi], scale_row, out=gs[lo:hi]))
+            over_batch(n, lambda lo, hi: np.multiply(gs[lo:hi], scale_row, out=gs[lo:hi]),
+                       g.size)
             return grad_output
         # dx = gamma * inv_std * (g - mean(g) - (x - mean) * inv_std^2 * mean(g * (x - mean)))
         g_mean = self.per_sample_row("mean_row", self.beta.grad / np.float32(rows), shape)
@@ -120,7 +122,7 @@ class BatchNorm(Module):
             part -= g_mean
             part *= scale_row
 
-        over_batch(n, input_grad)
+        over_batch(n, input_grad, g.size)
         return grad_output
 
     def describe(self) -> str:

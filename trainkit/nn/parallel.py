@@ -19,11 +19,17 @@ import threading
 from collections.abc import Callable
 
 _threads = 1
+_gemms = False  # whether layers split their GEMMs too (BLAS then runs on one thread)
 _workers: list[_Worker] = []
 _dispatch = threading.Lock()  # one split at a time: a second caller waits for the workers
 
 #: Below this many samples a split costs more than it saves.
 MIN_SAMPLES = 8
+#: Nor is it worth it for element-wise work on fewer values than this (a dense layer's batch
+#: norm over 64 x 128 values takes a few microseconds, a hand-over 20 to 70).
+MIN_VALUES = 65_536
+#: Nor for a product of fewer multiply-adds than this (a classifier's 64 x 128 x 10).
+MIN_MULTIPLY_ADDS = 1_000_000
 
 
 class _Worker:
@@ -84,6 +90,20 @@ def threads() -> int:
     return _threads
 
 
+def split_gemms(on: bool) -> bool:
+    """Whether every layer splits its GEMMs over the batch on these threads (a model with a
+    convolution, whose BLAS runs on one thread); returns the previous setting. Convolutions
+    always do; dense layers only then, because otherwise BLAS's own threads split them."""
+    global _gemms
+    previous, _gemms = _gemms, bool(on)
+    return previous
+
+
+def gemms_split(multiply_adds: int) -> bool:
+    """Whether a layer's product of ``multiply_adds`` is to be split over the batch."""
+    return _gemms and _threads > 1 and multiply_adds >= MIN_MULTIPLY_ADDS
+
+
 def batch_parts(n: int) -> list[int]:
     """The bounds ``[0, ..., n]`` of the contiguous parts ``range(n)`` is split into."""
     parts = max(1, min(_threads, n // MIN_SAMPLES))
@@ -114,7 +134,11 @@ def run_parts(bounds: list[int], work: Callable[[int, int, int], object]) -> Non
             raise error
 
 
-def over_batch(n: int, work: Callable[[int, int], object]) -> None:
+def over_batch(n: int, work: Callable[[int, int], object], values: int | None = None) -> None:
     """Call ``work(start, stop)`` on contiguous parts of ``range(n)`` that together cover it,
-    in parallel on up to ``threads()`` threads (this one included)."""
+    in parallel on up to ``threads()`` threads (this one included). ``values``, the number of
+    values the work goes through, keeps work below ``MIN_VALUES`` on this thread."""
+    if values is not None and values < MIN_VALUES:
+        work(0, n)
+        return
     run_parts(batch_parts(n), lambda _, lo, hi: work(lo, hi))

@@ -92,7 +92,7 @@ class MaxPool2d(_Pool2d):
                 np.greater(t, b[:, :, 1::2], out=t)
                 r |= t
 
-        over_batch(n, work)
+        over_batch(n, work, x.size)
         return out
 
     def _backward_2x2(self, grad_output: np.ndarray) -> np.ndarray:
@@ -110,7 +110,7 @@ class MaxPool2d(_Pool2d):
             np.multiply(gr, bottom[lo:hi], out=gi[:, 1::2])
             np.subtract(gr, gi[:, 1::2], out=gi[:, 0::2])
 
-        over_batch(n, work)
+        over_batch(n, work, grad_input.size)
         return grad_input
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
