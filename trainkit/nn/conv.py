@@ -155,6 +155,8 @@ class Conv2d(Module):
         shape = (c_out, k * k * c_in) if by_rows else (k * k * c_in, c_out)
         partials = [self.buffer(f"weight_grad_{i}", shape, grad.dtype)
                     for i in range(len(bounds) - 1)]
+        bias_partials = [self.buffer(f"bias_grad_{i}", (c_out,), grad.dtype)
+                         for i in range(len(bounds) - 1)] if self.bias is not None else None
 
         def part(index: int, lo: int, hi: int) -> None:
             g = grad[lo * pixels:hi * pixels]
@@ -163,6 +165,8 @@ class Conv2d(Module):
                 np.matmul(g.T, patches.T, out=partials[index])
             else:
                 np.matmul(patches, g, out=partials[index])
+            if bias_partials is not None:
+                self.column_sums(g, out=bias_partials[index])
             if grad_padded is None:
                 return
             # col2im, one kernel offset at a time: the gradient of the pixels each patch read
@@ -182,8 +186,8 @@ class Conv2d(Module):
         for partial in partials[1:]:  # in a fixed order: the same sum for the same split
             partials[0] += partial
         self.weight.grad.reshape(-1, c_out)[...] = partials[0].T if by_rows else partials[0]
-        if self.bias is not None:
-            self.column_sums(grad, out=self.bias.grad)
+        if bias_partials is not None:
+            np.add.reduce(bias_partials, axis=0, out=self.bias.grad)
         if grad_padded is None:
             return None
         return grad_padded[:, p:p + h, p:p + w, :] if p else grad_padded

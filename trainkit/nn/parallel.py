@@ -134,6 +134,20 @@ def run_parts(bounds: list[int], work: Callable[[int, int, int], object]) -> Non
             raise error
 
 
+def block_samples(sample_values: int) -> int:
+    """Samples per block of at least ``MIN_VALUES`` values (``over_blocks``)."""
+    return max(1, -(-MIN_VALUES // max(1, sample_values)))
+
+
+def over_blocks(n: int, block: int, work: Callable[[int, int], object]) -> None:
+    """``over_batch`` with parts made of whole blocks of ``block`` samples (the last block may
+    be shorter): a sum taken block by block in the parts is the same whatever the split."""
+    blocks = -(-n // block)
+    parts = max(1, min(_threads, blocks))
+    run_parts([min(n, blocks * i // parts * block) for i in range(parts + 1)],
+              lambda _, lo, hi: work(lo, hi))
+
+
 def over_batch(n: int, work: Callable[[int, int], object], values: int | None = None) -> None:
     """Call ``work(start, stop)`` on contiguous parts of ``range(n)`` that together cover it,
     in parallel on up to ``threads()`` threads (this one included). ``values``, the number of
