@@ -119,11 +119,19 @@ class ReLU(Module):
     """``y = max(x, 0)``; the gradient passes where the input was positive."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._mask = np.greater(x, 0, out=self.buffer("mask", x.shape, np.bool_))
-        return np.maximum(x, 0, out=x)
+        mask = self._mask = self.buffer("mask", x.shape, np.bool_)
+
+        def work(lo: int, hi: int) -> None:
+            np.greater(x[lo:hi], 0, out=mask[lo:hi])
+            np.maximum(x[lo:hi], 0, out=x[lo:hi])
+
+        parallel.over_batch(len(x), work, x.size)
+        return x
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        grad_output *= self._mask
+        g, mask = grad_output, self._mask
+        parallel.over_batch(len(g), lambda lo, hi: np.multiply(g[lo:hi], mask[lo:hi],
+                                                               out=g[lo:hi]), g.size)
         return grad_output
 
 

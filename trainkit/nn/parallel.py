@@ -8,9 +8,10 @@ thread and these threads do the work, because a multi-threaded BLAS leaves a wor
 the second core after every GEMM, right where the element-wise work would run.
 
 Every sample's values, and the gradient of the input, are computed the same way whatever the
-split. A convolution's weight gradient is the sum of its parts' products, added in a fixed order:
-like BLAS's own threads, the thread count changes its last bits, and the same count gives the
-same bits. Sums over the batch elsewhere (biases, batch norm's statistics) are never split.
+split. A weight or bias gradient is the sum of its parts' products, added in a fixed order: like
+BLAS's own threads, the thread count changes its last bits, and the same count gives the same
+bits. Sums that values depend on (batch norm's statistics) are taken by blocks whose bounds do
+not depend on the split (``over_blocks``): the same on any number of threads.
 """
 
 from __future__ import annotations
