@@ -141,7 +141,7 @@ class BatchNorm(Module):
         has just computed its values, then added in block order: on any number of threads, the
         same sums (the blocks depend on the sample's size alone)."""
         block = block_samples(values.size // n)
-        return block, self.buffer("block_sums", (count, -(-n // block), values.shape[1]),
+        return block, self.buffer(f"block_sums_{count}", (count, -(-n // block), values.shape[1]),
                                   values.dtype)
 
     def _add_block_sums(self, values: np.ndarray, n: int, lo: int, hi: int, block: int,
