@@ -3,6 +3,8 @@ convolution and pooling against slow loops that are obviously right."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -266,9 +268,10 @@ def test_splitting_the_batch_over_threads_keeps_values_and_input_gradients_exact
     np.testing.assert_array_equal(one_step(3)[2], grads3)
 
 
-def test_a_part_that_fails_raises_in_the_caller_and_the_next_split_still_runs():
+def test_a_part_that_fails_raises_in_the_caller_and_the_next_split_still_runs(monkeypatch):
     from trainkit.nn import parallel
 
+    monkeypatch.setattr(parallel, "MIN_SAMPLES", 1)
     previous = parallel.set_threads(3)
     try:
         def fail_in_the_last_part(lo, hi):
@@ -280,6 +283,16 @@ def test_a_part_that_fails_raises_in_the_caller_and_the_next_split_still_runs():
         seen = []
         parallel.over_batch(30, lambda lo, hi: seen.append((lo, hi)))
         assert sorted(seen) == [(0, 10), (10, 20), (20, 30)]
+        # a split inside a part runs on that part's thread (instead of waiting for the others)
+        inner = []
+        nested = threading.Thread(target=parallel.over_batch, daemon=True, args=(
+            30, lambda lo, hi: parallel.over_batch(
+                hi - lo, lambda a, b: inner.append((lo + a, lo + b)))))
+        nested.start()
+        nested.join(timeout=30)
+        assert not nested.is_alive(), "a split inside a part never ended"
+        assert sorted(inner) == [(0, 3), (3, 6), (6, 10), (10, 13), (13, 16), (16, 20),
+                                 (20, 23), (23, 26), (26, 30)]
     finally:
         parallel.set_threads(previous)
 

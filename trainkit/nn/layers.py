@@ -73,8 +73,9 @@ class Linear(Module):
             return None if grad_input is None else np.matmul(grad_output, weight.T, out=grad_input)
         # split as a convolution's: each part's weight gradient, then their sum in a fixed order
         bounds = parallel.batch_parts(len(x))
-        partials = [self.weight.grad] + [self.buffer(f"weight_grad_{i}", weight.shape)
-                                         for i in range(1, len(bounds) - 1)]
+        partials = [self.weight.grad] + [
+            self.buffer(f"weight_grad_{i}", weight.shape, grad_output.dtype)
+            for i in range(1, len(bounds) - 1)]
 
         def part(index: int, lo: int, hi: int) -> None:
             np.matmul(x[lo:hi].T, grad_output[lo:hi], out=partials[index])

@@ -16,6 +16,7 @@ not depend on the split (``over_blocks``): the same on any number of threads.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 
@@ -23,6 +24,7 @@ _threads = 1
 _gemms = False  # whether layers split their GEMMs too (BLAS then runs on one thread)
 _workers: list[_Worker] = []
 _dispatch = threading.Lock()  # one split at a time: a second caller waits for the workers
+_splitting = threading.local()  # set on a thread running a part: a split inside it runs inline
 
 #: Below this many samples a split costs more than it saves.
 MIN_SAMPLES = 8
@@ -49,6 +51,7 @@ class _Worker:
         threading.Thread(target=self._loop, name=f"trainkit-batch-{index}", daemon=True).start()
 
     def _loop(self) -> None:
+        _splitting.active = True
         while True:
             self._go.acquire()
             try:
@@ -82,9 +85,23 @@ def set_threads(count: int) -> int:
     """Use ``count`` threads from now on; returns the previous count."""
     global _threads
     previous, _threads = _threads, max(1, int(count))
-    while len(_workers) < _threads - 1:
-        _workers.append(_Worker(len(_workers) + 1))
+    _start_workers(_threads - 1)
     return previous
+
+
+def _start_workers(count: int) -> None:
+    while len(_workers) < count:
+        _workers.append(_Worker(len(_workers) + 1))
+
+
+def _forget_workers() -> None:  # in a forked child, whose copies of the threads do not run
+    global _dispatch
+    _workers.clear()
+    _dispatch = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
 
 
 def threads() -> int:
@@ -114,11 +131,14 @@ def batch_parts(n: int) -> list[int]:
 def run_parts(bounds: list[int], work: Callable[[int, int, int], object]) -> None:
     """Call ``work(part index, start, stop)`` for every part, in parallel, this thread taking the
     first part."""
-    if len(bounds) <= 2:
-        work(0, bounds[0], bounds[-1])
+    if len(bounds) <= 2 or getattr(_splitting, "active", False):
+        for i in range(len(bounds) - 1):  # one part, or a split inside a part: on this thread
+            work(i, bounds[i], bounds[i + 1])
         return
     with _dispatch:
+        _start_workers(len(bounds) - 2)
         helpers = _workers[:len(bounds) - 2]
+        _splitting.active = True
         for i, worker in enumerate(helpers, 1):
             worker.start(lambda i=i: work(i, bounds[i], bounds[i + 1]))
         error: BaseException | None = None
@@ -131,6 +151,7 @@ def run_parts(bounds: list[int], work: Callable[[int, int, int], object]) -> Non
                 worker.wait()
             except BaseException as e:
                 error = error or e
+        _splitting.active = False
         if error is not None:
             raise error
 
