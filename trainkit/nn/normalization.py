@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from trainkit.nn.module import Module, Parameter, ShapeError
-from trainkit.nn.parallel import block_samples, over_batch, over_blocks
+from trainkit.nn.parallel import over_batch
 
 
 class BatchNorm(Module):
@@ -61,15 +61,13 @@ class BatchNorm(Module):
             mean = self.column_sums(x2) / np.float32(rows)
             mean_row = self.per_sample_row("mean_row", mean, shape)
             squares = xs  # overwritten: only the centred values are needed from here on
-            block, sums = self._blocks(n, x2, 1)
 
             def centre(lo: int, hi: int) -> None:
                 np.subtract(xs[lo:hi], mean_row, out=cs[lo:hi])
                 np.multiply(cs[lo:hi], cs[lo:hi], out=squares[lo:hi])
-                self._add_block_sums(x2, n, lo, hi, block, sums[0])  # while they are in cache
 
-            over_blocks(n, block, centre)
-            var = np.add.reduce(sums[0], axis=0) / np.float32(rows)
+            over_batch(n, centre, x.size)
+            var = self.column_sums(x2) / np.float32(rows)
             self._update_running(mean, var, rows)
         else:
             mean, var = self.running_mean, self.running_var
@@ -103,16 +101,10 @@ class BatchNorm(Module):
         centred, inv_std = self._centred, self._inv_std
         product = self.buffer("product", g.shape, g.dtype)
         gs, cs, ps = grad_output.reshape(n, -1), centred.reshape(n, -1), product.reshape(n, -1)
-        block, sums = self._blocks(n, g, 2)
-
-        def products_and_sums(lo: int, hi: int) -> None:
-            np.multiply(gs[lo:hi], cs[lo:hi], out=ps[lo:hi])
-            self._add_block_sums(g, n, lo, hi, block, sums[0])
-            self._add_block_sums(product, n, lo, hi, block, sums[1])
-
-        over_blocks(n, block, products_and_sums)
-        np.add.reduce(sums[0], axis=0, out=self.beta.grad)
-        g_centred = np.add.reduce(sums[1], axis=0)  # sum(g * (x - mean)) per feature
+        over_batch(n, lambda lo, hi: np.multiply(gs[lo:hi], cs[lo:hi], out=ps[lo:hi]), g.size)
+        # sums over the batch stay whole: on any number of threads, the same sums
+        self.column_sums(g, out=self.beta.grad)
+        g_centred = self.column_sums(product)  # sum(g * (x - mean)) per feature
         np.multiply(g_centred, inv_std, out=self.gamma.grad)  # sum(g * x_hat)
         scale = self.gamma.data * inv_std
         scale_row = self.per_sample_row("scale_row", scale, shape)
@@ -133,28 +125,6 @@ class BatchNorm(Module):
 
         over_batch(n, input_grad, g.size)
         return grad_output
-
-    def _blocks(self, n: int, values: np.ndarray, count: int) -> tuple[int, np.ndarray]:
-        """Samples per block, and ``count`` arrays for the per-feature sums of each block.
-
-        Sums over the batch are taken block by block, each block's in the part of the batch that
-        has just computed its values, then added in block order: on any number of threads, the
-        same sums (the blocks depend on the sample's size alone)."""
-        block = block_samples(values.size // n)
-        return block, self.buffer(f"block_sums_{count}", (count, -(-n // block), values.shape[1]),
-                                  values.dtype)
-
-    def _add_block_sums(self, values: np.ndarray, n: int, lo: int, hi: int, block: int,
-                        sums: np.ndarray) -> None:
-        """``sums[b] = values' rows of block b``, summed, for the blocks of samples ``lo:hi``."""
-        rows = values.shape[0] // n
-        ones = getattr(self, "_block_ones", None)
-        if ones is None or ones.shape[0] < block * rows or ones.dtype != values.dtype:
-            ones = self._block_ones = np.ones(block * rows, values.dtype)
-        for start in range(lo, hi, block):
-            stop = min(start + block, hi)
-            np.matmul(ones[:(stop - start) * rows], values[start * rows:stop * rows],
-                      out=sums[start // block])
 
     def describe(self) -> str:
         return f"BatchNorm({self.gamma.data.size})"

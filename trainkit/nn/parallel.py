@@ -10,8 +10,8 @@ the second core after every GEMM, right where the element-wise work would run.
 Every sample's values, and the gradient of the input, are computed the same way whatever the
 split. A weight or bias gradient is the sum of its parts' products, added in a fixed order: like
 BLAS's own threads, the thread count changes its last bits, and the same count gives the same
-bits. Sums that values depend on (batch norm's statistics) are taken by blocks whose bounds do
-not depend on the split (``over_blocks``): the same on any number of threads.
+bits (one thread: one product, as without a split). Sums that values depend on (batch norm's
+statistics) are never split.
 """
 
 from __future__ import annotations
@@ -154,20 +154,6 @@ def run_parts(bounds: list[int], work: Callable[[int, int, int], object]) -> Non
         _splitting.active = False
         if error is not None:
             raise error
-
-
-def block_samples(sample_values: int) -> int:
-    """Samples per block of at least ``MIN_VALUES`` values (``over_blocks``)."""
-    return max(1, -(-MIN_VALUES // max(1, sample_values)))
-
-
-def over_blocks(n: int, block: int, work: Callable[[int, int], object]) -> None:
-    """``over_batch`` with parts made of whole blocks of ``block`` samples (the last block may
-    be shorter): a sum taken block by block in the parts is the same whatever the split."""
-    blocks = -(-n // block)
-    parts = max(1, min(_threads, blocks))
-    run_parts([min(n, blocks * i // parts * block) for i in range(parts + 1)],
-              lambda _, lo, hi: work(lo, hi))
 
 
 def over_batch(n: int, work: Callable[[int, int], object], values: int | None = None) -> None:
