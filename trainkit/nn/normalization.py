@@ -67,7 +67,7 @@ class BatchNorm(Module):
                 np.multiply(cs[lo:hi], cs[lo:hi], out=squares[lo:hi])
 
             over_batch(n, centre, x.size)
-            var = self.column_sums(x2) / np.float32(rows)
+            var = self.column_sums(x2) / np.float32(rows)  # x2 holds the squares now
             self._update_running(mean, var, rows)
         else:
             mean, var = self.running_mean, self.running_var
