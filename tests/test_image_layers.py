@@ -16,6 +16,7 @@ from trainkit.nn import (
     Flatten,
     Linear,
     MaxPool2d,
+    Module,
     ReLU,
     Sequential,
     ShapeError,
@@ -233,39 +234,99 @@ def test_impossible_shapes_are_shape_errors(layer, shape, needle):
         layer().output_shape(shape)
 
 
-def test_splitting_the_batch_over_threads_keeps_values_and_input_gradients_exact(monkeypatch):
+def split_step(model_factory, threads, x, fused=True):
+    """One forward and backward pass of a fresh model on ``threads`` threads, as a convnet's
+    run makes it (BLAS on one thread, every layer splitting its work), through the model
+    (``fused``: consecutive layers' parts run together) or layer by layer."""
+    from trainkit.nn import parallel
+
+    previous, previous_split = parallel.set_threads(threads), parallel.split_batch(True)
+    try:
+        model = model_factory()
+        if fused:
+            out = model.forward(x.copy()).copy()
+        else:
+            out = x.copy()
+            for layer in model.layers:
+                out = layer.forward(out)
+            out = out.copy()
+        upstream = np.random.default_rng(3).normal(size=out.shape).astype(np.float32)
+        if fused:
+            grad_x = model.backward(upstream).copy()
+        else:
+            grad_x = upstream
+            for layer in reversed(model.layers):
+                grad_x = layer.backward(grad_x)
+            grad_x = grad_x.copy()
+        return out, grad_x, model.grads.copy(), model.states.copy()
+    finally:
+        parallel.set_threads(previous)
+        parallel.split_batch(previous_split)
+
+
+def small_convnet():
+    rng = np.random.default_rng(9)
+    model = Sequential(Conv2d(1, 4, 3, rng, input_grad=False), BatchNorm(4), MaxPool2d(2), ReLU(),
+                       Conv2d(4, 6, 3, rng, padding=1), BatchNorm(6), ReLU(),
+                       Conv2d(6, 6, 3, rng, padding=1), MaxPool2d(2), Dropout(0.5, rng),
+                       Flatten(), Linear(6 * 3 * 3, 5, rng), BatchNorm(5), Linear(5, 3, rng))
+    model.layers[0].input_grad = True  # to compare the gradient of the input too
+    return model
+
+
+@pytest.fixture
+def split_every_pass(monkeypatch):
     from trainkit.nn import parallel
 
     monkeypatch.setattr(parallel, "MIN_VALUES", 0)  # split even this small batch's passes
     monkeypatch.setattr(parallel, "MIN_MULTIPLY_ADDS", 0)  # and its dense layers' products
 
-    def one_step(threads):
-        # as in a convnet's run: BLAS on one thread, dense layers split their GEMMs too
-        previous, previous_gemms = parallel.set_threads(threads), parallel.split_gemms(True)
-        try:
-            rng = np.random.default_rng(9)
-            model = Sequential(Conv2d(1, 4, 3, rng, input_grad=False), BatchNorm(4),
-                               MaxPool2d(2), ReLU(),
-                               Conv2d(4, 6, 3, rng), MaxPool2d(2), Flatten(),
-                               Linear(6 * 2 * 2, 5, rng), BatchNorm(5), Linear(5, 3, rng))
-            model.layers[0].input_grad = True  # to compare the gradient of the input too
-            x = rng.random((32, 14, 14, 1), dtype=np.float32)
-            out = model.forward(x).copy()
-            upstream = np.random.default_rng(3).normal(size=out.shape).astype(np.float32)
-            grad_x = model.backward(upstream).copy()
-            return out, grad_x, model.grads.copy()
-        finally:
-            parallel.set_threads(previous)
-            parallel.split_gemms(previous_gemms)
 
-    (out1, gx1, grads1), (out3, gx3, grads3) = one_step(1), one_step(3)
-    np.testing.assert_array_equal(out1, out3)  # every sample's values: computed the same way
-    np.testing.assert_array_equal(gx1, gx3)
-    # weight gradients sum the parts' products: the same up to float32 rounding (of the sums,
-    # whose terms reach the largest gradient; a bias before batch norm sums to zero), and the
-    # same to the bit for the same number of threads
-    np.testing.assert_allclose(grads1, grads3, rtol=1e-5, atol=1e-6 * np.abs(grads1).max())
-    np.testing.assert_array_equal(one_step(3)[2], grads3)
+def test_splitting_the_batch_over_threads_changes_only_the_last_bits(split_every_pass):
+    x = np.random.default_rng(4).random((32, 14, 14, 1), dtype=np.float32)
+    one, three = split_step(small_convnet, 1, x), split_step(small_convnet, 3, x)
+    # batch norm's statistics and the weight gradients are sums of the parts' sums: the same
+    # up to float32 rounding, and the same to the bit for the same number of threads
+    for a, b in zip(one, three):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5 * np.abs(a).max())
+    for a, b in zip(three, split_step(small_convnet, 3, x)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_model_runs_its_layers_parts_together_with_the_bits_of_layer_by_layer_calls(
+        split_every_pass):
+    """The model hands consecutive layers' parts to the threads together; every layer's work
+    must still wait for the values it reads (a padded convolution's input gradient is a view
+    that batch norm's backward copies, a layer without steps waits for everything before it,
+    and a subclass's own forward is used)."""
+
+    class Halve(Module):  # a third party's layer: plain forward and backward
+        def forward(self, x):
+            return x * np.float32(0.5)
+
+        def backward(self, grad_output):
+            return grad_output * np.float32(0.5)
+
+    class LeakyReLU(ReLU):  # overrides the forward and backward its parent has steps for
+        def forward(self, x):
+            return np.where(x > 0, x, np.float32(0.1) * x)
+
+        def backward(self, grad_output):
+            return grad_output.copy()
+
+    def with_plain_layers():
+        net = small_convnet()
+        net.layers.insert(4, Halve())
+        net.layers[7] = LeakyReLU()  # after batch norm, whose outputs go below zero
+        return net
+
+    x = np.random.default_rng(5).random((32, 14, 14, 1), dtype=np.float32)
+    for model in (small_convnet, with_plain_layers):
+        for threads in (1, 3):
+            fused, by_layer = split_step(model, threads, x), split_step(model, threads, x, False)
+            for a, b in zip(fused, by_layer):
+                np.testing.assert_array_equal(a, b)
+    assert not np.allclose(fused[0], split_step(small_convnet, 3, x)[0])  # the plain layers ran
 
 
 def test_a_part_that_fails_raises_in_the_caller_and_the_next_split_still_runs(monkeypatch):

@@ -131,22 +131,22 @@ def training_step_probe(model, loss, batch_size: int, input_size: int,
 
 @contextlib.contextmanager
 def blas_threads(count: int, split_batch: bool = False) -> Iterator[int]:
-    """Run the block on ``count`` threads: BLAS on ``count`` threads, and the layers' element-wise
-    work split over as many (``trainkit.nn.parallel``). With ``split_batch`` (a model whose
-    layers split their whole work, GEMMs included, over the batch: a convnet) BLAS runs on one
-    thread and the layers' own ``count`` threads do all the work: no idle BLAS worker then spins
-    on the cores those threads need."""
+    """Run the block on ``count`` threads: BLAS on ``count`` threads (a convolution splits its
+    work over as many, ``trainkit.nn.parallel``). With ``split_batch`` (a model whose layers
+    split their whole work, GEMMs and element-wise passes included, over the batch: a convnet)
+    BLAS runs on one thread and the layers' own ``count`` threads do all the work: no idle BLAS
+    worker then spins on the cores those threads need."""
     from threadpoolctl import threadpool_limits
 
     from trainkit.nn import parallel
 
-    previous, previous_gemms = parallel.set_threads(count), parallel.split_gemms(split_batch)
+    previous, previous_split = parallel.set_threads(count), parallel.split_batch(split_batch)
     try:
         with threadpool_limits(limits=1 if split_batch else count, user_api="blas"):
             yield count
     finally:
         parallel.set_threads(previous)
-        parallel.split_gemms(previous_gemms)
+        parallel.split_batch(previous_split)
 
 
 def blas_kernels() -> str | None:

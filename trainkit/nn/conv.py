@@ -18,7 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from trainkit.nn.module import Module, Parameter, ShapeError
-from trainkit.nn.parallel import batch_parts, over_batch, run_parts
+from trainkit.nn.parallel import Parts, Steps, add_up, batch_parts, contiguous
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -73,8 +73,9 @@ class Conv2d(Module):
                              f"(padded) input")
         return (conv_output_size(h, k, s, p), conv_output_size(w, k, s, p), c_out)
 
-    def pad(self, x: np.ndarray) -> np.ndarray:
-        """``x`` with ``padding`` zeros around each image, in a buffer whose border stays zero."""
+    def padded(self, x: np.ndarray) -> np.ndarray:
+        """The buffer for ``x`` with ``padding`` zeros around each image (``x`` itself without
+        padding); its border stays zero, and ``pad`` copies the images in."""
         p = self.padding
         if not p:
             return x
@@ -83,14 +84,19 @@ class Conv2d(Module):
         padded = self._padded.get(shape)
         if padded is None:
             padded = self._padded[shape] = np.zeros(shape, dtype=x.dtype)
-        padded[:, p:p + h, p:p + w, :] = x
         return padded
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def pad(self, x: np.ndarray, padded: np.ndarray, lo: int, hi: int) -> None:
+        """Copy images ``lo:hi`` of ``x`` into ``padded`` (``padded(x)``)."""
+        p = self.padding
+        if p:
+            padded[lo:hi, p:p + x.shape[1], p:p + x.shape[2], :] = x[lo:hi]
+
+    def forward_steps(self, x: np.ndarray) -> Steps:
         n = x.shape[0]
         k, s = self.kernel_size, self.stride
         h_out, w_out, c_out = self.output_shape(x.shape[1:])
-        padded = self.pad(x)
+        padded = self.padded(x)
         c_in = padded.shape[3]
         if c_in == 1:
             # one image channel: a column per kernel offset, each one strided copy of the
@@ -125,6 +131,7 @@ class Conv2d(Module):
         samples = out.reshape(n, -1)
 
         def part(lo: int, hi: int) -> None:  # samples lo:hi, independent of the others
+            self.pad(x, padded, lo, hi)
             im2col(lo, hi)
             block = out[lo * pixels:hi * pixels]
             # (W.T @ columns.T).T: the same product, written straight into ``out``, and 8%
@@ -133,11 +140,12 @@ class Conv2d(Module):
             if bias is not None:
                 samples[lo:hi] += bias
 
-        over_batch(n, part)
+        yield Parts(batch_parts(n), lambda _, lo, hi: part(lo, hi))
         self._columns_t, self._input_shape = columns_t, x.shape
         return out.reshape(n, h_out, w_out, c_out)
 
-    def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
+    def backward_steps(self, grad_output: np.ndarray) -> Steps:
+        grad_output = yield from contiguous(grad_output)
         n, h_out, w_out, c_out = grad_output.shape
         grad = grad_output.reshape(-1, c_out)
         pixels = h_out * w_out
@@ -149,11 +157,12 @@ class Conv2d(Module):
         if self.input_grad:
             grad_padded = self.buffer("grad_padded", (n, h + 2 * p, w + 2 * p, c_in), grad.dtype)
         bounds = batch_parts(n)
-        partials = [self.weight.grad.reshape(-1, c_out)] + [
-            self.buffer(f"weight_grad_{i}", (k * k * c_in, c_out), grad.dtype)
-            for i in range(1, len(bounds) - 1)]
-        bias_partials = [self.buffer(f"bias_grad_{i}", (c_out,), grad.dtype)
-                         for i in range(len(bounds) - 1)] if self.bias is not None else None
+        partials = self.partials("weight_grad", len(bounds) - 1, (k * k * c_in, c_out),
+                                 grad.dtype, first=self.weight.grad.reshape(-1, c_out))
+        bias_partials = None
+        if self.bias is not None:
+            bias_partials = self.partials("bias_grad", len(bounds) - 1, (c_out,), grad.dtype,
+                                          first=self.bias.grad)
 
         def part(index: int, lo: int, hi: int) -> None:
             g = grad[lo * pixels:hi * pixels]
@@ -175,11 +184,12 @@ class Conv2d(Module):
                     gp[:, i:i + s * (h_out - 1) + 1:s,
                        j:j + s * (w_out - 1) + 1:s, :] += share.reshape(hi - lo, h_out, w_out, c_in)
 
-        run_parts(bounds, part)
-        for partial in partials[1:]:  # in a fixed order: the same sum for the same split
-            partials[0] += partial
-        if bias_partials is not None:
-            np.add.reduce(bias_partials, axis=0, out=self.bias.grad)
+        def sums() -> None:  # in a fixed order: the same sums for the same split
+            add_up(partials)
+            if bias_partials is not None:
+                add_up(bias_partials)
+
+        yield Parts(bounds, part, then=sums)
         if grad_padded is None:
             return None
         return grad_padded[:, p:p + h, p:p + w, :] if p else grad_padded

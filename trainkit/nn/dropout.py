@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from trainkit.nn.module import Module, ShapeError
+from trainkit.nn.parallel import Parts, Steps, value_parts
 
 
 class Dropout(Module):
@@ -28,24 +29,30 @@ class Dropout(Module):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return input_shape
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward_steps(self, x: np.ndarray) -> Steps:
         self._active = self.training and self.rate > 0
         if not self._active:
             return x
+        # the draws do not depend on x: they are made now, in the generator's order, and
+        # applied with the parts of the batch
         draws = self.buffer("draws", x.shape)
         self.rng.random(out=draws, dtype=np.float32)
         keep = np.greater_equal(draws, np.float32(self.rate), out=self.buffer("keep", x.shape,
                                                                              np.bool_))
-        x *= keep  # x is the previous layer's fresh output: safe to reuse
-        x *= self.scale
-        return x
+        yield Parts(value_parts(len(x), x.size), lambda _, lo, hi: self._apply(x, keep, lo, hi))
+        return x  # x is the previous layer's fresh output: safe to reuse
 
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+    def backward_steps(self, grad_output: np.ndarray) -> Steps:
         if not self._active:
             return grad_output
-        grad_output *= self.buffer("keep", grad_output.shape, np.bool_)
-        grad_output *= self.scale
+        keep = self.buffer("keep", grad_output.shape, np.bool_)
+        yield Parts(value_parts(len(grad_output), grad_output.size),
+                    lambda _, lo, hi: self._apply(grad_output, keep, lo, hi))
         return grad_output
+
+    def _apply(self, x: np.ndarray, keep: np.ndarray, lo: int, hi: int) -> None:
+        x[lo:hi] *= keep[lo:hi]
+        x[lo:hi] *= self.scale
 
     def extra_state(self) -> dict[str, Any]:
         return {"rng": copy.deepcopy(self.rng.bit_generator.state)}

@@ -51,41 +51,45 @@ class Linear(Module):
             raise ShapeError(f"expects {n_in} input features, got {shape}{hint}")
         return (n_out,)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward_steps(self, x: np.ndarray) -> parallel.Steps:
         self._x = x
-        weight = self.weight.data
+        weight, bias = self.weight.data, self.bias.data
         out = self.buffer("out", (x.shape[0], weight.shape[1]), x.dtype)
-        if parallel.gemms_split(x.size * weight.shape[1]):  # in a convnet, on its threads
-            parallel.over_batch(len(x), lambda lo, hi: np.matmul(x[lo:hi], weight, out=out[lo:hi]))
-        else:
-            np.matmul(x, weight, out=out)
-        out += self.bias.data
+
+        def part(_: int, lo: int, hi: int) -> None:
+            np.matmul(x[lo:hi], weight, out=out[lo:hi])
+            out[lo:hi] += bias
+
+        yield parallel.Parts(self._parts(x), part)
         return out
 
-    def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
+    def backward_steps(self, grad_output: np.ndarray) -> parallel.Steps:
         x, weight = self._x, self.weight.data
-        np.add.reduce(grad_output, axis=0, out=self.bias.grad)
         grad_input = None
         if self.input_grad:
             grad_input = self.buffer("grad_input", x.shape, grad_output.dtype)
-        if not parallel.gemms_split(x.size * weight.shape[1]):
-            np.matmul(x.T, grad_output, out=self.weight.grad)
-            return None if grad_input is None else np.matmul(grad_output, weight.T, out=grad_input)
         # split as a convolution's: each part's weight gradient, then their sum in a fixed order
-        bounds = parallel.batch_parts(len(x))
-        partials = [self.weight.grad] + [
-            self.buffer(f"weight_grad_{i}", weight.shape, grad_output.dtype)
-            for i in range(1, len(bounds) - 1)]
+        bounds = self._parts(x)
+        partials = self.partials("weight_grad", len(bounds) - 1, weight.shape, grad_output.dtype,
+                                 first=self.weight.grad)
 
         def part(index: int, lo: int, hi: int) -> None:
             np.matmul(x[lo:hi].T, grad_output[lo:hi], out=partials[index])
             if grad_input is not None:
                 np.matmul(grad_output[lo:hi], weight.T, out=grad_input[lo:hi])
 
-        parallel.run_parts(bounds, part)
-        for partial in partials[1:]:
-            partials[0] += partial
+        def sums() -> None:
+            np.add.reduce(grad_output, axis=0, out=self.bias.grad)
+            parallel.add_up(partials)
+
+        yield parallel.Parts(bounds, part, then=sums)
         return grad_input
+
+    def _parts(self, x: np.ndarray) -> list[int]:
+        """The whole batch, unless a convnet splits its products (``parallel.gemms_split``)."""
+        if parallel.gemms_split(x.size * self.weight.data.shape[1]):
+            return parallel.batch_parts(len(x))
+        return [0, len(x)]
 
     def describe(self) -> str:
         n_in, n_out = self.weight.data.shape
@@ -119,20 +123,20 @@ class Sigmoid(Module):
 class ReLU(Module):
     """``y = max(x, 0)``; the gradient passes where the input was positive."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward_steps(self, x: np.ndarray) -> parallel.Steps:
         mask = self._mask = self.buffer("mask", x.shape, np.bool_)
 
-        def work(lo: int, hi: int) -> None:
+        def work(_: int, lo: int, hi: int) -> None:
             np.greater(x[lo:hi], 0, out=mask[lo:hi])
             np.maximum(x[lo:hi], 0, out=x[lo:hi])
 
-        parallel.over_batch(len(x), work, x.size)
+        yield parallel.Parts(parallel.value_parts(len(x), x.size), work)
         return x
 
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+    def backward_steps(self, grad_output: np.ndarray) -> parallel.Steps:
         g, mask = grad_output, self._mask
-        parallel.over_batch(len(g), lambda lo, hi: np.multiply(g[lo:hi], mask[lo:hi],
-                                                               out=g[lo:hi]), g.size)
+        yield parallel.Parts(parallel.value_parts(len(g), g.size), lambda _, lo, hi: np.multiply(
+            g[lo:hi], mask[lo:hi], out=g[lo:hi]))
         return grad_output
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from trainkit.nn.parallel import RUN, Schedule, Steps, run_steps
+
 
 class Parameter:
     """A named float32 array and its gradient, updated in place."""
@@ -107,6 +109,14 @@ class Module:
             ones = self._ones = np.ones(x.shape[0], dtype=x.dtype)
         return np.matmul(ones[:x.shape[0]], x, out=out)
 
+    def partials(self, name: str, parts: int, shape: tuple[int, ...], dtype=np.float32,
+                 first: np.ndarray | None = None) -> list[np.ndarray]:
+        """One array of ``shape`` per part of a split batch, for each part's share of a sum
+        (``parallel.add_up`` adds them in order). ``first``, when given, is part 0's: the array
+        the sum ends up in, such as a gradient."""
+        arrays = [self.buffer(f"{name}_{i}", shape, dtype) for i in range(first is not None, parts)]
+        return arrays if first is None else [first, *arrays]
+
     def per_sample_row(self, name: str, vector: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """``vector`` (one value per channel, the last axis of ``shape``) repeated over one whole
         sample of ``shape``, for an operation on ``x.reshape(len(x), -1)``.
@@ -125,10 +135,41 @@ class Module:
         return iter(())
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        if type(self).forward_steps is Module.forward_steps:
+            raise NotImplementedError(f"{type(self).__name__} defines neither forward nor "
+                                      f"forward_steps")
+        return run_steps(self.forward_steps(x))
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
-        raise NotImplementedError
+        if type(self).backward_steps is Module.backward_steps:
+            raise NotImplementedError(f"{type(self).__name__} defines neither backward nor "
+                                      f"backward_steps")
+        return run_steps(self.backward_steps(grad_output))
+
+    def forward_steps(self, x: np.ndarray) -> Steps:
+        """The forward pass as steps (``trainkit.nn.parallel.Schedule``): a generator that yields
+        ``Parts`` of work on the batch and ``RUN`` (to wait for them), and returns the output.
+        A model runs its layers' steps one after the other, so that the parts of consecutive
+        layers run together on the threads. Any layer may define ``forward`` instead: its
+        steps are then to wait for what came before, and call it."""
+        yield RUN
+        return self.forward(x)
+
+    def backward_steps(self, grad_output: np.ndarray) -> Steps:
+        """The backward pass as steps, like ``forward_steps``."""
+        yield RUN
+        return self.backward(grad_output)
+
+    def steps(self, backward: bool, array: np.ndarray) -> Steps:
+        """The steps of this layer's forward (or backward) pass, and its own ``forward``
+        (``backward``) when a subclass overrides the one its steps belong to."""
+        if backward:
+            if type(self).backward is not Module.backward:
+                return Module.backward_steps(self, array)
+            return self.backward_steps(array)
+        if type(self).forward is not Module.forward:
+            return Module.forward_steps(self, array)
+        return self.forward_steps(array)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
@@ -219,16 +260,20 @@ class Sequential(Module):
             self.layers[int(index)].load_extra_state(layer_state)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        schedule = Schedule()
         for layer in self.layers:
-            x = layer.forward(x)
+            x = schedule.drive(layer.steps(False, x))
+        schedule.run()
         return x
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
+        schedule = Schedule()
         grad: np.ndarray | None = grad_output
         for layer in reversed(self.layers):
             if grad is None:
                 break
-            grad = layer.backward(grad)
+            grad = schedule.drive(layer.steps(True, grad))
+        schedule.run()
         return grad
 
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+
+import numpy as np
 
 _threads = 1
-_gemms = False  # whether layers split their GEMMs too (BLAS then runs on one thread)
+_split = False  # whether a model splits all its work over the batch (BLAS then runs on one thread)
 _workers: list[_Worker] = []
 _dispatch = threading.Lock()  # one split at a time: a second caller waits for the workers
 _splitting = threading.local()  # set on a thread running a part: a split inside it runs inline
@@ -108,18 +110,20 @@ def threads() -> int:
     return _threads
 
 
-def split_gemms(on: bool) -> bool:
-    """Whether every layer splits its GEMMs over the batch on these threads (a model with a
+def split_batch(on: bool) -> bool:
+    """Whether the model splits its work over the batch on these threads (a model with a
     convolution, whose BLAS runs on one thread); returns the previous setting. Convolutions
-    always do; dense layers only then, because otherwise BLAS's own threads split them."""
-    global _gemms
-    previous, _gemms = _gemms, bool(on)
+    always split; dense layers' GEMMs and element-wise passes only then, because otherwise BLAS's
+    own threads split the GEMMs, and they leave a worker spinning where the element-wise work
+    would run."""
+    global _split
+    previous, _split = _split, bool(on)
     return previous
 
 
 def gemms_split(multiply_adds: int) -> bool:
     """Whether a layer's product of ``multiply_adds`` is to be split over the batch."""
-    return _gemms and _threads > 1 and multiply_adds >= MIN_MULTIPLY_ADDS
+    return _split and _threads > 1 and multiply_adds >= MIN_MULTIPLY_ADDS
 
 
 def batch_parts(n: int) -> list[int]:
@@ -156,11 +160,110 @@ def run_parts(bounds: list[int], work: Callable[[int, int, int], object]) -> Non
             raise error
 
 
-def over_batch(n: int, work: Callable[[int, int], object], values: int | None = None) -> None:
+def value_parts(n: int, values: int) -> list[int]:
+    """The parts for element-wise work over ``values`` values: ``batch_parts(n)`` when the model
+    splits its work (``split_batch``) and there are ``MIN_VALUES`` of them, else one part."""
+    return batch_parts(n) if _split and values >= MIN_VALUES else [0, n]
+
+
+def over_batch(n: int, work: Callable[[int, int], object]) -> None:
     """Call ``work(start, stop)`` on contiguous parts of ``range(n)`` that together cover it,
-    in parallel on up to ``threads()`` threads (this one included). ``values``, the number of
-    values the work goes through, keeps work below ``MIN_VALUES`` on this thread."""
-    if values is not None and values < MIN_VALUES:
-        work(0, n)
-        return
+    in parallel on up to ``threads()`` threads (this one included)."""
     run_parts(batch_parts(n), lambda _, lo, hi: work(lo, hi))
+
+
+def add_up(partials: list[np.ndarray]) -> np.ndarray:
+    """``partials[0]`` plus every other part's, added in part order (the same sum for the same
+    split; one part: itself, untouched)."""
+    for partial in partials[1:]:
+        partials[0] += partial
+    return partials[0]
+
+
+class Parts:
+    """Work on a batch cut into parts: ``work(part, start, stop)`` for every part of ``bounds``
+    (from ``batch_parts`` or ``value_parts``), then ``then()`` once every part has run."""
+
+    __slots__ = ("bounds", "work", "then")
+
+    def __init__(self, bounds: list[int], work: Callable[[int, int, int], object],
+                 then: Callable[[], object] | None = None) -> None:
+        self.bounds, self.work, self.then = bounds, work, then
+
+
+class _Run:
+    def __repr__(self) -> str:
+        return "RUN"
+
+
+#: Yielded by a layer's steps when it needs the results of the parts it has handed over.
+RUN = _Run()
+
+#: A layer's pass as steps (``Module.forward_steps``): it yields ``Parts`` and ``RUN`` and
+#: returns its output.
+Steps = Generator["Parts | _Run", None, object]
+
+
+class Schedule:
+    """Runs the steps of a model's layers, one layer after the other, with as few hand-overs to
+    the threads as their work allows.
+
+    A layer's steps yield ``Parts`` without waiting for them, so the next layer's parts can join
+    them: consecutive ``Parts`` cut the same way run together, each thread taking its part of
+    the batch through several layers in a row (a part only reads and writes its own samples).
+    ``RUN`` runs everything handed over so far, for a layer that reads the results (batch norm's
+    sums). On one thread the work is done in exactly the order of layer-by-layer calls."""
+
+    def __init__(self) -> None:
+        self._pending: list[Parts] = []
+
+    def drive(self, steps: Steps) -> object:
+        """Run one layer's steps; returns its output (whose last parts may still be pending)."""
+        try:
+            step = next(steps)
+            while True:
+                if step is RUN:
+                    self.run()
+                else:
+                    self._add(step)
+                step = next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+    def _add(self, parts: Parts) -> None:
+        if self._pending and self._pending[0].bounds != parts.bounds:
+            self.run()
+        self._pending.append(parts)
+
+    def run(self) -> None:
+        """Run every part handed over so far, then their ``then``."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        works = [parts.work for parts in pending]
+
+        def part(index: int, lo: int, hi: int) -> None:
+            for work in works:
+                work(index, lo, hi)
+
+        run_parts(pending[0].bounds, part)
+        for parts in pending:
+            if parts.then is not None:
+                parts.then()
+
+
+def run_steps(steps: Steps) -> object:
+    """Run one layer's steps to the end, parts included; returns its output."""
+    schedule = Schedule()
+    output = schedule.drive(steps)
+    schedule.run()
+    return output
+
+
+def contiguous(array: np.ndarray) -> Steps:
+    """Steps (for ``yield from``) that return ``array`` C-contiguous, so that reshaping it gives
+    a view: a copy has to wait for the parts that write it (``RUN``)."""
+    if not array.flags.c_contiguous:
+        yield RUN
+        array = np.ascontiguousarray(array)
+    return array

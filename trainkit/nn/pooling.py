@@ -8,11 +8,13 @@ the first position (in row order) that holds the maximum, as PyTorch does on tie
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from trainkit.nn.conv import describe_shape
 from trainkit.nn.module import Module, ShapeError
-from trainkit.nn.parallel import over_batch
+from trainkit.nn.parallel import Parts, Steps, value_parts
 
 
 class _Pool2d(Module):
@@ -47,7 +49,7 @@ class _Pool2d(Module):
 class MaxPool2d(_Pool2d):
     """The largest value of each ``k x k`` window, stepping ``stride`` pixels (default ``k``)."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward_steps(self, x: np.ndarray) -> Steps:
         n = x.shape[0]
         h_out, w_out, c = self.output_shape(x.shape[1:])
         out = self.buffer("out", (n, h_out, w_out, c), x.dtype)
@@ -55,15 +57,20 @@ class MaxPool2d(_Pool2d):
         self._halves = self.kernel_size == self.stride == 2 and not (x.shape[1] % 2 or
                                                                       x.shape[2] % 2)
         if self._halves:
-            return self._forward_2x2(x, out)
-        for offset, view in self.windows(x, h_out, w_out):
-            if offset == 0:
-                out[...] = view
-            else:
-                np.maximum(out, view, out=out)
+            yield Parts(value_parts(n, x.size), self._forward_2x2(x, out))
+            return out
+
+        def work(_: int, lo: int, hi: int) -> None:
+            for offset, view in self.windows(x[lo:hi], h_out, w_out):
+                if offset == 0:
+                    out[lo:hi] = view
+                else:
+                    np.maximum(out[lo:hi], view, out=out[lo:hi])
+
+        yield Parts(value_parts(n, x.size), work)
         return out
 
-    def _forward_2x2(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def _forward_2x2(self, x: np.ndarray, out: np.ndarray) -> Callable[[int, int, int], None]:
         """2x2 windows that tile the image: the larger of each pair of rows, then of each pair
         of columns, remembering which side won. Rows first, because a pair of image rows is two
         runs of ``W * C`` contiguous values (a pair of columns is two runs of ``C``), so the pass
@@ -76,7 +83,7 @@ class MaxPool2d(_Pool2d):
         right = self.buffer("right", out.shape, np.bool_)
         tied = self.buffer("tied", out.shape, np.bool_)
 
-        def work(lo: int, hi: int) -> None:
+        def work(_: int, lo: int, hi: int) -> None:
             xs, rs, r = x[lo:hi], rows[lo:hi], right[lo:hi]
             np.greater(xs[:, 1::2], xs[:, 0::2], out=bottom[lo:hi])
             np.maximum(xs[:, 0::2], xs[:, 1::2], out=rs)
@@ -92,10 +99,9 @@ class MaxPool2d(_Pool2d):
                 np.greater(t, b[:, :, 1::2], out=t)
                 r |= t
 
-        over_batch(n, work, x.size)
-        return out
+        return work
 
-    def _backward_2x2(self, grad_output: np.ndarray) -> np.ndarray:
+    def _backward_2x2(self, grad_output: np.ndarray) -> Steps:
         n, h, w, c = self._x.shape
         dtype = grad_output.dtype
         right = self.buffer("right", grad_output.shape, np.bool_)
@@ -103,63 +109,75 @@ class MaxPool2d(_Pool2d):
         grad_rows = self.buffer("grad_rows", bottom.shape, dtype)
         grad_input = self.buffer("grad_input", self._x.shape, dtype)
 
-        def work(lo: int, hi: int) -> None:
+        def work(_: int, lo: int, hi: int) -> None:
             g, gr, gi = grad_output[lo:hi], grad_rows[lo:hi], grad_input[lo:hi]
             np.multiply(g, right[lo:hi], out=gr[:, :, 1::2])
             np.subtract(g, gr[:, :, 1::2], out=gr[:, :, 0::2])
             np.multiply(gr, bottom[lo:hi], out=gi[:, 1::2])
             np.subtract(gr, gi[:, 1::2], out=gi[:, 0::2])
 
-        over_batch(n, work, grad_input.size)
+        yield Parts(value_parts(n, grad_input.size), work)
         return grad_input
 
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+    def backward_steps(self, grad_output: np.ndarray) -> Steps:
         """The gradient goes to the first position of each window that holds its maximum."""
         if self._halves:
-            return self._backward_2x2(grad_output)
+            return (yield from self._backward_2x2(grad_output))
         x, out = self._x, self._out
         grad_input = self.buffer("grad_input", x.shape, grad_output.dtype)
-        grad_input.fill(0)
         shape = grad_output.shape
         here = self.buffer("here", shape, np.bool_)
         taken = self.buffer("taken", shape, np.bool_)
         share = self.buffer("share", shape, grad_output.dtype)
-        for offset, (view, grad_view) in enumerate(zip(
-                (v for _, v in self.windows(x, shape[1], shape[2])),
-                (v for _, v in self.windows(grad_input, shape[1], shape[2])))):
-            np.equal(view, out, out=here)
-            if offset == 0:
-                taken[...] = here
-            else:
-                np.greater(here, taken, out=here)  # here and not taken: ties go to the first
-                taken |= here
-            np.multiply(grad_output, here, out=share)
-            grad_view += share
+
+        def work(_: int, lo: int, hi: int) -> None:
+            grad_input[lo:hi].fill(0)
+            for offset, (view, grad_view) in enumerate(zip(
+                    (v for _, v in self.windows(x[lo:hi], shape[1], shape[2])),
+                    (v for _, v in self.windows(grad_input[lo:hi], shape[1], shape[2])))):
+                np.equal(view, out[lo:hi], out=here[lo:hi])
+                if offset == 0:
+                    taken[lo:hi] = here[lo:hi]
+                else:  # here and not taken: ties go to the first
+                    np.greater(here[lo:hi], taken[lo:hi], out=here[lo:hi])
+                    taken[lo:hi] |= here[lo:hi]
+                np.multiply(grad_output[lo:hi], here[lo:hi], out=share[lo:hi])
+                grad_view += share[lo:hi]
+
+        yield Parts(value_parts(len(x), x.size), work)
         return grad_input
 
 
 class AvgPool2d(_Pool2d):
     """The mean of each ``k x k`` window, stepping ``stride`` pixels (default ``k``)."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward_steps(self, x: np.ndarray) -> Steps:
         n = x.shape[0]
         h_out, w_out, c = self.output_shape(x.shape[1:])
         out = self.buffer("out", (n, h_out, w_out, c), x.dtype)
-        for offset, view in self.windows(x, h_out, w_out):
-            if offset == 0:
-                out[...] = view
-            else:
-                out += view
-        out *= np.float32(1 / self.kernel_size**2)
         self._input_shape = x.shape
+
+        def work(_: int, lo: int, hi: int) -> None:
+            for offset, view in self.windows(x[lo:hi], h_out, w_out):
+                if offset == 0:
+                    out[lo:hi] = view
+                else:
+                    out[lo:hi] += view
+            out[lo:hi] *= np.float32(1 / self.kernel_size**2)
+
+        yield Parts(value_parts(n, x.size), work)
         return out
 
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+    def backward_steps(self, grad_output: np.ndarray) -> Steps:
         grad_input = self.buffer("grad_input", self._input_shape, grad_output.dtype)
-        grad_input.fill(0)
         share = self.buffer("share", grad_output.shape, grad_output.dtype)
-        np.multiply(grad_output, np.float32(1 / self.kernel_size**2), out=share)
         _, h_out, w_out, _ = grad_output.shape
-        for _, view in self.windows(grad_input, h_out, w_out):
-            view += share
+
+        def work(_: int, lo: int, hi: int) -> None:
+            grad_input[lo:hi].fill(0)
+            np.multiply(grad_output[lo:hi], np.float32(1 / self.kernel_size**2), out=share[lo:hi])
+            for _, view in self.windows(grad_input[lo:hi], h_out, w_out):
+                view += share[lo:hi]
+
+        yield Parts(value_parts(len(grad_input), grad_input.size), work)
         return grad_input

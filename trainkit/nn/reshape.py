@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from trainkit.nn.module import Module
+from trainkit.nn.parallel import Steps, contiguous
 
 
 class Flatten(Module):
@@ -15,9 +16,11 @@ class Flatten(Module):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (math.prod(input_shape),)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward_steps(self, x: np.ndarray) -> Steps:
+        x = yield from contiguous(x)  # a view then, whose values may still be on their way
         self._input_shape = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+    def backward_steps(self, grad_output: np.ndarray) -> Steps:
+        grad_output = yield from contiguous(grad_output)
         return grad_output.reshape(self._input_shape)
