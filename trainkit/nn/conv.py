@@ -35,6 +35,10 @@ class Conv2d(Module):
     """
 
     splits_batch = True
+    #: Output pixels whose patches are copied and multiplied at a time: each chunk's columns
+    #: are still in cache for their GEMM (a step of the default convnet 3-4% faster than one
+    #: copy and one GEMM per part of the batch, on 1 or 2 threads).
+    chunk_rows = 512
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
                  rng: np.random.Generator, *, stride: int = 1, padding: int = 0,
@@ -140,7 +144,15 @@ class Conv2d(Module):
             if bias is not None:
                 samples[lo:hi] += bias
 
-        yield Parts(batch_parts(n), lambda _, lo, hi: part(lo, hi))
+        # several images' patches at a time: copied, then multiplied while still in cache (a
+        # one-channel image's few columns are copied in one go: per chunk, the copies cost more)
+        chunk = n if c_in == 1 else max(1, self.chunk_rows // pixels)
+
+        def chunks(_: int, lo: int, hi: int) -> None:
+            for start in range(lo, hi, chunk):
+                part(start, min(start + chunk, hi))
+
+        yield Parts(batch_parts(n), chunks)
         self._columns_t, self._input_shape = columns_t, x.shape
         return out.reshape(n, h_out, w_out, c_out)
 
