@@ -21,6 +21,8 @@ class SGD(Optimizer):
         lr: learning rate.
     """
 
+    elementwise = True
+
     def __init__(self, lr: float = 0.01) -> None:
         super().__init__(lr)
 
@@ -39,6 +41,7 @@ class Momentum(Optimizer):
     """
 
     state_names = ("velocity",)
+    elementwise = True
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9, nesterov: bool = False) -> None:
         super().__init__(lr)
@@ -77,6 +80,7 @@ class Adam(Optimizer):
     """
 
     state_names = ("m_sum", "v_sum")
+    elementwise = True
 
     def __init__(
         self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8

@@ -138,3 +138,37 @@ def test_state_dict_round_trip_restores_the_updates_exactly():
     a.step()
     b.step()
     np.testing.assert_array_equal(params_a, params_b)
+
+
+@pytest.mark.parametrize("opt_cls,kwargs", [(SGD, {}), (Momentum, {"nesterov": True}),
+                                            (Adam, {}), (AdamW, {})])
+def test_a_convnets_threads_split_the_update_without_changing_a_bit(opt_cls, kwargs,
+                                                                     monkeypatch):
+    from trainkit.nn import parallel
+
+    monkeypatch.setattr(parallel, "MIN_VALUES", 0)
+    rng = np.random.default_rng(0)
+    start, gradients = rng.normal(size=1000).astype(np.float32), [
+        rng.normal(size=1000).astype(np.float32) for _ in range(4)]
+
+    def train(threads):
+        previous, previous_split = parallel.set_threads(threads), parallel.split_batch(True)
+        try:
+            opt = opt_cls(**kwargs)
+            params, grads = start.copy(), np.empty_like(start)
+            opt.bind(params, grads)
+            for step, g in enumerate(gradients):
+                grads[...] = g
+                opt.lr *= 0.5 if step == 2 else 1.0  # as an lr schedule changes it
+                opt.step()
+            return params, opt.state_dict()
+        finally:
+            parallel.set_threads(previous)
+            parallel.split_batch(previous_split)
+
+    (one, one_state), (three, three_state) = train(1), train(3)
+    np.testing.assert_array_equal(one, three)
+    assert one_state.keys() == three_state.keys()
+    for name, value in one_state.items():
+        np.testing.assert_array_equal(value, three_state[name])
+    assert not np.array_equal(one, start)

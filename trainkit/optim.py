@@ -7,6 +7,8 @@ nothing. Hyperparameters are Python floats, which keep float32 arithmetic in flo
 
 from __future__ import annotations
 
+import copy
+
 from trainkit.errors import ConfigError
 from trainkit.lazy import lazy_import
 
@@ -32,6 +34,11 @@ class Optimizer:
     """
 
     state_names: tuple[str, ...] = ()
+    #: Whether ``update`` works value by value on the flat arrays (``params``, ``grads``,
+    #: ``_scratch`` and the ``state_names`` buffers), as every built-in optimizer does. A
+    #: convnet's run then splits the update over its threads (``trainkit.nn.parallel``): each
+    #: thread updates a slice, and every value is computed as it would be on one thread.
+    elementwise: bool = False
 
     def __init__(self, lr: float) -> None:
         check_range("lr", lr, 0.0, low_open=True, high=None)
@@ -49,7 +56,23 @@ class Optimizer:
     def step(self) -> None:
         """Apply one update in place."""
         self.iterations += 1
+        if self.elementwise:
+            from trainkit.nn import parallel
+
+            bounds = parallel.value_parts(self.params.size, self.params.size)
+            if len(bounds) > 2:
+                slices = [self._slice(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+                t = self.iterations
+                parallel.run_parts(bounds, lambda i, lo, hi: slices[i].update(t))
+                return
         self.update(self.iterations)
+
+    def _slice(self, lo: int, hi: int) -> Optimizer:
+        """A shallow copy of this optimizer (today's hyperparameters) on values ``lo:hi``."""
+        part = copy.copy(self)
+        for name in ("params", "grads", "_scratch", *self.state_names):
+            setattr(part, name, getattr(self, name)[lo:hi])
+        return part
 
     def update(self, t: int) -> None:
         raise NotImplementedError
