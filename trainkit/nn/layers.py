@@ -51,6 +51,26 @@ class Linear(Module):
             raise ShapeError(f"expects {n_in} input features, got {shape}{hint}")
         return (n_out,)
 
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if parallel.splitting():
+            return parallel.run_steps(self.forward_steps(x))
+        self._x = x  # the whole batch in one product (in an MLP, BLAS's threads split it)
+        out = np.matmul(x, self.weight.data, out=self.buffer("out", (len(x), self.bias.data.size),
+                                                             x.dtype))
+        out += self.bias.data
+        return out
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
+        if parallel.splitting():
+            return parallel.run_steps(self.backward_steps(grad_output))
+        x, weight = self._x, self.weight.data
+        np.matmul(x.T, grad_output, out=self.weight.grad)
+        np.add.reduce(grad_output, axis=0, out=self.bias.grad)
+        if not self.input_grad:
+            return None
+        return np.matmul(grad_output, weight.T, out=self.buffer("grad_input", x.shape,
+                                                                 grad_output.dtype))
+
     def forward_steps(self, x: np.ndarray) -> parallel.Steps:
         self._x = x
         weight, bias = self.weight.data, self.bias.data

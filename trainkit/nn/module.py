@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from trainkit.nn.parallel import RUN, Schedule, Steps, run_steps
+from trainkit.nn.parallel import RUN, Schedule, Steps, run_steps, splitting
 
 
 class Parameter:
@@ -161,15 +161,16 @@ class Module:
         return self.backward(grad_output)
 
     def steps(self, backward: bool, array: np.ndarray) -> Steps:
-        """The steps of this layer's forward (or backward) pass, and its own ``forward``
-        (``backward``) when a subclass overrides the one its steps belong to."""
-        if backward:
-            if type(self).backward is not Module.backward:
-                return Module.backward_steps(self, array)
-            return self.backward_steps(array)
-        if type(self).forward is not Module.forward:
-            return Module.forward_steps(self, array)
-        return self.forward_steps(array)
+        """The steps of this layer's forward (or backward) pass: its own ``forward_steps``, or
+        waiting and calling its ``forward`` when that is defined further down the class
+        hierarchy (a subclass that overrides ``forward`` is run by its ``forward``)."""
+        name = "backward" if backward else "forward"
+        for klass in type(self).__mro__:
+            if f"{name}_steps" in vars(klass):
+                return getattr(self, f"{name}_steps")(array)
+            if name in vars(klass):
+                return getattr(Module, f"{name}_steps")(self, array)
+        raise AssertionError("Module defines both")  # pragma: no cover
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
@@ -260,6 +261,10 @@ class Sequential(Module):
             self.layers[int(index)].load_extra_state(layer_state)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        if not splitting():  # one part of the batch: layer by layer, the same work
+            for layer in self.layers:
+                x = layer.forward(x)
+            return x
         schedule = Schedule()
         for layer in self.layers:
             x = schedule.drive(layer.steps(False, x))
@@ -267,13 +272,15 @@ class Sequential(Module):
         return x
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
-        schedule = Schedule()
         grad: np.ndarray | None = grad_output
+        schedule = Schedule() if splitting() else None
         for layer in reversed(self.layers):
             if grad is None:
                 break
-            grad = schedule.drive(layer.steps(True, grad))
-        schedule.run()
+            grad = layer.backward(grad) if schedule is None else schedule.drive(
+                layer.steps(True, grad))
+        if schedule is not None:
+            schedule.run()
         return grad
 
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -127,6 +127,12 @@ def split_batch(on: bool) -> bool:
     return previous
 
 
+def splitting() -> bool:
+    """Whether the model's work is split over several threads (``split_batch`` and
+    ``set_threads``)."""
+    return _split and _threads > 1
+
+
 def gemms_split(multiply_adds: int) -> bool:
     """Whether a layer's product of ``multiply_adds`` is to be split over the batch."""
     return _split and _threads > 1 and multiply_adds >= MIN_MULTIPLY_ADDS
