@@ -42,9 +42,14 @@ def same_checkpoints(a, b) -> None:
         assert manifest_a[key] == manifest_b[key], key
 
 
-def test_resume_with_dropout_and_batch_norm_is_bit_exact(synthetic_dir, tmp_path):
-    args = [*SMALL, "--batch-norm", "--dropout", "0.3", "--epochs", "3"]
-    assert run(synthetic_dir, *args, "--out", "whole").exit_code == 0
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_resume_with_dropout_and_batch_norm_is_bit_exact(synthetic_dir, tmp_path, threads):
+    # on two threads the batch is split: the layers' parts run together, the optimizer too
+    args = [*SMALL[:-1], threads, "--batch-norm", "--dropout", "0.3", "--epochs", "3"]
+    whole = run(synthetic_dir, *args, "--out", "whole")
+    assert whole.exit_code == 0, whole.output
+    if threads == "2":
+        assert "2 threads, each on part of the batch" in whole.output
     # stopped at an epoch end, then resumed
     assert run(synthetic_dir, *args[:-1], "1", "--out", "split").exit_code == 0
     resumed = run(synthetic_dir, "--resume", "split", "--epochs", "3")

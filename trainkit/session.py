@@ -274,7 +274,16 @@ class Session:
         say(f"trainkit: {what} {config['model']} ({trainer.model.describe()}) on "
             f"{config['dataset']} with {config['optimizer']}, "
             f"{plural(config['epochs'], 'epoch')} in all, batch {config['batch_size']}, "
-            f"{plural(threads, 'BLAS thread')}; run folder {run.run_dir}", False)
+            f"{describe_threads(threads, trainer.model.splits_batch)}; run folder {run.run_dir}",
+            False)
+
+
+def describe_threads(threads: int, split_batch: bool) -> str:
+    """``1 BLAS thread``, or for a model that splits the batch over its own threads (a convnet,
+    BLAS on one) ``2 threads, each on part of the batch``."""
+    if split_batch and threads > 1:
+        return f"{threads} threads, each on part of the batch"
+    return plural(threads, "BLAS thread")
 
 
 def check_epochs_left(epochs: int, manifest: dict[str, Any], source: Path) -> None:
