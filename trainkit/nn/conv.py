@@ -3,7 +3,8 @@
 Layout: inputs are ``(N, H, W, C)``, weights ``(k, k, C_in, C_out)``. Channels-last makes every
 step a plain matrix product: the ``k x k x C_in`` patch under each output pixel is one row of the
 column matrix ``(N * H_out * W_out, k * k * C_in)``, and ``columns @ weight`` is the output, already
-``(N, H_out, W_out, C_out)``. The backward pass is one GEMM for the weights and, for the input
+``(N, H_out, W_out, C_out)`` (computed a few images at a time, while their columns are in
+cache). The backward pass is one GEMM for the weights and, for the input
 gradient, one small GEMM per kernel offset added back where its pixels were read (col2im). The
 first layer of a network skips that input gradient. Everything is done per part of the batch
 (``trainkit.nn.parallel``): on several threads, each part runs its own GEMMs, and the weight
