@@ -57,7 +57,15 @@ class CNN:
         batch_norm: batch normalisation after every convolution and the dense layer
             (--no-batch-norm turns it off).
         conv_dropout: share of the last conv block's outputs dropped while training.
+
+    It trains with ``lr-schedule`` on (a cosine from the lr down over the run's epochs) unless
+    ``--no-plugin lr-schedule``: with a constant lr the last epoch's accuracy moves by half a
+    point with the last bits (Fashion-MNIST: 90.65% to 91.56% over thread counts), with the
+    cosine it lands at 91.83-91.91%.
     """
+
+    #: Run plugins on by default when this model is trained (turned off with --no-plugin).
+    default_run_plugins = ("lr-schedule",)
 
     def __init__(
         self,

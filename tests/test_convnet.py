@@ -175,3 +175,17 @@ def test_the_cnn_needs_images(tmp_path):
     assert result.exit_code == 2
     assert "model cnn needs image samples (height, width, channels); the dataset gives (30,)" \
         in " ".join(result.output.split())
+
+
+def test_the_cnn_trains_with_a_cosine_lr_schedule_unless_it_is_turned_off(synthetic_dir,
+                                                                          tmp_path):
+    def lrs(*args):
+        result = run(synthetic_dir, "--epochs", "2", *args)
+        assert result.exit_code == 0, result.output
+        history = load_checkpoint(tmp_path / args[-1] / "final.npz")[0]["history"]
+        return [epoch["lr"] for epoch in history]
+
+    assert lrs(*SMALL, "--out", "cnn") == pytest.approx([1e-3, 5e-4])  # down a cosine
+    assert lrs(*SMALL, "--no-plugin", "lr-schedule", "--out", "constant") == pytest.approx(
+        [1e-3, 1e-3])
+    assert lrs("--out", "mlp") == pytest.approx([1e-3, 1e-3])  # other models keep the lr

@@ -138,5 +138,10 @@ class Registry:
         """The run plugins that are on unless turned off."""
         return [c.name for c in self.components["plugin"].values() if c.default]
 
+    def model_plugins(self) -> dict[str, list[str]]:
+        """Model name -> the run plugins it turns on by default (``default_run_plugins``)."""
+        return {c.name: list(plugins) for c in self.components["model"].values()
+                if (plugins := getattr(c.factory, "default_run_plugins", ()))}
+
     def all(self) -> list[Component]:
         return [c for kind in KINDS for c in self.components[kind].values()]

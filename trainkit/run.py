@@ -82,11 +82,16 @@ def merge_configs(*layers: dict[str, Any]) -> dict[str, Any]:
 
 
 def enabled_plugins(config: dict[str, Any], registry: Registry) -> list[str]:
-    """Default run plugins, plus ``plugin``, minus ``no_plugin``; unknown names are errors."""
+    """Default run plugins and the model's (its factory's ``default_run_plugins``), plus
+    ``plugin``, minus ``no_plugin``; unknown names are errors."""
     for key in ("plugin", "no_plugin"):
         for name in config.get(key) or []:
             registry.get("plugin", name)
-    chosen = [n for n in registry.defaults() if n not in (config.get("no_plugin") or [])]
+    for_model = registry.model_plugins().get(config.get("model"), [])
+    for name in for_model:
+        registry.get("plugin", name)
+    off = config.get("no_plugin") or []
+    chosen = [n for n in dict.fromkeys([*registry.defaults(), *for_model]) if n not in off]
     for name in config.get("plugin") or []:
         if name not in chosen:
             chosen.append(name)

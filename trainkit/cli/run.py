@@ -40,7 +40,8 @@ def make_run_command(app: AppState) -> click.Command:
 
     registry = app.registry
     names = {kind: registry.names(kind) for kind in KINDS}
-    params = [*choice_options(names, registry.defaults()), *training_options(),
+    params = [*choice_options(names, registry.defaults(), registry.model_plugins()),
+              *training_options(),
               *session_options()]
     owners = component_option_owners(registry)
     params += component_options(app, owners)
@@ -65,8 +66,11 @@ def default_of(key: str) -> str:
     return ", ".join(value) if isinstance(value, list) else str(value)
 
 
-def choice_options(names: dict[str, list[str]], defaults_on: list[str]) -> list[click.Parameter]:
+def choice_options(names: dict[str, list[str]], defaults_on: list[str],
+                   model_plugins: dict[str, list[str]] | None = None) -> list[click.Parameter]:
     """The components and run plugins to use."""
+    for_models = "".join(f"; {', '.join(plugins)} with --model {model}"
+                         for model, plugins in (model_plugins or {}).items())
     def choice(kind: str, help_text: str) -> GroupedOption:
         return GroupedOption([f"--{kind}"], type=click.Choice(names[kind]), default=None,
                              default_text=default_of(kind), help=help_text,
@@ -85,7 +89,7 @@ def choice_options(names: dict[str, list[str]], defaults_on: list[str]) -> list[
         GroupedOption(["--no-plugin"], type=click.Choice(names["plugin"]), multiple=True,
                       envvar="TRAINKIT_NO_PLUGIN",
                       help=f"Turn a run plugin off (repeatable). On by default: "
-                           f"{', '.join(defaults_on) or 'none'}."),
+                           f"{', '.join(defaults_on) or 'none'}{for_models}."),
         *global_options(),
     ]
 
