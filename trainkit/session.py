@@ -271,11 +271,11 @@ class Session:
             if self.changes:
                 say(f"trainkit: resuming with changes: {'; '.join(self.changes)}", False)
         config = run.config
+        on_threads = describe_threads(threads, getattr(trainer.model, "splits_batch", False))
         say(f"trainkit: {what} {config['model']} ({trainer.model.describe()}) on "
             f"{config['dataset']} with {config['optimizer']}, "
             f"{plural(config['epochs'], 'epoch')} in all, batch {config['batch_size']}, "
-            f"{describe_threads(threads, trainer.model.splits_batch)}; run folder {run.run_dir}",
-            False)
+            f"{on_threads}; run folder {run.run_dir}", False)
 
 
 def describe_threads(threads: int, split_batch: bool) -> str:

@@ -71,6 +71,7 @@ def choice_options(names: dict[str, list[str]], defaults_on: list[str],
     """The components and run plugins to use."""
     for_models = "".join(f"; {', '.join(plugins)} with --model {model}"
                          for model, plugins in (model_plugins or {}).items())
+
     def choice(kind: str, help_text: str) -> GroupedOption:
         return GroupedOption([f"--{kind}"], type=click.Choice(names[kind]), default=None,
                              default_text=default_of(kind), help=help_text,

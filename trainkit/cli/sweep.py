@@ -29,7 +29,8 @@ def make_sweep_command(app: AppState) -> click.Command:
     registry = app.registry
     names = {kind: registry.names(kind) for kind in ("dataset", "model", "optimizer", "loss",
                                                       "metric", "plugin")}
-    params = [*sweep_options(), *choice_options(names, registry.defaults(), registry.model_plugins()),
+    params = [*sweep_options(),
+              *choice_options(names, registry.defaults(), registry.model_plugins()),
               *training_options()]
     owners = component_option_owners(registry)
     params += component_options(app, owners)
