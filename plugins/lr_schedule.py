@@ -5,9 +5,16 @@ of each epoch from the epoch number alone; ``reduce-on-plateau`` lowers it at th
 when a monitored metric stalls, and keeps its counters in checkpoints.
 
 Per optimizer step: ``warmup-cosine`` (a linear warm-up, then a cosine down to ``min_lr`` over
-the remaining steps) and ``one-cycle`` (PyTorch's ``OneCycleLR``: from lr/25 up to the lr over the
-first ``pct_start`` of the steps, then down to lr/25e4, both on a cosine). They set the lr before
-every step from the number of steps done, so a resume, mid-epoch too, continues the same sequence.
+the remaining steps) and ``one-cycle`` (the lr of PyTorch's ``OneCycleLR``: from lr/25 up to the
+lr over the first ``pct_start`` of the steps, then down to lr/25e4, both on a cosine). They set
+the lr before every step from the number of steps done, so a resume, mid-epoch too, continues the
+same sequence.
+
+Each schedule is checked against PyTorch's (and reduce-on-plateau against Keras' too) in
+tests/test_schedule_references.py; where trainkit differs on purpose, docs/plugins.md's table
+says where and why, and so does the option's help. ``min_lr`` is a floor, never a lift: a
+``min_lr`` above the base lr leaves the lr where it is (as PyTorch's and Keras' plateau
+schedulers do), with a warning.
 
 The base lr (the optimizer's) is kept in checkpoints. The lr the epoch ended with is logged
 (``lr`` in the history).
@@ -40,12 +47,23 @@ class LRSchedule:
         warmup: epochs of linear warm-up up to the base lr (cosine, warmup-cosine).
         warmup_steps: optimizer steps of linear warm-up (warmup-cosine; 0: ``warmup`` epochs).
         pct_start: share of the steps spent rising to the lr (one-cycle).
+        pct_start: share of the steps spent rising to the lr (one-cycle, which cycles the lr
+            only: momentum and Adam's beta1 stay as set, as OneCycleLR with
+            cycle_momentum=False).
         cycle: epochs of the cosine after the warm-up (cosine; 0: the remaining epochs), as
-            PyTorch's CosineAnnealingLR T_max: the lr reaches min_lr just after the last one.
-        min_lr: the lowest learning rate any schedule goes to.
+            PyTorch's CosineAnnealingLR T_max: the lr reaches min_lr just after the last one,
+            and stays there (PyTorch's climbs back up).
+        min_lr: the floor of step, exponential, cosine, warmup-cosine and reduce-on-plateau
+            (never above the base lr); one-cycle ends at lr/25e4 as OneCycleLR.
         monitor: the metric reduce-on-plateau watches.
         mode: whether the monitored metric is better min or max (auto: known from its name).
-        patience: epochs without improvement before reduce-on-plateau decays.
+        patience: epochs without improvement before reduce-on-plateau decays (as Keras';
+            PyTorch's patience=N is N+1 here).
+        threshold: the smallest change that counts as an improvement (reduce-on-plateau;
+            PyTorch's default is 1e-4, rel).
+        threshold_mode: threshold in the metric's units (abs) or as a share of the best (rel).
+        cooldown: epochs after a decay whose stalls are not counted (reduce-on-plateau, as
+            PyTorch's cooldown).
     """
 
     def __init__(
@@ -62,6 +80,9 @@ class LRSchedule:
         monitor: str = "val_loss",
         mode: Literal["auto", "min", "max"] = "auto",
         patience: int = 2,
+        threshold: float = 0.0,
+        threshold_mode: Literal["abs", "rel"] = "abs",
+        cooldown: int = 0,
     ) -> None:
         if not 0 < gamma <= 1:
             raise ConfigError(f"gamma must be in (0, 1], got {gamma}", "gamma")
@@ -69,17 +90,21 @@ class LRSchedule:
             raise ConfigError(f"pct_start must be between 0 and 1, got {pct_start}", "pct_start")
         for option, value, low in (("step_size", step_size, 1), ("warmup", warmup, 0),
                                    ("warmup_steps", warmup_steps, 0),
-                                   ("cycle", cycle, 0), ("patience", patience, 1)):
+                                   ("cycle", cycle, 0), ("patience", patience, 1),
+                                   ("cooldown", cooldown, 0)):
             if value < low:
                 raise ConfigError(f"{option} must be at least {low}, got {value}", option)
-        if min_lr < 0:
-            raise ConfigError(f"min_lr must be 0 or more, got {min_lr}", "min_lr")
+        for option, value in (("min_lr", min_lr), ("threshold", threshold)):
+            if value < 0:
+                raise ConfigError(f"{option} must be 0 or more, got {value}", option)
         self.schedule, self.gamma, self.step_size = schedule, gamma, step_size
         self.warmup, self.cycle, self.min_lr, self.patience = warmup, cycle, min_lr, patience
         self.warmup_steps, self.pct_start = warmup_steps, pct_start
-        self.monitor = Monitor(monitor, mode) if schedule == "reduce-on-plateau" else None
+        self.monitor = (Monitor(monitor, mode, threshold, threshold_mode=threshold_mode)
+                        if schedule == "reduce-on-plateau" else None)
+        self.cooldown = cooldown
         self.base_lr: float | None = None
-        self.wait = 0
+        self.wait = self.cooling = 0
         self.name = "lr-schedule"
 
     def lr_at(self, epoch: int, total_epochs: int) -> float:
@@ -96,8 +121,12 @@ class LRSchedule:
             # trains at the base lr and no epoch of the span trains at min_lr
             span = self.cycle or max(total_epochs - self.warmup, 1)
             progress = min((epoch - self.warmup - 1) / span, 1.0)
-            lr = cosine_between(base, self.min_lr, progress)
-        return max(lr, self.min_lr)
+            lr = cosine_between(base, self.floor(), progress)
+        return max(lr, self.floor())
+
+    def floor(self) -> float:
+        """``min_lr``, but never above the base lr: a floor never lifts the lr."""
+        return min(self.min_lr, self.base_lr)
 
     def lr_at_step(self, step: int, total_steps: int, steps_per_epoch: int) -> float:
         """The lr of optimizer step ``step`` (from 0) of ``total_steps``, for the per-step
@@ -114,7 +143,7 @@ class LRSchedule:
         if step < warmup:
             return base * (step + 1) / warmup
         span = max(total_steps - warmup, 1)
-        return cosine_between(base, self.min_lr, min((step - warmup) / span, 1.0))
+        return cosine_between(base, self.floor(), min((step - warmup) / span, 1.0))
 
     @hookimpl
     def on_batch_start(self, trainer):
@@ -127,6 +156,10 @@ class LRSchedule:
     def on_fit_start(self, trainer):
         if self.base_lr is None:
             self.base_lr = trainer.optimizer.lr
+        if self.min_lr > self.base_lr and self.schedule != "one-cycle":
+            trainer.say(f"trainkit: lr-schedule: warning: min_lr {self.min_lr:g} is above the lr "
+                        f"{self.base_lr:g}: the {self.schedule} schedule never goes below "
+                        f"{self.base_lr:g}, and never above it either", "warning")
 
     @hookimpl
     def on_epoch_start(self, trainer, epoch):
@@ -137,17 +170,22 @@ class LRSchedule:
     def on_epoch_end(self, trainer, logs):
         if self.monitor is None:
             return
-        if self.monitor.update(logs):
+        # PyTorch's ReduceLROnPlateau.step, with patience counted as Keras counts it
+        self.wait = 0 if self.monitor.update(logs) else self.wait + 1
+        if self.cooling:
+            self.cooling -= 1
             self.wait = 0
-            return
-        self.wait += 1
         if self.wait >= self.patience:
-            trainer.optimizer.lr = max(trainer.optimizer.lr * self.gamma, self.min_lr)
-            self.wait = 0
+            lr = trainer.optimizer.lr
+            lowered = max(lr * self.gamma, self.min_lr)
+            if lowered < lr:  # a min_lr above the lr never raises it
+                trainer.optimizer.lr = lowered
+            self.cooling, self.wait = self.cooldown, 0
 
     @hookimpl
     def on_save_checkpoint(self, trainer, state):
         state[state_key(self)] = {"base_lr": self.base_lr, "wait": self.wait,
+                                "cooling": self.cooling,
                                 "configured_lr": trainer.config.get("lr"),
                                 "monitor": self.monitor.state_dict() if self.monitor else None}
 
@@ -156,6 +194,7 @@ class LRSchedule:
         mine = state.get(state_key(self))
         if mine:
             self.base_lr, self.wait = mine["base_lr"], int(mine["wait"])
+            self.cooling = int(mine.get("cooling", 0))
             configured = trainer.config.get("lr")
             if mine.get("configured_lr") not in (None, configured):
                 self.base_lr = configured  # resumed with another --lr: the schedule follows it

@@ -161,3 +161,76 @@ def test_an_unknown_metric_without_a_mode_is_a_one_line_error(synthetic_dir):
         "run", "--plugin", "early-stopping", "--early-stopping-monitor", "val_acc",
         "--early-stopping-mode", "max"])
     assert maximised.exit_code == 0, maximised.output
+
+
+# -- the four bugs of the schedules-and-early-stopping issue, and their siblings -----------------
+
+
+def test_nan_in_the_first_epochs_stops_cleanly_with_the_last_weights():
+    plugin = EarlyStopping(patience=2, restore_best=True)
+    epoch, trainer = drive(plugin, [float("nan"), float("nan"), 0.5])
+    assert epoch == 2 and trainer.stopped == "early-stopping"
+    assert trainer.message.endswith("no epoch had a finite val_loss")
+    assert "no epoch had a finite val_loss: the last weights are kept" in trainer.said
+    assert (trainer.model.params == 2).all()
+
+
+def test_inf_is_never_the_best():
+    plugin = EarlyStopping(patience=2, restore_best=True)
+    epoch, trainer = drive(plugin, [float("inf"), 1.0, 2.0, 3.0])
+    assert epoch == 4 and (trainer.model.params == 2).all()
+
+
+def test_a_baseline_never_beaten_restores_the_best_epoch_seen():
+    plugin = EarlyStopping(patience=2, baseline=0.5, restore_best=True)
+    epoch, trainer = drive(plugin, [0.9, 0.95])
+    assert epoch == 2
+    assert (trainer.model.params == 1).all()  # epoch 1's 0.9, not the last weights
+    assert trainer.message.endswith("best 0.9 at epoch 1, short of the baseline 0.5")
+
+
+@pytest.mark.parametrize("delta,counted", [(0.01, 9901), (0.0099, 9901), (0.0101, 0)])
+def test_min_delta_is_one_rule_for_every_value(delta, counted):
+    """A change of exactly min_delta counts, whatever the values' last binary digits."""
+    from trainkit.monitor import Monitor
+
+    def improves(metric, best, value):
+        monitor = Monitor(metric, min_delta=delta)
+        monitor.best = best
+        return monitor.is_improvement(value)
+
+    steps = [(k / 10000, (k + 100) / 10000) for k in range(0, 9901)]
+    assert sum(improves("val_acc", old, new) for old, new in steps) == counted
+    assert sum(improves("val_loss", new, old) for old, new in steps) == counted
+
+
+def test_a_tie_is_no_improvement_and_min_delta_zero_takes_any_gain():
+    from trainkit.monitor import better_by
+
+    assert not better_by(0.5, 0.5, "min", 0.0)
+    assert better_by(0.5 - 1e-12, 0.5, "min", 0.0)
+
+
+def test_resume_keeps_a_patience_count_and_a_best_below_the_baseline():
+    a = EarlyStopping(patience=3, baseline=0.1, restore_best=True)
+    drive(a, [1.0, 0.5, 0.7])
+    state = {}
+    a.on_save_checkpoint(state)
+    b = EarlyStopping(patience=3, baseline=0.1, restore_best=True)
+    b.on_load_checkpoint(json.loads(json.dumps(state, default=lambda array: array.tolist())))
+    assert (b.wait, b.monitor.best, b.monitor.best_epoch) == (3, 0.5, 2)
+
+
+def test_patience_zero_says_what_to_use_instead():
+    with pytest.raises(ConfigError, match=r"Keras' patience=0 is 1 here\), got 0"):
+        EarlyStopping(patience=0)
+
+
+def test_a_mode_against_the_metrics_name_is_warned_about():
+    trainer = FakeTrainer()
+    EarlyStopping(monitor="val_loss", mode="max").on_fit_start(trainer)
+    assert trainer.said == "trainkit: early-stopping: warning: mode max for val_loss, which is " \
+                           "usually better lower"
+    quiet = FakeTrainer()
+    EarlyStopping(monitor="val_loss", mode="min").on_fit_start(quiet)
+    assert not hasattr(quiet, "said")

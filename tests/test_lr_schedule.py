@@ -135,3 +135,27 @@ def test_the_schedule_option_named_after_the_plugin_turns_it_on_and_the_old_name
     assert old.exit_code == 0, old.output
     assert history_lrs(tmp_path / "new") == history_lrs(tmp_path / "old") == [0.01, 0.005,
                                                                                 0.0025]
+
+
+def test_reduce_on_plateau_never_raises_the_lr_to_a_min_lr_above_it():
+    plugin = LRSchedule(schedule="reduce-on-plateau", patience=1, min_lr=0.05)
+    trainer = FakeTrainer()
+    trainer.optimizer = Opt()
+    trainer.optimizer.lr = 0.01
+    said = []
+    trainer.say = lambda message, level="info": said.append(message)
+    plugin.on_fit_start(trainer)
+    for value in [1.0, 2.0, 3.0]:
+        plugin.on_epoch_end(trainer, {"val_loss": value})
+        assert trainer.optimizer.lr == 0.01
+    assert said == ["trainkit: lr-schedule: warning: min_lr 0.05 is above the lr 0.01: the "
+                    "reduce-on-plateau schedule never goes below 0.01, and never above it either"]
+
+
+@pytest.mark.parametrize("name", ["step", "exponential", "cosine", "warmup-cosine"])
+def test_no_schedule_lifts_the_lr_to_a_min_lr_above_it(name):
+    plugin = LRSchedule(schedule=name, min_lr=0.5)
+    plugin.base_lr = 0.1
+    lrs = ([plugin.lr_at_step(s, 30, 10) for s in range(30)] if name == "warmup-cosine"
+           else [plugin.lr_at(e, 5) for e in range(1, 6)])
+    assert max(lrs) <= 0.1

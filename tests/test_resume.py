@@ -114,6 +114,39 @@ def test_a_per_step_schedule_resumes_mid_epoch_bit_exactly(synthetic_dir, tmp_pa
     assert lrs[0] > lrs[1] > lrs[2] > 0  # each epoch ends lower on the way down
 
 
+@pytest.mark.parametrize("schedule", [
+    ["--lr-schedule", "warmup-cosine", "--lr-schedule-warmup-steps", "20"],
+    ["--lr-schedule", "reduce-on-plateau", "--lr-schedule-patience", "1",
+     "--lr-schedule-threshold", "10", "--lr-schedule-cooldown", "1"]],
+    ids=["mid-warm-up", "mid-cooldown"])
+def test_a_resume_mid_patience_mid_warm_up_or_mid_cooldown_is_bit_exact(synthetic_dir, tmp_path,
+                                                                         schedule):
+    # min_delta and threshold 10: no epoch after the first improves, so early stopping's patience
+    # and the plateau's cooldown are counting when the run is interrupted in epoch 3
+    def run(out, plugins=()):
+        return CliRunner().invoke(make_cli(plugins), [
+            "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "5",
+            "--threads", "1", "--out", str(out), "--lr", "0.01", *schedule,
+            "--plugin", "early-stopping", "--early-stopping-patience", "3",
+            "--early-stopping-min-delta", "10", "--early-stopping-restore-best",
+            "--plugin", "history"], catch_exceptions=False)
+
+    assert run(tmp_path / "whole").exit_code == 0
+    interrupted = run(tmp_path / "split", plugins=[InterruptAt(global_step=19)])
+    assert interrupted.exit_code == EXIT_INTERRUPTED
+    manifest, _ = load_checkpoint(tmp_path / "split" / "emergency.npz")
+    assert manifest["epoch"] == 2 and manifest["plugins"]["early-stopping"]["wait"] == 1
+    resumed = CliRunner().invoke(make_cli(), ["run", "--resume", str(tmp_path / "split"),
+                                              "--data-dir", str(synthetic_dir)])
+    assert resumed.exit_code == 0, resumed.output
+    assert_same_run(tmp_path / "whole", tmp_path / "split")
+    final = load_checkpoint(tmp_path / "whole" / "last.npz")[0]
+    assert len(final["history"]) == 4  # stopped after 3 epochs without improvement
+    lrs = [row["lr"] for row in final["history"]]
+    if "reduce-on-plateau" in schedule:  # lowered after epoch 2; epoch 3 cools down (without
+        assert lrs == pytest.approx([0.01, 0.01, 0.001, 0.001])  # the cooldown: 0.0001)
+
+
 class InterruptTwiceAt(InterruptAt):
     """Two SIGINTs in a row, as a user pressing Ctrl+C twice."""
 
