@@ -47,8 +47,7 @@ class DDP:
         try:
             from mpi4py import MPI
         except ImportError:
-            raise ConfigError("plugin 'ddp' needs mpi4py: pip install 'trainkit[mpi]'",
-                              "plugin") from None
+            raise ConfigError(missing_mpi_message(), "plugin") from None
         if check_every < 0:
             raise ConfigError(f"check_every must be 0 or more, got {check_every}", "check_every")
         self.MPI, self.comm = MPI, MPI.COMM_WORLD
@@ -171,6 +170,15 @@ class DDP:
             print(f"trainkit: rank {self.rank} failed ({type(exception).__name__}: {exception}); "
                   f"aborting all {self.world} ranks", file=sys.stderr, flush=True)
             self.comm.Abort(1)
+
+
+def missing_mpi_message() -> str:
+    """What to install for ddp: the ``mpi`` extra brings an MPI library (mpich's wheels) on Linux
+    and macOS; on Windows there is no such wheel, and mpi4py needs Microsoft MPI installed."""
+    if sys.platform == "win32":
+        return ("plugin 'ddp' needs Microsoft MPI on Windows: install MS-MPI (msmpisetup.exe "
+                "from Microsoft), then pip install 'trainkit[mpi]'")
+    return "plugin 'ddp' needs mpi4py: pip install 'trainkit[mpi]'"
 
 
 @hookimpl

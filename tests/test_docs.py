@@ -52,3 +52,27 @@ def test_the_readmes_sequential_example_builds_a_network_for_mnist():
     layer_types = {name: c.factory for name, c in registry.components["layer"].items()}
     model = runlib.build_model(run.model_factory, splits, np.random.default_rng(0), layer_types)
     assert model.forward(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 10)
+
+
+def test_the_readme_sets_up_training_without_the_test_tooling():
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    setup = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", setup, re.S)
+    train, test = blocks[0].splitlines(), blocks[1].splitlines()
+    assert train[-2:] == ["pip install -e .", "trainkit run --optimizer adam --plugin checkpoint"]
+    assert test == ["pip install -e '.[dev]'", "tox"]
+    assert "**Platforms:** Linux, macOS and Windows" in readme
+
+
+def test_every_schedule_and_early_stopping_option_is_in_the_reference_table():
+    from trainkit.options import option_specs
+    from trainkit.plugins.early_stopping import EarlyStopping
+    from trainkit.plugins.lr_schedule import LRSchedule
+
+    table = DOC.split("## The built-in schedules and early stopping, against PyTorch and Keras")[1]
+    for plugin, factory in (("lr-schedule", LRSchedule), ("early-stopping", EarlyStopping)):
+        for spec in option_specs(factory):
+            name = "" if spec.name == "schedule" else "-" + spec.name.replace("_", "-")
+            assert f"`--{plugin}{name}" in table, f"--{plugin}{name}"

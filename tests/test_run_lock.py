@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from trainkit.cli import make_cli
 
-HOLD = ("import sys, time; from trainkit.run_lock import RunLock; RunLock(sys.argv[1]).acquire(); "
-        "print('locked', flush=True); time.sleep(120)")
+HOLD = ("import sys, time; from trainkit.run_lock import RunLock; lock = RunLock(sys.argv[1]); "
+        "lock.acquire(); print('locked', flush=True); time.sleep(120)")
 
 
 def hold_lock(folder):

@@ -299,7 +299,7 @@ class Checks:
                 flags += [flag, cli_text(value)]
             env["TRAINKIT_" + param.upper()] = cli_text(value)
             toml.append(f"{option} = {json.dumps(value)}")
-        (self.root / "options.toml").write_text("\n".join(toml) + "\n")
+        (self.root / "options.toml").write_text("\n".join(toml) + "\n", encoding="utf-8")
         ways = {"the command line": ([*flags], None),
                 "a config file": (["--config", str(self.root / "options.toml")], None),
                 "the environment": ([], env)}
@@ -330,7 +330,7 @@ class Checks:
             self.report.skipped.append("a 2-rank ddp run (a new process cannot import the "
                                        "plugin's class: define it in an importable module)")
             return
-        (self.root / "check_ddp_plugins.py").write_text(module)
+        (self.root / "check_ddp_plugins.py").write_text(module, encoding="utf-8")
         import os
 
         command = [mpiexec, "-n", "2", sys.executable, "-m", "trainkit", "run", "-p",

@@ -64,7 +64,7 @@ def installed(group: str) -> list[EntryPoint]:
     except (OSError, RuntimeError, KeyError):  # no working folder, no home: no cache
         return scan(group)
     try:
-        cached = json.loads(cache_file.read_text())
+        cached = json.loads(cache_file.read_text(encoding="utf-8"))
         if cached["version"] == CACHE_VERSION and cached["folders"] == folders and all(
                 mtime(f) == t for f, t in cached["files"]):
             return [EntryPoint(*fields) for fields in cached["entry_points"]]
@@ -79,7 +79,7 @@ def installed(group: str) -> list[EntryPoint]:
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         partial = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(record))
+        partial.write_text(json.dumps(record), encoding="utf-8")
         os.replace(partial, cache_file)
         forget_all_but_the_newest(cache_file.parent, KEEP)
     except OSError:

@@ -52,7 +52,7 @@ def write_package(name: str, parent: Path) -> Path:
     for relative, text in files.items():
         path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text.format(**n, version=version))
+        path.write_text(text.format(**n, version=version), encoding="utf-8")
     return folder
 
 

@@ -64,13 +64,13 @@ def holds_a_run(folder: Path) -> bool:
 
 
 def clear_run_dir(folder: Path) -> None:
-    """Remove everything in a run folder but its lock file."""
+    """Remove everything in a run folder but its lock file and the lock's owner record."""
     import shutil
 
-    from trainkit.run_lock import LOCK_NAME
+    from trainkit.run_lock import LOCK_NAME, OWNER_NAME
 
     for entry in folder.iterdir():
-        if entry.name == LOCK_NAME:
+        if entry.name in (LOCK_NAME, OWNER_NAME):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)

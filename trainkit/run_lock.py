@@ -1,13 +1,19 @@
-"""One run per run folder: a lock file held with ``flock`` for as long as the run lives.
+"""One run per run folder: a lock held on ``.trainkit.lock`` for as long as the run lives.
 
-The kernel releases an ``flock`` when its process dies, however it dies, so a lock left behind by a
-killed run is recognised as stale and taken over; a lock held by a live process refuses the second
-run with a message naming that process.
+The lock is filelock's: ``flock`` on Linux and macOS, ``msvcrt.locking`` on Windows. Both are
+dropped by the operating system when their process dies, however it dies, so a lock left behind
+by a killed run is taken over without PIDs or timeouts; a lock held by a live process refuses the
+second run with a message naming that process.
+
+Who holds the lock is written beside it, in ``.trainkit.owner`` (JSON: pid, host, started),
+and removed when the lock is released cleanly: an owner record found by the next run is that of
+a run that died. (It is a file of its own because Windows refuses to read a locked region of a
+file to any other handle. trainkit 0.1.0 wrote the same record into the lock file itself; a
+record found there is read the same way.)
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -16,6 +22,7 @@ from pathlib import Path
 from trainkit.errors import TrainkitError
 
 LOCK_NAME = ".trainkit.lock"
+OWNER_NAME = ".trainkit.owner"
 
 
 class RunFolderLocked(TrainkitError):
@@ -28,38 +35,37 @@ class RunLock:
 
     def __init__(self, folder: Path) -> None:
         self.path = Path(folder) / LOCK_NAME
+        self.owner_path = Path(folder) / OWNER_NAME
         self.stale_owner: dict | None = None
-        self._fd: int | None = None
+        self._lock = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        import filelock
+
+        legacy = _read_owner(self.path)  # trainkit 0.1.0's record, inside the lock file
+        lock = filelock.FileLock(self.path, timeout=0)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = _read_owner(fd)
-            os.close(fd)
+            lock.acquire()
+        except filelock.Timeout:
+            owner = _read_owner(self.owner_path) or legacy
             who = (f"process {owner.get('pid')} on {owner.get('host')}, started "
                    f"{owner.get('started')}" if owner else "another process")
             raise RunFolderLocked(
                 f"{self.path.parent}: run folder is in use by {who}; wait for it to finish or "
                 f"choose another --out") from None
-        previous = _read_owner(fd)
-        if previous:
-            self.stale_owner = previous
+        self.stale_owner = _read_owner(self.owner_path) or legacy
         import socket  # here, not at the top: trainkit --help never needs it
 
         record = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(record).encode(), 0)
-        self._fd = fd
+        self.owner_path.write_text(json.dumps(record), encoding="utf-8")
+        self._lock = lock
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)  # an empty lock file means "released cleanly"
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        if self._lock is not None:
+            self.owner_path.unlink(missing_ok=True)  # no record: "released cleanly"
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -69,9 +75,10 @@ class RunLock:
         self.release()
 
 
-def _read_owner(fd: int) -> dict | None:
+def _read_owner(path: Path) -> dict | None:
     try:
-        data = os.pread(fd, 4096, 0)
-        return json.loads(data) if data.strip() else None
+        data = path.read_bytes()[:4096]
+        owner = json.loads(data) if data.strip() else None
     except (OSError, ValueError):
         return None
+    return owner if isinstance(owner, dict) else None

@@ -88,7 +88,7 @@ def _download(url: str, target: Path, sha256: str, timeout: float, progress: boo
             if total is not None and received != total:
                 raise _MirrorFailed(f"truncated: got {received} of {total} bytes")
         if digest.hexdigest() != sha256:
-            raise _MirrorFailed(f"SHA-256 mismatch: got {digest.hexdigest()[:12]}…")
+            raise _MirrorFailed(f"SHA-256 mismatch: got {digest.hexdigest()[:12]}...")
 
 
 def _reason(error: BaseException) -> str:

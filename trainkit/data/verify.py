@@ -25,7 +25,7 @@ def cached_sha256(path: Path) -> str:
     key, stamp = str(path), [stat.st_size, stat.st_mtime_ns]
     cache_file = default_cache_dir() / CACHE_NAME
     try:
-        cache = json.loads(cache_file.read_text())
+        cache = json.loads(cache_file.read_text(encoding="utf-8"))
         if not isinstance(cache, dict):
             cache = {}
     except (OSError, ValueError):

@@ -62,7 +62,7 @@ class Sweep:
         if layer.get("threads") is None:  # split the cores: no oversubscription
             layer["threads"] = max(1, available_cores() // self.workers)
         spec_file = self.folder / "worker-spec.toml"
-        spec_file.write_text(dump_toml({**layer, "sweep": self.spec.raw_sweep}))
+        spec_file.write_text(dump_toml({**layer, "sweep": self.spec.raw_sweep}), encoding="utf-8")
         shares = [trials // self.workers + (i < trials % self.workers)
                   for i in range(self.workers)]
         children = [subprocess.Popen([
@@ -105,7 +105,7 @@ def show(storage: str, study_name: str, folder: Path | None, say=print,
         text = dump_toml(config)
         where = folder if folder is not None else Path(".")
         where.mkdir(parents=True, exist_ok=True)
-        (where / "best.toml").write_text(text)
+        (where / "best.toml").write_text(text, encoding="utf-8")
         say(f"\nbest trial {study.best_trial.number}: {study.best_value:.4f}; its config, in "
             f"{where / 'best.toml'} (trainkit run --config {where / 'best.toml'}):\n")
         say(text.rstrip())

@@ -204,7 +204,8 @@ class Worker:
             config = session.effective_config()
             trial.set_user_attr("config", json.loads(json.dumps(config, default=str)))
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / "trial.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+            (folder / "trial.json").write_text(json.dumps(record, indent=2, default=str) + "\n",
+                                               encoding="utf-8")
             outcome = session.fit()
         except TrainkitError as e:  # a combination trainkit refuses: this trial fails
             self.fail(trial, str(e), params)
