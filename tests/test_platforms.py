@@ -117,3 +117,31 @@ def test_the_mpi_extra_brings_mpich_only_where_its_wheels_exist():
 
     assert installed_on("linux") == installed_on("darwin") == ["mpi4py", "mpich"]
     assert installed_on("win32") == ["mpi4py"]
+
+
+def test_a_checkpoint_replace_waits_for_a_windows_reader_to_close_the_file(tmp_path,
+                                                                           monkeypatch):
+    from trainkit import atomic
+
+    target = tmp_path / "last.npz"
+    target.write_bytes(b"old")
+    real_replace, refusals = atomic.os.replace, []
+
+    def held_open_twice(source, destination):  # Windows, while a reader holds the file
+        if len(refusals) < 2:
+            refusals.append(destination)
+            raise PermissionError(13, "The process cannot access the file")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(atomic.os, "replace", held_open_twice)
+    monkeypatch.setattr(atomic, "REPLACE_WAITS", (0.0,) * 6)
+    monkeypatch.setattr(sys, "platform", "win32")
+    atomic.atomic_write(target, b"new")
+    assert target.read_bytes() == b"new" and len(refusals) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["last.npz"]  # no temporary file left
+
+    monkeypatch.setattr(sys, "platform", "linux")  # elsewhere the error is real at once
+    refusals.clear()
+    with pytest.raises(PermissionError):
+        atomic.atomic_write(target, b"newer")
+    assert target.read_bytes() == b"new" and len(refusals) == 1

@@ -95,3 +95,20 @@ def test_an_empty_or_new_folder_needs_no_overwrite(synthetic_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     assert run(synthetic_dir, tmp_path / "empty").exit_code == 0
     assert run(synthetic_dir, tmp_path / "new" / "deeper").exit_code == 0
+
+
+def test_the_holder_is_recorded_beside_the_lock_while_it_runs_and_removed_after(tmp_path):
+    from trainkit.run_lock import RunLock
+
+    with RunLock(tmp_path) as lock:
+        owner = json.loads((tmp_path / ".trainkit.owner").read_text(encoding="utf-8"))
+        assert owner["pid"] == os.getpid() and owner["host"] and lock.stale_owner is None
+    assert not (tmp_path / ".trainkit.owner").exists()
+
+
+def test_a_lock_left_by_trainkit_0_1_0_is_read_as_a_dead_holders(tmp_path):
+    from trainkit.run_lock import RunLock
+
+    (tmp_path / ".trainkit.lock").write_text('{"pid": 4242, "host": "old", "started": "then"}')
+    with RunLock(tmp_path) as lock:
+        assert lock.stale_owner == {"pid": 4242, "host": "old", "started": "then"}

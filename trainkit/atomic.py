@@ -22,11 +22,32 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
+        replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+#: How long a replace waits on Windows for another process to close the file it replaces.
+REPLACE_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+
+
+def replace(source: str | Path, target: Path) -> None:
+    """``os.replace``, which Windows refuses (PermissionError) while another process has
+    ``target`` open, as a reader of ``last.npz`` may for a moment: there it is tried again for a
+    few seconds before the error goes up. Elsewhere a replace never waits for readers."""
+    import sys
+    import time
+
+    for wait in (*REPLACE_WAITS, None):
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError:
+            if sys.platform != "win32" or wait is None:
+                raise
+            time.sleep(wait)
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
