@@ -67,3 +67,14 @@ def test_an_existing_folder_is_refused(tmp_path):
     result = new_plugin("trainkit-demo", "--dir", tmp_path)
     assert result.exit_code == 2 and "already exists" in result.output
     assert not any((tmp_path / "trainkit-demo").iterdir())
+
+
+@pytest.mark.parametrize("name,owner", [("trainkit-checkpoint", "trainkit's built-in"),
+                                        ("trainkit-history", "trainkit's built-in"),
+                                        ("plot", "trainkit's built-in")])
+def test_new_plugin_refuses_a_name_that_an_installed_plugin_has(tmp_path, name, owner):
+    result = CliRunner().invoke(make_cli(), ["new-plugin", name, "--dir", str(tmp_path / "pkgs")])
+    assert result.exit_code == 2 and not (tmp_path / "pkgs").exists()
+    plugin = name.removeprefix("trainkit-")
+    assert f"plugin name '{plugin}' is already {owner}: a package declaring it would not be " \
+           f"loaded; choose another name, such as trainkit-my-{plugin}" in result.output

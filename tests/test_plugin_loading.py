@@ -451,3 +451,51 @@ def test_an_integration_without_its_package_is_one_line_naming_the_extra(
                                              str(synthetic_dir), "--plugin", plugin])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"pip install 'trainkit[{extra}]'" in result.output
+
+
+def test_an_installed_plugin_named_like_a_builtin_is_refused_and_the_builtin_stays(
+        synthetic_dir, tmp_path):
+    # what `pip install` of a package made by `trainkit new-plugin trainkit-checkpoint` (before
+    # it refused that name) leaves on sys.path, ahead of trainkit's own entry points
+    site = tmp_path / "site"
+    dist = site / "trainkit_checkpoint-0.1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: trainkit-checkpoint\n"
+                                   "Version: 0.1.0\n")
+    (dist / "entry_points.txt").write_text("[trainkit]\ncheckpoint = trainkit_checkpoint\n")
+    (site / "trainkit_checkpoint.py").write_text(textwrap.dedent("""
+        from trainkit import hookimpl
+
+        class Checkpoint:
+            @hookimpl
+            def on_epoch_end(self, trainer):
+                pass
+
+        @hookimpl
+        def register_run_plugins(register):
+            register("checkpoint", Checkpoint, default=True)
+    """))
+    out = tmp_path / "run"
+    result = trainkit_cli(quick(synthetic_dir, "--out", str(out)), site)
+    assert result.returncode == 0, result.stderr
+    assert (out / "last.npz").exists() and (out / "final.npz").exists()
+    assert ("trainkit: warning: plugin name 'checkpoint' of trainkit-checkpoint 0.1.0 is already "
+            "trainkit's built-in: trainkit-checkpoint's is not loaded (rename its entry point, or "
+            "use it instead with -p no:checkpoint -p trainkit_checkpoint)") in result.stderr
+    listing = trainkit_cli(["plugins"], site)
+    assert "trainkit-checkpoint" not in listing.stdout.replace("trainkit-checkpoint's", "")
+
+
+def test_two_installed_packages_with_one_plugin_name_load_the_first_and_name_both(tmp_path):
+    site = tmp_path / "site"
+    for package in ("first-extra", "second-extra"):
+        dist = site / f"{package.replace('-', '_')}-1.0.dist-info"
+        dist.mkdir(parents=True)
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n")
+        (dist / "entry_points.txt").write_text(f"[trainkit]\nshared = {package.replace('-', '_')}\n")
+        (site / f"{package.replace('-', '_')}.py").write_text("")
+    result = trainkit_cli(["plugins"], site)
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in result.stderr.splitlines() if "plugin name 'shared'" in line]
+    assert len(warning) == 1 and "already" in warning[0]
+    assert {"first-extra", "second-extra"} <= set(warning[0].replace("'s", " ").split())

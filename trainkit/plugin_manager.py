@@ -166,10 +166,22 @@ class PluginManager(pluggy.PluginManager):
         return True
 
     def load_entrypoints(self, *, builtins_only: bool = False, strict: bool = False) -> None:
+        """Load the installed plugins. A name is one plugin's: trainkit's built-in first, else
+        the package found first on ``sys.path``; a later package declaring the same name is not
+        loaded, with a warning naming both and the fix, never silently in the other's place."""
         from trainkit.entry_points import installed
 
-        for ep in installed(ENTRY_POINT_GROUP):
-            if self.is_blocked(ep.name) or self.has_plugin(ep.name):
+        found = installed(ENTRY_POINT_GROUP)
+        claimed: dict[str, Any] = {}
+        for ep in sorted(found, key=lambda ep: ep.dist_name != BUILTIN_DISTRIBUTION):
+            if self.is_blocked(ep.name):
+                continue
+            first = claimed.setdefault(ep.name, ep)
+            if first is not ep:
+                if first.dist_name != ep.dist_name:
+                    self.refuse_collision(ep, first)
+                continue
+            if self.has_plugin(ep.name):
                 continue
             builtin = ep.dist_name == BUILTIN_DISTRIBUTION
             if builtins_only and not builtin:
@@ -186,6 +198,19 @@ class PluginManager(pluggy.PluginManager):
                 self.infos.pop(ep.name)
                 continue
             self.register_checked(plugin, ep.name, info, strict=strict)
+
+    @staticmethod
+    def refuse_collision(ep: Any, first: Any) -> None:
+        """Warn that ``ep`` is not loaded because ``first`` has its name."""
+        def package(e: Any) -> str:
+            return f"{e.dist_name} {e.version}" if e.version else str(e.dist_name)
+
+        owner = ("trainkit's built-in" if first.dist_name == BUILTIN_DISTRIBUTION
+                 else f"{package(first)}'s")
+        module = ep.value.partition(":")[0].strip()
+        warnings.warn(f"plugin name {ep.name!r} of {package(ep)} is already {owner}: "
+                      f"{ep.dist_name}'s is not loaded (rename its entry point, or use it instead "
+                      f"with -p no:{ep.name} -p {module})", PluginWarning, stacklevel=3)
 
     def load_module(self, module_path: str) -> None:
         """Import ``module_path`` and register it (``-p MODULE``). Errors are the user's to see."""

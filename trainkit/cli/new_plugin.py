@@ -22,9 +22,28 @@ def new_plugin_command(app: AppState, name: str, parent: Path) -> None:
     from trainkit.plugin_template import names_for, write_package
 
     with cli_errors(app.verbose if app else False):
-        folder = write_package(name, parent)
         names = names_for(name)
+        refuse_a_taken_name(names["plugin"], app)
+        folder = write_package(name, parent)
     click.echo(f"trainkit: wrote {folder}: plugin {names['plugin']!r} in "
                f"{names['module']}/__init__.py, tests in tests/\n"
                f"  cd {folder} && pip install -e '.[test]' && pytest\n"
                f"  trainkit run --plugin {names['plugin']}")
+
+
+def refuse_a_taken_name(plugin: str, app: AppState | None) -> None:
+    """The plugin name a package would declare must be no installed plugin's and no run
+    plugin's: an entry point named like another is not loaded."""
+    from trainkit.entry_points import installed
+    from trainkit.errors import ConfigError
+    from trainkit.plugin_manager import ENTRY_POINT_GROUP
+
+    owners = {ep.name: ep.dist_name for ep in installed(ENTRY_POINT_GROUP)}
+    if app is not None:
+        owners.update({name: owners.get(name) or component.plugin for name, component
+                       in app.registry.components["plugin"].items() if name not in owners})
+    if plugin in owners:
+        owner = owners[plugin]
+        whose = "trainkit's built-in" if owner == "trainkit" else f"{owner}'s"
+        raise ConfigError(f"plugin name {plugin!r} is already {whose}: a package declaring it "
+                          f"would not be loaded; choose another name, such as trainkit-my-{plugin}")
