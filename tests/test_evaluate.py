@@ -197,3 +197,36 @@ def test_predict_with_a_convnet(synthetic_dir, tmp_path):
         catch_exceptions=False)
     assert predicted.exit_code == 0, predicted.output
     assert len(predicted.output.splitlines()) == 1 + 256
+
+
+@pytest.mark.parametrize("scale,shift,found", [(255.0, 0.0, "[0, 255]"), (2.0, 0.0, "[0, 2]"),
+                                               (1.0, -0.5, "[-0.5, 0.5]")])
+def test_predict_refuses_floats_outside_the_trained_range_unless_told(
+        trained_run, synthetic_dir, tmp_path, scale, shift, found):
+    images = read_idx(synthetic_dir / "t10k-images-idx3-ubyte.gz")[:20]
+    images[:, 0, 0], images[:, 0, 1] = 0, 255  # every image spans the whole range
+    unscaled = tmp_path / "unscaled.npy"
+    np.save(unscaled, images.astype(np.float32) / 255 * scale + shift)
+    result = CliRunner().invoke(make_cli(), ["predict", str(trained_run), str(unscaled)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: {unscaled}: float inputs range over {found}; the model was trained on inputs in "
+        f"[0, 1]{' (pixels in 0-255? divide them by 255, or give them as uint8)' if scale > 1 else ''}"
+        f"; scale them as in training, or pass --assume-scaled to predict on them as they are"]
+    told = CliRunner().invoke(make_cli(), ["predict", str(trained_run), str(unscaled),
+                                           "--assume-scaled"])
+    assert told.exit_code == 0 and len(told.output.splitlines()) == 21
+
+
+def test_predict_refuses_nan_inputs_and_reads_the_range_from_the_checkpoint(trained_run,
+                                                                           tmp_path):
+    from trainkit.checkpoint_io import load_checkpoint
+
+    assert load_checkpoint(trained_run / "last.npz")[0]["data"]["input_range"] == [0.0, 1.0]
+    bad = np.full((3, 28, 28), 0.5, np.float32)
+    bad[1, 3, 3] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    result = CliRunner().invoke(make_cli(), ["predict", str(trained_run), str(tmp_path / "nan.npy"),
+                                             "--assume-scaled"])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: {tmp_path / 'nan.npy'}: 1 input(s) hold NaN or inf values"

@@ -33,6 +33,9 @@ class RunContext:
     #: one input's shape as the dataset stores it (``(28, 28)`` for MNIST): what ``predict``
     #: checks new inputs against
     image_shape: tuple[int, ...] | None = None
+    #: the range of the training inputs as the model sees them (uint8 pixels: ``(0.0, 1.0)``):
+    #: what ``predict`` checks new float inputs against
+    input_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.run_dir is not None:
@@ -41,4 +44,4 @@ class RunContext:
 
 #: The RunContext fields a Trainer also exposes as attributes.
 CONTEXT_FIELDS = ("run_dir", "config", "is_main_process", "blas_threads", "blas_kernels",
-                  "component_sources", "class_names", "image_shape")
+                  "component_sources", "class_names", "image_shape", "input_range")

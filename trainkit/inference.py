@@ -4,7 +4,10 @@ The model is rebuilt from the checkpoint's manifest alone: its config names the 
 options, and ``data`` records the shape of one input and the class names, so predicting needs no
 dataset file. Inputs are an IDX file, a ``.npy`` array (never unpickled) or a folder of PNG
 images; each input must have the shape the model was trained on, and is scaled as training scaled
-it (uint8 pixels to [0, 1] in float32; floats are taken as they are).
+it (uint8 pixels to [0, 1] in float32; floats are taken as they are). Float inputs must lie in the
+range the training inputs had (recorded in the checkpoint; [0, 1] for every image dataset), give
+or take 5% of it: float32 pixels in 0-255 are refused, not silently mistaken for scaled ones,
+unless ``assume_scaled`` says the user knows better. NaN and inf are refused always.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class TrainedModel:
     class_names: list[str]
     source: str
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: the range of the training inputs as the model saw them (checkpoints before it: [0, 1])
+    input_range: tuple[float, float] = (0.0, 1.0)
 
     def scores(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """The model's outputs (logits) for ``images`` (already checked and scaled), float32."""
@@ -74,12 +79,17 @@ def load_trained_model(checkpoint: Path, registry, pm) -> TrainedModel:
     restore_model(model, manifest, arrays, source)
     if hasattr(model, "train"):
         model.train(False)
-    return TrainedModel(model, image_shape, class_names, source, manifest)
+    low, high = data.get("input_range") or (0.0, 1.0)
+    return TrainedModel(model, image_shape, class_names, source, manifest,
+                        (float(low), float(high)))
 
 
-def read_inputs(path: Path, image_shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
+def read_inputs(path: Path, image_shape: tuple[int, ...],
+                input_range: tuple[float, float] | None = (0.0, 1.0)
+                ) -> tuple[np.ndarray, list[str]]:
     """``(images as float32 scaled like training, one name per input)`` from an IDX file, a
-    ``.npy`` array or a folder of PNGs; the inputs' shape and dtype are checked."""
+    ``.npy`` array or a folder of PNGs; the inputs' shape, dtype and (for floats) range are
+    checked (``input_range=None``: the range is not)."""
     path = Path(path)
     if path.is_dir():
         raw, names = read_png_folder(path, image_shape)
@@ -97,6 +107,8 @@ def read_inputs(path: Path, image_shape: tuple[int, ...]) -> tuple[np.ndarray, l
         raw = read_idx(path)
         names = [str(i) for i in range(len(raw))] if raw.ndim else []
     images = check_inputs(raw, image_shape, str(path))
+    if raw.dtype != np.uint8:
+        check_range(images, input_range, str(path))
     if len(names) != len(images):  # a single image given without its batch axis
         names = [str(i) for i in range(len(images))]
     return images, names
@@ -124,6 +136,33 @@ def check_inputs(raw: np.ndarray, image_shape: tuple[int, ...], source: str) -> 
     if images.dtype == np.uint8:
         return np.multiply(images, np.float32(1 / 255), dtype=np.float32)
     return images.astype(np.float32)
+
+
+#: How far outside the training range float inputs may go, as a share of the range's width.
+RANGE_SLACK = 0.05
+
+
+def check_range(images: np.ndarray, trained: tuple[float, float] | None, source: str) -> None:
+    """A one-line ``DataError`` when float ``images`` hold NaN or inf, or go further outside the
+    ``trained`` range than float rounding or mild noise would (``None``: no range check)."""
+    if not images.size:
+        return
+    if not np.isfinite(images).all():
+        bad = int(np.count_nonzero(~np.isfinite(images).reshape(len(images), -1).all(axis=1)))
+        raise DataError(f"{source}: {bad} input(s) hold NaN or inf values")
+    if trained is None:
+        return
+    low, high = trained
+    found_low, found_high = float(images.min()), float(images.max())
+    slack = RANGE_SLACK * max(high - low, 1e-12)
+    if found_low >= low - slack and found_high <= high + slack:
+        return
+    hint = (" (pixels in 0-255? divide them by 255, or give them as uint8)"
+            if (low, high) == (0.0, 1.0) and found_high > 1 + slack and found_low >= -slack
+            else "")
+    raise DataError(f"{source}: float inputs range over [{found_low:.4g}, {found_high:.4g}]; the "
+                    f"model was trained on inputs in [{low:.4g}, {high:.4g}]{hint}; scale them as "
+                    f"in training, or pass --assume-scaled to predict on them as they are")
 
 
 def read_png_folder(folder: Path, image_shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:

@@ -317,7 +317,8 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
                          is_main_process=run.is_main_process,
                          component_sources=component_sources(run, pm),
                          class_names=splits.class_names,
-                         image_shape=tuple(int(d) for d in splits.train_images.shape[1:]))
+                         image_shape=tuple(int(d) for d in splits.train_images.shape[1:]),
+                         input_range=splits.input_range)
     run.trainer = Trainer(model, run.loss, run.optimizer, run.metrics, run.plugins,
                           plugin_manager=pm, context=context)
     return run

@@ -59,7 +59,8 @@ def capture(trainer, leave_out: tuple[str, ...] = ()) -> tuple[dict[str, np.ndar
         "components": trainer.component_sources,
         # what the model takes and gives, so that it can predict without the dataset's files
         "data": {"image_shape": list(trainer.image_shape or ()) or None,
-                 "class_names": list(trainer.class_names or ()) or None},
+                 "class_names": list(trainer.class_names or ()) or None,
+                 "input_range": list(trainer.input_range) if trainer.input_range else None},
     }
     return arrays, manifest
 

@@ -22,16 +22,20 @@ from trainkit.cli.options import VERBOSE_HELP
                    "probabilities instead of the classes).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Inputs scored at a time (the results do not depend on it).")
+@click.option("--assume-scaled", is_flag=True,
+              help="Take float inputs as they are, even outside the range the model was trained "
+                   "on (refused otherwise, as a sign of unscaled pixels).")
 @click.option("-v", "--verbose", is_flag=True, help=VERBOSE_HELP)
 @click.pass_obj
 def predict_command(app: AppState, checkpoint: Path, inputs: Path, output: Path | None,
-                    probabilities: bool, batch_size: int, verbose: bool) -> None:
+                    probabilities: bool, batch_size: int, assume_scaled: bool,
+                    verbose: bool) -> None:
     """Predict the class of every input in INPUT with the model of CHECKPOINT.
 
     CHECKPOINT is a checkpoint file or a run folder (its final.npz, else the newest checkpoint).
     INPUT is an IDX file, a .npy array of images, or a folder of PNG images; every input must
     have the shape the model was trained on (28x28 for MNIST), as uint8 pixels or floats in
-    [0, 1]. The CSV has one row per input: its index (or PNG file name), the class and its name,
+    the range training saw ([0, 1] for images; see --assume-scaled). The CSV has one row per input: its index (or PNG file name), the class and its name,
     and with --probabilities one column per class.
     """
     from trainkit.errors import ConfigError
@@ -41,7 +45,8 @@ def predict_command(app: AppState, checkpoint: Path, inputs: Path, output: Path 
         if output is not None and output.suffix not in (".csv", ".npy"):
             raise ConfigError(f"{output}: the output must end in .csv or .npy", "output")
         trained = load_trained_model(checkpoint, app.registry, app.pm)
-        images, names = read_inputs(inputs, trained.image_shape)
+        images, names = read_inputs(inputs, trained.image_shape,
+                                    None if assume_scaled else trained.input_range)
         scores = trained.scores(images, batch_size)
         classes = scores.argmax(axis=1)
         chances = softmax(scores) if probabilities else None

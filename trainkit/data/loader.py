@@ -41,6 +41,15 @@ class DatasetSplits:
         return int(np.prod(self.train_images.shape[1:]))
 
     @property
+    def input_range(self) -> tuple[float, float]:
+        """The range of the training inputs as the model sees them: uint8 pixels are scaled to
+        [0, 1]; float inputs are taken as they are. ``predict`` checks new inputs against it."""
+        images = self.train_images
+        if images.dtype == np.uint8 or not images.size:
+            return (0.0, 1.0)
+        return (float(np.min(images)), float(np.max(images)))
+
+    @property
     def sample_shape(self) -> tuple[int, ...]:
         """One sample's shape as a model sees it: images ``(H, W)`` become channels-last
         ``(H, W, 1)``; ``(H, W, C)`` and flat ``(F,)`` samples stay as they are."""
