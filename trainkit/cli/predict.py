@@ -35,7 +35,8 @@ def predict_command(app: AppState, checkpoint: Path, inputs: Path, output: Path 
     CHECKPOINT is a checkpoint file or a run folder (its final.npz, else the newest checkpoint).
     INPUT is an IDX file, a .npy array of images, or a folder of PNG images; every input must
     have the shape the model was trained on (28x28 for MNIST), as uint8 pixels or floats in
-    the range training saw ([0, 1] for images; see --assume-scaled). The CSV has one row per input: its index (or PNG file name), the class and its name,
+    the range training saw ([0, 1] for images; see --assume-scaled). The CSV has one row per
+    input: its index (or PNG file name), the class and its name,
     and with --probabilities one column per class.
     """
     from trainkit.errors import ConfigError
