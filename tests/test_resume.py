@@ -303,3 +303,32 @@ def test_plugins_turned_on_and_off_on_resume_are_said(synthetic_dir, two_epochs,
                        "--no-plugin", "progress", "--data-dir", str(synthetic_dir))
     assert result.exit_code == 0, result.output
     assert "plugin history on; plugin progress off" in result.output
+
+
+def test_resuming_an_older_checkpoint_of_a_run_folder_sets_the_later_files_aside(synthetic_dir,
+                                                                                 tmp_path):
+    out = tmp_path / "run"
+    assert train(synthetic_dir, out, 3, "--checkpoint-keep", "0").exit_code == 0
+    later = {name: (out / name).read_bytes() for name in ("epoch-002.npz", "epoch-003.npz",
+                                                          "last.npz", "final.npz",
+                                                          "history.csv", "run.json")}
+    resumed = invoke(["run", "--resume", str(out / "epoch-001.npz"), "--epochs", "2",
+                      "--dataset", "idx", "--data-dir", str(synthetic_dir)])
+    assert resumed.exit_code == 0, resumed.output
+    aside = [p for p in out.iterdir() if p.name.startswith("superseded-")]
+    assert len(aside) == 1
+    assert (f"trainkit: resuming from epoch 1 (epoch-001.npz) a run that had gone further: its "
+            f"later files moved to {aside[0]}") in resumed.output
+    for name, content in later.items():  # every later file kept, byte for byte
+        assert (aside[0] / name).read_bytes() == content, name
+    assert load_checkpoint(out / "last.npz")[0]["epoch"] == 2  # the resumed run's own
+    assert (out / "epoch-001.npz").exists() and not (out / "epoch-003.npz").exists()
+
+
+def test_resuming_the_newest_checkpoint_moves_nothing(synthetic_dir, tmp_path):
+    out = tmp_path / "run"
+    assert train(synthetic_dir, out, 1).exit_code == 0
+    resumed = invoke(["run", "--resume", str(out), "--epochs", "2", "--dataset", "idx",
+                      "--data-dir", str(synthetic_dir)])
+    assert resumed.exit_code == 0 and "moved to" not in resumed.output
+    assert not [p for p in out.iterdir() if p.name.startswith("superseded-")]

@@ -85,3 +85,60 @@ def prepare_run_dir(run_dir: Path) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"{run_dir}: cannot create run folder ({e.strerror})", "out") from None
+
+
+def progress_in(folder: Path) -> int:
+    """The furthest optimizer step that a checkpoint in ``folder`` was saved at (0: none)."""
+    names = [*RESUMABLE, "final.npz", *(p.name for p in folder.glob("epoch-*.npz"))]
+    return max([0, *(step_of(folder / name) or 0 for name in names)])
+
+
+def step_of(checkpoint: Path) -> int | None:
+    """The optimizer step ``checkpoint`` was saved at, from its manifest alone (``None`` when it
+    cannot be read)."""
+    import json
+    import zipfile
+
+    from trainkit.checkpoint_io import MANIFEST
+
+    try:
+        with zipfile.ZipFile(checkpoint) as zf:
+            return int(json.loads(zf.read(MANIFEST)).get("global_step") or 0)
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile):
+        return None
+
+
+def set_aside_later_files(folder: Path, resumed: Path, epoch: int, global_step: int
+                          ) -> Path | None:
+    """Resuming ``folder``'s run from ``resumed`` (a checkpoint of ``epoch`` and ``global_step``)
+    when the run had gone further: everything the resumed run would overwrite or contradict
+    (later checkpoints, ``last``/``final.npz``, a later ``best.npz``, ``history.csv``,
+    ``run.json``, plugins' files) moves into ``folder/superseded-<time>/``, which is returned;
+    the resumed checkpoint, the epoch checkpoints up to ``epoch`` and a ``best.npz`` from
+    before it stay. ``None`` (nothing moved) when the run had
+    not gone further."""
+    import datetime as _dt
+    import re
+
+    from trainkit.run_lock import LOCK_NAME, OWNER_NAME
+
+    if progress_in(folder) <= global_step:
+        return None
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    aside = folder / f"superseded-{stamp}"
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = folder / f"superseded-{stamp}-{n}"
+    aside.mkdir()
+    resumed = resumed.resolve()
+    best = step_of(folder / "best.npz")
+    for entry in sorted(folder.iterdir()):
+        earlier = re.fullmatch(r"epoch-(\d+)\.npz", entry.name)
+        if (entry.name in (LOCK_NAME, OWNER_NAME) or entry == aside
+                or entry.name.startswith("superseded-") or entry.resolve() == resumed
+                or (earlier and int(earlier.group(1)) <= epoch)
+                or (entry.name == "best.npz" and best is not None and best <= global_step)):
+            continue
+        entry.rename(aside / entry.name)
+    return aside

@@ -173,7 +173,20 @@ class Session:
             if self.overwrite and not self.continuing(run.run_dir) and holds_a_run(run.run_dir):
                 clear_run_dir(run.run_dir)  # under the lock: never a folder a live run uses
                 self.report(f"trainkit: cleared {run.run_dir} (--overwrite)", True)
+            if self.continuing(run.run_dir):
+                self.set_aside_a_later_past(run)
             return self._train(run)
+
+    def set_aside_a_later_past(self, run: runlib.Run) -> None:
+        """Resuming a run folder from a checkpoint older than the run's newest state: the files
+        of the later epochs move aside, never overwritten, and a line says where."""
+        from trainkit.run_folder import set_aside_later_files
+
+        epoch, step = int(self.manifest["epoch"]), int(self.manifest["global_step"])
+        aside = set_aside_later_files(run.run_dir, self.resume_from, epoch, step)
+        if aside is not None:
+            self.report(f"trainkit: resuming from epoch {epoch} ({self.resume_from.name}) a run "
+                        f"that had gone further: its later files moved to {aside}", True)
 
     def _train(self, run: runlib.Run) -> Outcome:
         from trainkit.run import write_status
