@@ -13,8 +13,20 @@ from trainkit.lazy import lazy_import
 np = lazy_import("numpy")
 
 
+def check_labels(labels: np.ndarray, num_classes: int) -> None:
+    """A one-line ``DataError`` for a label that is no class of the model's outputs. numpy would
+    raise an IndexError for 10 of 10 classes, and silently take -1 as the last class."""
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        from trainkit.errors import DataError
+
+        bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
+        raise DataError(f"label {bad} is outside the model's {num_classes} classes (labels must "
+                        f"be 0 to {num_classes - 1})")
+
+
 def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """float32 one-hot rows for integer ``labels``."""
+    check_labels(labels, num_classes)
     out = np.zeros((len(labels), num_classes), dtype=np.float32)
     out[np.arange(len(labels)), labels] = 1.0
     return out
@@ -41,6 +53,7 @@ class CrossEntropy:
                                             np.empty(n, logits.dtype), np.empty(n, logits.dtype),
                                             np.arange(n))
         work, row_max, sums, losses, rows = buffers
+        check_labels(targets, logits.shape[1])
         # ufunc reductions with out= skip numpy's Python-level wrappers (a few us per call)
         np.maximum.reduce(logits, axis=1, keepdims=True, out=row_max)
         np.subtract(logits, row_max, out=work)

@@ -142,3 +142,56 @@ def test_the_cache_follows_the_user_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert default_cache_dir() == Path.home() / ".cache" / "trainkit"
 
+
+
+def test_labels_outside_the_classes_are_one_line_errors_naming_the_dataset_and_value(tmp_path):
+    """From the CLI, a Session and a Trainer alike: the check is the dataset's own."""
+    import textwrap
+
+    from click.testing import CliRunner
+
+    from trainkit.cli import make_cli
+
+    module = tmp_path / "shifted_labels.py"
+    module.write_text(textwrap.dedent('''
+        import numpy as np
+        from trainkit import hookimpl
+        from trainkit.data import DatasetSplits
+
+        def shifted():
+            rng = np.random.default_rng(0)
+            images = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8)
+            labels = rng.integers(1, 11, 64)  # 1-10, as a user's own labels may be
+            return DatasetSplits("shifted", images, labels, images[:16], labels[:16], 10)
+
+        @hookimpl
+        def register_datasets(register):
+            register("shifted", shifted)
+    '''))
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        result = CliRunner().invoke(make_cli(), ["-p", "shifted_labels", "run", "--dataset",
+                                                 "shifted", "--epochs", "1", "--out",
+                                                 str(tmp_path / "run")])
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: dataset shifted: training label 10 is outside its 10 classes (labels must be 0 "
+        "to 9; labels found: 1 to 10)"]
+
+
+def test_float_labels_and_negative_labels_are_refused():
+    import numpy as np
+
+    from trainkit.data import DatasetSplits
+    from trainkit.errors import DataError
+
+    images = np.zeros((4, 2, 2), np.uint8)
+    with pytest.raises(DataError, match="dataset d: its training labels are float64, not "
+                                        "integer classes"):
+        DatasetSplits("d", images, np.zeros(4), images, np.zeros(4, int), 3)
+    with pytest.raises(DataError, match="dataset d: test label -1 is outside its 3 classes"):
+        DatasetSplits("d", images, np.zeros(4, int), images, np.array([0, 1, -1, 2]), 3)

@@ -66,3 +66,18 @@ def test_bce_is_stable_for_extreme_logits():
     loss = BinaryCrossEntropy()
     value = loss.forward(np.array([[1e4, -1e4]], np.float32), np.array([0]))
     assert math.isfinite(value) and value == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["cross-entropy", "mse", "bce"])
+@pytest.mark.parametrize("bad", [10, -1])
+def test_a_label_outside_the_classes_is_a_one_line_error_not_an_index_or_a_wrap(name, bad):
+    """A Trainer fed by the user's own loader meets the same check as a dataset."""
+    from trainkit.errors import DataError
+    from trainkit.plugins import losses
+
+    loss = {"cross-entropy": losses.CrossEntropy, "mse": losses.MeanSquaredError,
+            "bce": losses.BinaryCrossEntropy}[name]()
+    logits = np.zeros((3, 10), np.float32)
+    with pytest.raises(DataError, match=rf"^label {bad} is outside the model's 10 classes "
+                                        rf"\(labels must be 0 to 9\)$"):
+        loss.forward(logits, np.array([0, bad, 3]))

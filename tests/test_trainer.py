@@ -299,3 +299,13 @@ def test_hooks_receive_the_run_context(synthetic_dir, tmp_path):
     assert isinstance(context, RunContext) and context.run_dir.name == "run"
     assert context.config["epochs"] == 1 and context.blas_threads == 1
     assert context.is_main_process
+
+
+def test_a_trainer_fed_labels_outside_the_classes_stops_with_a_data_error():
+    from trainkit.errors import DataError
+
+    rng = np.random.default_rng(1)
+    x, y = make_images(64, rng)
+    train = DataLoader(x, y + 1, 32)  # labels 1-10 for 10 outputs
+    with pytest.raises(DataError, match=r"^label 10 is outside the model's 10 classes"):
+        make_trainer().fit(train, DataLoader(x, y, 32), epochs=1)

@@ -35,6 +35,28 @@ class DatasetSplits:
     def __post_init__(self) -> None:
         if self.class_names is None:
             self.class_names = tuple(str(i) for i in range(self.num_classes))
+        self.check_labels()
+
+    def check_labels(self) -> None:
+        """Every label must be an integer class from 0 to ``num_classes - 1``: checked once,
+        here, so that a label outside them is a one-line error naming the dataset and the value,
+        never an IndexError from the loss in the middle of the first epoch."""
+        from trainkit.errors import DataError
+
+        for split, labels in (("training", self.train_labels), ("test", self.test_labels)):
+            labels = np.asarray(labels)
+            if not labels.size:
+                continue
+            if not np.issubdtype(labels.dtype, np.integer):
+                raise DataError(f"dataset {self.name}: its {split} labels are {labels.dtype}, "
+                                f"not integer classes")
+            low, high = int(labels.min()), int(labels.max())
+            if low < 0 or high >= self.num_classes:
+                bad = low if low < 0 else high
+                raise DataError(
+                    f"dataset {self.name}: {split} label {bad} is outside its "
+                    f"{self.num_classes} classes (labels must be 0 to {self.num_classes - 1}; "
+                    f"labels found: {low} to {high})")
 
     @property
     def input_size(self) -> int:
