@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from click.testing import CliRunner
 
@@ -93,3 +95,23 @@ def test_a_config_section_of_a_plugin_that_is_off_is_an_error_as_on_the_command_
     on = CliRunner().invoke(make_cli(), ["run", "--config", "run.toml", "--plugin",
                                          "early-stopping", "--print-config"])
     assert on.exit_code == 0 and "[early-stopping]" in on.output
+
+
+def test_an_environment_variable_for_a_component_or_plugin_not_in_use_is_ambient(tmp_path):
+    """TRAINKIT_DATA_DIR (the README's advice) with a dataset that reads no folder, and an
+    option of a plugin that is off: a run goes on; the same typed as flags are mistakes."""
+    from trainkit.harness import TinyDatasetPlugin
+
+    args = ["run", "--dataset", "tiny", "--epochs", "1", "--out", str(tmp_path / "run")]
+    env = {"TRAINKIT_DATA_DIR": str(tmp_path), "TRAINKIT_EARLY_STOPPING_PATIENCE": "5"}
+    ambient = CliRunner().invoke(make_cli([TinyDatasetPlugin()]), args, env=env)
+    assert ambient.exit_code == 0, ambient.output
+    config = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
+    assert "data_dir" not in config
+    typed = CliRunner().invoke(make_cli([TinyDatasetPlugin()]),
+                               [*args, "--data-dir", str(tmp_path), "--overwrite"])
+    assert typed.exit_code == 2 and "option 'data_dir' applies to dataset" in typed.output
+    typed = CliRunner().invoke(make_cli([TinyDatasetPlugin()]),
+                               [*args, "--early-stopping-patience", "5", "--overwrite"])
+    assert typed.exit_code == 2 and "which is off; turn it on with --plugin early-stopping" \
+        in typed.output

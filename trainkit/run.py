@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,8 +124,10 @@ class Run:
         return all(contract.read(p, "is_main_process") for p in self.plugins.values())
 
 
-def resolve(config: dict[str, Any], registry: Registry) -> Run:
-    """Check the config and create every component from it (no data is loaded yet)."""
+def resolve(config: dict[str, Any], registry: Registry, *, ambient: Collection[str] = ()) -> Run:
+    """Check the config and create every component from it (no data is loaded yet). A key in
+    ``ambient`` (set by the environment, not by the user for this run) that applies to no
+    selected component is dropped instead of refused."""
     config = merge_configs(RUN_DEFAULTS, config)
     for key, low in (("epochs", 1), ("batch_size", 1)):
         value = config[key]
@@ -149,12 +152,15 @@ def resolve(config: dict[str, Any], registry: Registry) -> Run:
 
     owners = component_option_owners(registry)
     selected = {c.name: c for c in [*components.values(), *metric_components]}
-    for key in config:
+    for key in list(config):
         if key in RUN_DEFAULTS or key in registry.components["plugin"]:
             continue
         if key not in owners:
             raise ConfigError(f"unknown option {key!r}", key)
         if config[key] is not None and not any(name in selected for _, name in owners[key]):
+            if key in ambient:
+                del config[key]
+                continue
             applies = ", ".join(f"{kind} {name}" for kind, name in owners[key])
             raise ConfigError(f"option {key!r} applies to {applies}, none of which is selected", key)
     for name, plugin in registry.components["plugin"].items():

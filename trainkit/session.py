@@ -17,7 +17,7 @@ Session, and maps the outcome to an exit code.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,7 @@ class Session:
     def __init__(self, config: dict[str, Any] | None = None, *, config_file: Path | str | None = None,
                  resume: Path | str | None = None, overwrite: bool = False,
                  plugins: Sequence[object] = (), pm=None, registry=None,
-                 report: Report = print_report) -> None:
+                 report: Report = print_report, ambient: Collection[str] = ()) -> None:
         if pm is None:
             from trainkit.plugin_manager import get_plugin_manager
             from trainkit.registry import Registry
@@ -79,6 +79,7 @@ class Session:
         self.layer = dict(config or {})
         self.config_file = Path(config_file) if config_file is not None else None
         self.resume, self.overwrite, self.report = resume, overwrite, report
+        self.ambient = frozenset(ambient)
         self.run: runlib.Run | None = None
         self.resume_from: Path | None = None
         self.manifest: dict[str, Any] | None = None
@@ -118,7 +119,7 @@ class Session:
             on = runlib.enabled_plugins(runlib.merge_configs(runlib.RUN_DEFAULTS, config),
                                         self.registry)
             runlib.check_config_file(file_layer, self.registry, on, str(self.config_file))
-        self.run = runlib.resolve(config, self.registry)
+        self.run = runlib.resolve(config, self.registry, ambient=self.ambient)
         if self.resume_from is not None:
             self.changes = runlib.resume_changes(self._saved, self.run, str(self.resume_from))
             check_epochs_left(self.run.config["epochs"], self.manifest, self.resume_from)

@@ -219,13 +219,19 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
 
     given = given_options(ctx, kwargs)
     layer = config_layer(app, given, component_options, plugin_params)
+    # An environment variable is ambient: set for every run of the shell, it is no mistake when
+    # the run does not use its component or plugin (TRAINKIT_DATA_DIR with a dataset that reads
+    # no folder); the same value typed on the command line is.
+    ambient = {name for name in given
+               if ctx.get_parameter_source(name) is ParameterSource.ENVIRONMENT}
     session = Session(layer, config_file=kwargs.get("config"), resume=kwargs.get("resume"),
                       overwrite=bool(kwargs.get("overwrite")), pm=app.pm, registry=app.registry,
-                      report=lambda message, error=False: click.echo(message, err=error))
+                      report=lambda message, error=False: click.echo(message, err=error),
+                      ambient=ambient & component_options)
     with cli_errors(app.verbose):
         run = session.resolve()
         for param_name, (plugin, _) in plugin_params.items():
-            if param_name in given and plugin not in run.plugins:
+            if param_name in given and param_name not in ambient and plugin not in run.plugins:
                 raise ConfigError(f"{flag_of(param_name)} is an option of plugin {plugin!r}, "
                                   f"which is off; turn it on with --plugin {plugin}", param_name)
         if kwargs.get("print_config"):
