@@ -234,3 +234,40 @@ def test_a_mode_against_the_metrics_name_is_warned_about():
     quiet = FakeTrainer()
     EarlyStopping(monitor="val_loss", mode="min").on_fit_start(quiet)
     assert not hasattr(quiet, "said")
+
+
+@pytest.mark.parametrize("flags,option,wrong,close", [
+    (["--plugin", "early-stopping", "--early-stopping-monitor", "val_accuracy"],
+     "--early-stopping-monitor", "val_accuracy", " (did you mean 'val_acc'?)"),
+    (["--checkpoint-monitor", "val_f1"], "--checkpoint-monitor", "val_f1", ""),
+    (["--lr-schedule", "reduce-on-plateau", "--lr-schedule-monitor", "vall_loss"],
+     "--lr-schedule-monitor", "vall_loss", " (did you mean 'val_loss'?)")])
+def test_a_monitor_typo_is_refused_before_the_first_batch(synthetic_dir, tmp_path, flags, option,
+                                                          wrong, close):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(make_cli(), [
+        "run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "1", "--out",
+        str(out), *flags])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}'" in result.output
+    assert (f"monitored metric {wrong!r} is not logged{close}; logged: loss, acc, val_loss, "
+            f"val_acc, lr") in " ".join(result.output.split())
+    assert "[  1/1]" not in result.output and not out.exists()  # no epoch, no run folder
+
+
+def test_a_trainer_checks_its_plugins_monitors_before_the_first_batch():
+    from trainkit import Trainer
+    from trainkit.data import DataLoader
+    from trainkit.plugins.losses import CrossEntropy
+    from trainkit.plugins.metrics import Accuracy
+    from trainkit.plugins.models import MLP
+    from trainkit.plugins.optimizers import SGD
+
+    model = MLP(hidden=(4,)).build(4, 2, np.random.default_rng(0))
+    trainer = Trainer(model, CrossEntropy(), SGD(), [Accuracy()],
+                      {"early-stopping": EarlyStopping(monitor="val_acc")})
+    data = DataLoader(np.zeros((8, 4), np.float32), np.zeros(8, np.intp), 4)
+    with pytest.raises(ConfigError, match="monitored metric 'val_acc' is not logged; logged: "
+                                          "loss, acc, lr"):
+        trainer.fit(data, None, epochs=1)  # no validation split: no val_acc
+    assert trainer.state.global_step == 0

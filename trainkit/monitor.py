@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from trainkit.errors import ConfigError
@@ -92,11 +93,17 @@ class Monitor:
 
     def value(self, logs: dict[str, float]) -> float:
         if self.metric not in logs:
-            raise ConfigError(
-                f"monitored metric {self.metric!r} is not logged; logged: {', '.join(logs)}",
-                "monitor",
-            )
+            raise ConfigError(self.not_logged(logs), "monitor")
         return float(logs[self.metric])
+
+    def not_logged(self, names: Iterable[str]) -> str:
+        """The one-line error for a metric the run does not log, with a did-you-mean."""
+        import difflib
+
+        names = list(names)
+        close = difflib.get_close_matches(self.metric, names, n=1, cutoff=0.7)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"monitored metric {self.metric!r} is not logged{hint}; logged: {', '.join(names)}"
 
     def is_improvement(self, value: float) -> bool:
         """True when ``value`` would be the new best."""
@@ -136,3 +143,17 @@ class Monitor:
         self.best_epoch = state.get("best_epoch")
         if self.best_epoch is None and self.best is not None and self.best == self.baseline:
             self.best = None  # saved by trainkit <= 0.1.0, which started the best at the baseline
+
+
+def check_monitors(plugins: Mapping[str, Any], logged: Iterable[str]) -> None:
+    """Before the first batch: every run plugin's ``monitor`` (a ``Monitor``) must watch a name
+    the run logs, else a one-line ``ConfigError`` with a did-you-mean, naming the plugin's
+    ``--<plugin>-monitor`` option, instead of a failure after the first epoch."""
+    from trainkit.options import plugin_option_param
+
+    logged = list(logged)
+    for name, plugin in plugins.items():
+        monitor = getattr(plugin, "monitor", None)
+        if isinstance(monitor, Monitor) and monitor.metric not in logged:
+            raise ConfigError(f"plugin {name!r}: {monitor.not_logged(logged)}",
+                              plugin_option_param(name, "monitor"))

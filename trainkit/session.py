@@ -51,6 +51,14 @@ class Outcome:
     def trainer(self):
         return self.run.trainer
 
+    def __repr__(self) -> str:
+        """One line: how it ended, after how many epochs, its test scores and run folder (not
+        the registry and the dataset's arrays that a dataclass repr would print)."""
+        epochs = len(self.history) if self.history is not None else 0
+        test = {k: round(v, 4) for k, v in (self.test_logs or {}).items()}
+        return (f"Outcome(status={self.status!r}, epochs={epochs}, test_logs={test}, "
+                f"run_dir={str(self.run_dir) if self.run_dir else None!r})")
+
     @property
     def run_dir(self) -> Path | None:
         return self.run.run_dir
@@ -140,10 +148,11 @@ class Session:
         out = Path(run.config["out"]) if run.config.get("out") else None
         if out is not None and run.is_main_process and not self.continuing(out) and \
                 not self.overwrite and holds_a_run(out):
-            raise ConfigError(f"{out} holds an earlier run; resume it with --resume {out}, "
-                              f"train elsewhere with another --out, or clear it with --overwrite",
-                              "out")
+            raise ConfigError(refusal_of_a_used_folder(out), "out")
         runlib.build(run, self.pm)
+        from trainkit.monitor import check_monitors
+
+        check_monitors(run.plugins, run.trainer.logged_names(validation=run.val_loader is not None))
         if self.resume_from is not None:
             from trainkit.snapshot import restore
 
@@ -187,7 +196,8 @@ class Session:
         aside = set_aside_later_files(run.run_dir, self.resume_from, epoch, step)
         if aside is not None:
             self.report(f"trainkit: resuming from epoch {epoch} ({self.resume_from.name}) a run "
-                        f"that had gone further: its later files moved to {aside}", True)
+                        f"that had gone further: its later checkpoints moved to {aside}, with a "
+                        f"copy of its other files", True)
 
     def _train(self, run: runlib.Run) -> Outcome:
         from trainkit.run import write_status
@@ -312,3 +322,16 @@ def check_epochs_left(epochs: int, manifest: dict[str, Any], source: Path) -> No
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def refusal_of_a_used_folder(out: Path) -> str:
+    """Why a run folder holding an earlier run is not trained in, and what to do: resume it,
+    unless it left nothing to resume from (stopped before its first checkpoint)."""
+    from trainkit.run_folder import newest_checkpoint
+
+    if newest_checkpoint(out) is None:
+        return (f"{out} holds an earlier run that saved no checkpoint to resume from (stopped "
+                f"before the end of its first epoch); start afresh there with --overwrite, or "
+                f"train elsewhere with another --out")
+    return (f"{out} holds an earlier run; resume it with --resume {out}, train elsewhere with "
+            f"another --out, or clear it with --overwrite")

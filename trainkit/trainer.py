@@ -316,6 +316,9 @@ class Trainer:
         checkpoints and plateau schedules watch. ``test`` is scored once, when training has
         ended normally (``test_*``, added to the last history row): it never steers training.
         """
+        from trainkit.monitor import check_monitors
+
+        check_monitors(self.plugins, self.logged_names(validation=val is not None))
         self.train_loader, self.val_loader, self.epochs = train, val, epochs
         self.test_loader, self.test_logs = test, None
         self.stop_reason = None
@@ -364,6 +367,18 @@ class Trainer:
                     if name is not None:
                         self.plugin_manager.unregister(name=name)
         return self.history
+
+    def logged_names(self, validation: bool = True) -> list[str]:
+        """The names every epoch's logs hold, known before the first batch: ``loss`` and each
+        logged metric, the same with ``val_`` when there is a validation split, and ``lr``."""
+        from trainkit.metrics import as_metric, logged
+
+        train = ["loss", *(m.name for m in map(as_metric, self.metrics) if logged(m))]
+        names = list(train)
+        if validation:
+            extra = [m.name for m in self._evaluation_metrics if logged(m)]
+            names += [f"val_{name}" for name in (*train, *extra)]
+        return [*names, "lr"]
 
     def add_evaluation_metric(self, metric: Any) -> None:
         """Also compute ``metric`` in validation and test passes (not in training steps): how a

@@ -51,25 +51,30 @@ def predict_command(app: AppState, checkpoint: Path, inputs: Path, output: Path 
         scores = trained.scores(images, batch_size)
         classes = scores.argmax(axis=1)
         chances = softmax(scores) if probabilities else None
-        if output is not None and output.suffix == ".npy":
-            import numpy as np
-
-            from trainkit.atomic import atomic_file
-
-            with atomic_file(output) as f:
-                np.save(f, chances if chances is not None else classes.astype(np.int64),
-                        allow_pickle=False)
-        else:
-            text = predictions_csv(names, classes, trained.class_names, chances)
-            if output is None:
-                click.echo(text, nl=False)
-            else:
-                from trainkit.atomic import atomic_write
-
-                atomic_write(output, text)
+        write_predictions(output, names, classes, trained.class_names, chances)
         if output is not None:
             click.echo(f"trainkit: {len(classes):,} predictions of {trained.source} written to "
                        f"{output}", err=True)
+
+
+def write_predictions(output, names, classes, class_names, chances) -> None:
+    """A ``.npy`` of the classes (or probabilities), else CSV, to ``output`` or stdout."""
+    if output is not None and output.suffix == ".npy":
+        import numpy as np
+
+        from trainkit.atomic import atomic_file
+
+        with atomic_file(output) as f:
+            np.save(f, chances if chances is not None else classes.astype(np.int64),
+                    allow_pickle=False)
+        return
+    text = predictions_csv(names, classes, class_names, chances)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        from trainkit.atomic import atomic_write
+
+        atomic_write(output, text)
 
 
 def predictions_csv(names, classes, class_names, chances=None) -> str:
