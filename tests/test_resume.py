@@ -318,11 +318,13 @@ def test_resuming_an_older_checkpoint_of_a_run_folder_sets_the_later_files_aside
     aside = [p for p in out.iterdir() if p.name.startswith("superseded-")]
     assert len(aside) == 1
     assert (f"trainkit: resuming from epoch 1 (epoch-001.npz) a run that had gone further: its "
-            f"later files moved to {aside[0]}") in resumed.output
+            f"later checkpoints moved to {aside[0]}, with a copy of its other files") \
+        in " ".join(resumed.output.split())
     for name, content in later.items():  # every later file kept, byte for byte
         assert (aside[0] / name).read_bytes() == content, name
     assert load_checkpoint(out / "last.npz")[0]["epoch"] == 2  # the resumed run's own
     assert (out / "epoch-001.npz").exists() and not (out / "epoch-003.npz").exists()
+    assert len((out / "history.csv").read_text().splitlines()) == 1 + 2  # continued in place
 
 
 def test_resuming_the_newest_checkpoint_moves_nothing(synthetic_dir, tmp_path):
@@ -332,3 +334,41 @@ def test_resuming_the_newest_checkpoint_moves_nothing(synthetic_dir, tmp_path):
                       "--data-dir", str(synthetic_dir)])
     assert resumed.exit_code == 0 and "moved to" not in resumed.output
     assert not [p for p in out.iterdir() if p.name.startswith("superseded-")]
+
+
+def test_a_smoke_runs_limit_is_lifted_on_resume_with_limit_batches_all(synthetic_dir, tmp_path):
+    out = tmp_path / "smoke"
+    smoke = invoke(["run", "--dataset", "idx", "--data-dir", str(synthetic_dir), "--epochs", "1",
+                    "--out", str(out), "--limit-batches", "2"])
+    assert smoke.exit_code == 0, smoke.output
+    assert load_checkpoint(out / "last.npz")[0]["global_step"] == 2
+    for lift in ("all", "0"):
+        resumed = invoke(["run", "--resume", str(out), "--epochs", "2", "--dataset", "idx",
+                          "--data-dir", str(synthetic_dir), "--limit-batches", lift,
+                          "--out", str(tmp_path / f"full-{lift}")])
+        assert resumed.exit_code == 0, resumed.output
+        manifest = load_checkpoint(tmp_path / f"full-{lift}" / "last.npz")[0]
+        assert manifest["config"]["limit_batches"] is None
+        assert manifest["global_step"] > 2 + 2  # the second epoch ran every batch
+    bad = invoke(["run", "--dataset", "idx", "--data-dir", str(synthetic_dir),
+                  "--limit-batches", "some"])
+    assert bad.exit_code == 2 and "'some' is not a number of batches or 'all'" in bad.output
+
+
+def test_after_a_double_ctrl_c_in_the_first_epoch_the_advice_leads_somewhere(synthetic_dir,
+                                                                              tmp_path):
+    out = tmp_path / "run"
+    stopped = train(synthetic_dir, out, 2, plugins=[InterruptTwiceAt(global_step=3)])
+    assert stopped.exit_code == EXIT_INTERRUPTED and not (out / "last.npz").exists()
+    again = train(synthetic_dir, out, 2)
+    assert again.exit_code == 2
+    said = " ".join(again.output.split())
+    assert (f"{out} holds an earlier run that saved no checkpoint to resume from (stopped before "
+            f"the end of its first epoch); start afresh there with --overwrite") in said
+    assert "--resume" not in said
+    resumed = invoke(["run", "--resume", str(out)])
+    assert resumed.exit_code == 1
+    assert "nothing to resume: start afresh there with --overwrite" in resumed.output
+    afresh = train(synthetic_dir, out, 2, "--overwrite")
+    assert afresh.exit_code == 0, afresh.output
+    assert load_checkpoint(out / "last.npz")[0]["epoch"] == 2

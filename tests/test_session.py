@@ -39,3 +39,24 @@ def test_config_file_mistakes_name_the_file(synthetic_dir, tmp_path):
     (tmp_path / "run.toml").write_text("[checkpoint]\nevry = 2\n")
     with pytest.raises(ConfigError, match=r"run.toml: \[checkpoint\] has an unknown key 'evry'"):
         Session(config(synthetic_dir, tmp_path / "a"), config_file=tmp_path / "run.toml").resolve()
+
+
+def test_one_plugin_name_as_a_string_is_that_plugin_not_its_letters(synthetic_dir, tmp_path):
+    outcome = Session(config(synthetic_dir, tmp_path / "run", epochs=1, plugin="history",
+                             no_plugin="progress")).fit()
+    assert outcome.status == "completed"
+    assert (tmp_path / "run" / "history.csv").exists()
+    assert "history" in outcome.run.plugins and "progress" not in outcome.run.plugins
+
+
+def test_an_unknown_key_suggests_the_known_one(synthetic_dir, tmp_path):
+    with pytest.raises(ConfigError, match=r"^unknown option 'epoch'; did you mean 'epochs'\?$"):
+        Session(config(synthetic_dir, tmp_path / "run", epoch=1)).resolve()
+
+
+def test_an_outcome_prints_as_one_line(synthetic_dir, tmp_path):
+    outcome = Session(config(synthetic_dir, tmp_path / "run", epochs=1)).fit()
+    text = repr(outcome)
+    assert "\n" not in text and len(text) < 300
+    assert text.startswith("Outcome(status='completed', epochs=1, test_logs={'test_loss': ")
+    assert text.endswith(f"run_dir={str(tmp_path / 'run')!r})")

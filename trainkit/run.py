@@ -55,6 +55,14 @@ def component_option_owners(registry: Registry) -> dict[str, list[tuple[str, str
     return owners
 
 
+def names_of(value: Any) -> list[str]:
+    """A list of names from a config value: one name alone (``"history"``) is a list of one,
+    not a list of letters."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
 def merge_configs(*layers: dict[str, Any]) -> dict[str, Any]:
     """Later layers win; plugin tables merge key by key.
 
@@ -64,7 +72,7 @@ def merge_configs(*layers: dict[str, Any]) -> dict[str, Any]:
     """
     merged: dict[str, Any] = {}
     for layer in layers:
-        on, off = list(layer.get("plugin") or []), list(layer.get("no_plugin") or [])
+        on, off = names_of(layer.get("plugin")), names_of(layer.get("no_plugin"))
         both = sorted(set(on) & set(off))
         if both:
             raise ConfigError(f"--plugin and --no-plugin both name {', '.join(both)}", "no_plugin")
@@ -134,8 +142,11 @@ def resolve(config: dict[str, Any], registry: Registry, *, ambient: Collection[s
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}", key)
     limit = config["limit_batches"]
+    if isinstance(limit, str) and limit.strip().lower() == "all" or limit == 0:
+        config["limit_batches"] = limit = None  # every batch: lifts a resumed run's limit
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ConfigError(f"limit_batches must be an integer >= 1, got {limit!r}", "limit_batches")
+        raise ConfigError(f"limit_batches must be a number of batches, or 'all' (0) for every "
+                          f"batch, got {limit!r}", "limit_batches")
     val_split = config["val_split"]
     if isinstance(val_split, bool) or not isinstance(val_split, (int, float)) or \
             not 0 <= val_split < 1:
@@ -156,7 +167,7 @@ def resolve(config: dict[str, Any], registry: Registry, *, ambient: Collection[s
         if key in RUN_DEFAULTS or key in registry.components["plugin"]:
             continue
         if key not in owners:
-            raise ConfigError(f"unknown option {key!r}", key)
+            raise ConfigError(f"unknown option {key!r}{did_you_mean(key, registry)}", key)
         if config[key] is not None and not any(name in selected for _, name in owners[key]):
             if key in ambient:
                 del config[key]
@@ -527,7 +538,14 @@ def check_config_file(layer: dict[str, Any], registry: Registry, plugins_on, sou
                                       f"plugin {key!r} has: {', '.join(sorted(specs))}")
                 check_file_value(specs[option], option_value, f"{source}: [{key}] {option}")
             continue
-        close = (difflib.get_close_matches(key, list(RUN_DEFAULTS), n=1)  # run keys first
-                 or difflib.get_close_matches(key, [*owners, *plugin_names], n=1))
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"{source}: unknown key {key!r}{hint}")
+        raise ConfigError(f"{source}: unknown key {key!r}{did_you_mean(key, registry)}")
+
+
+def did_you_mean(key: str, registry: Registry) -> str:
+    """``; did you mean 'epochs'?`` for an unknown config key close to a known one, else ''."""
+    import difflib
+
+    close = (difflib.get_close_matches(key, list(RUN_DEFAULTS), n=1)  # run keys first
+             or difflib.get_close_matches(key, [*component_option_owners(registry),
+                                                *registry.components["plugin"]], n=1))
+    return f"; did you mean {close[0]!r}?" if close else ""

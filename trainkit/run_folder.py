@@ -47,7 +47,11 @@ def resolve_resume_path(value: str | Path, out: Path | None) -> Path:
     if path.is_dir():
         found = newest_checkpoint(path)
         if found is None:
-            raise CheckpointError(f"{path}: run folder holds no last.npz or emergency.npz")
+            started = (" (its run stopped before the end of its first epoch, so there is "
+                       "nothing to resume: start afresh there with --overwrite)"
+                       if (path / "run.json").is_file() else "")
+            raise CheckpointError(f"{path}: run folder holds no last.npz or emergency.npz"
+                                  f"{started}")
         return found
     return path
 
@@ -111,14 +115,17 @@ def step_of(checkpoint: Path) -> int | None:
 def set_aside_later_files(folder: Path, resumed: Path, epoch: int, global_step: int
                           ) -> Path | None:
     """Resuming ``folder``'s run from ``resumed`` (a checkpoint of ``epoch`` and ``global_step``)
-    when the run had gone further: everything the resumed run would overwrite or contradict
-    (later checkpoints, ``last``/``final.npz``, a later ``best.npz``, ``history.csv``,
-    ``run.json``, plugins' files) moves into ``folder/superseded-<time>/``, which is returned;
-    the resumed checkpoint, the epoch checkpoints up to ``epoch`` and a ``best.npz`` from
-    before it stay. ``None`` (nothing moved) when the run had
+    when the run had gone further: the later run is kept in ``folder/superseded-<time>/``, which
+    is returned. Its checkpoints (later epochs, ``last``/``final``/``emergency.npz``, a later
+    ``best.npz``) move there, since the resumed run would overwrite them; every other file and
+    folder (``history.csv``, ``run.json``, plugins' logs) is copied there and stays in place,
+    for the plugins that continue their own files from the resumed step (TensorBoard's). The
+    resumed checkpoint, the epoch checkpoints up to ``epoch`` and a ``best.npz`` from before
+    it stay. ``None`` (nothing moved) when the run had
     not gone further."""
     import datetime as _dt
     import re
+    import shutil
 
     from trainkit.run_lock import LOCK_NAME, OWNER_NAME
 
@@ -140,5 +147,10 @@ def set_aside_later_files(folder: Path, resumed: Path, epoch: int, global_step: 
                 or (earlier and int(earlier.group(1)) <= epoch)
                 or (entry.name == "best.npz" and best is not None and best <= global_step)):
             continue
-        entry.rename(aside / entry.name)
+        if entry.suffix == ".npz":  # the resumed run would overwrite it: moved
+            entry.rename(aside / entry.name)
+        elif entry.is_dir() and not entry.is_symlink():  # plugins continue their own files:
+            shutil.copytree(entry, aside / entry.name, symlinks=True)  # a copy is kept
+        else:
+            shutil.copy2(entry, aside / entry.name)
     return aside

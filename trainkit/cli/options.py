@@ -61,6 +61,25 @@ class ThreadsType(click.ParamType):
         return count
 
 
+class LimitBatchesType(click.ParamType):
+    """``--limit-batches N``; ``all`` (or 0) lifts a limit, a resumed smoke run's too."""
+
+    name = "N|all"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if str(value).strip().lower() == "all":
+            return 0
+        try:
+            count = int(value)
+        except ValueError:
+            count = -1
+        if count < 0:
+            self.fail(f"{value!r} is not a number of batches or 'all'", param, ctx)
+        return count
+
+
 class JSONList(click.ParamType):
     name = "JSON"
 

@@ -16,6 +16,7 @@ from trainkit.cli.options import (
     VERBOSE_HELP,
     GroupedCommand,
     GroupedOption,
+    LimitBatchesType,
     ThreadsType,
     describe_default,
     envvar_of,
@@ -119,10 +120,11 @@ def training_options() -> list[click.Parameter]:
                       default_text=default_of("val_split"), envvar="TRAINKIT_VAL_SPLIT",
                       help="Fraction of the training set held out (seeded) for validation; the "
                            "test split is scored once, at the end. 0 validates on the test split."),
-        GroupedOption(["--limit-batches"], type=click.IntRange(min=1), metavar="N",
+        GroupedOption(["--limit-batches"], type=LimitBatchesType(), metavar="N|all",
                       envvar="TRAINKIT_LIMIT_BATCHES",
                       help="Train and validate on the first N batches of each epoch only: a "
-                           "smoke run.  [default: all]"),
+                           "smoke run. 'all' (or 0) lifts a limit, a resumed run's too.  "
+                           "[default: all]"),
         GroupedOption(["--threads"], type=ThreadsType(), envvar="TRAINKIT_THREADS",
                       default_text="all cores for a convnet, 1 otherwise",
                       help="Threads: a count, or 'auto' to time 1 against all cores at the start "
