@@ -205,3 +205,51 @@ def test_without_optuna_the_sweep_is_one_line_naming_the_extra(synthetic_dir, tm
     result = CliRunner().invoke(make_cli(), ["sweep", str(spec)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "pip install 'trainkit[sweep]'" in result.output
+
+
+def test_running_a_sweep_again_is_refused_unless_it_resumes_or_names_its_storage(
+        synthetic_dir, tmp_path):
+    spec = write_spec(tmp_path / "spec.toml", synthetic_dir, trials=2, epochs=1, pruner="none")
+    out = ["--out", str(tmp_path / "s")]
+    assert CliRunner().invoke(make_cli(), ["sweep", str(spec), *out]).exit_code == 0
+    again = CliRunner().invoke(make_cli(), ["sweep", str(spec), *out])
+    assert again.exit_code == 2
+    assert (f"study 'spec' in {tmp_path / 's'} has 2 trial(s) already: continue it with --resume "
+            f"(it runs the trials still missing), or start another with --study NAME or --out "
+            f"DIR") in " ".join(again.output.split())
+    storage = f"sqlite:///{tmp_path / 's' / 'study.db'}"
+    assert len(load(storage, "spec").get_trials()) == 2  # nothing added
+    resumed = CliRunner().invoke(make_cli(), ["sweep", str(spec), *out, "--resume"])
+    assert resumed.exit_code == 0 and "0 trial(s) to run" in resumed.output
+    joined = CliRunner().invoke(make_cli(), ["sweep", str(spec), *out, "--storage", storage])
+    assert joined.exit_code == 0, joined.output
+    assert "sweep: joining study spec (2 trial(s) there already); this process adds 2" \
+        in joined.output
+    assert len(load(storage, "spec").get_trials()) == 4
+
+
+def test_a_trial_that_trained_every_epoch_is_complete_never_pruned(synthetic_dir, tmp_path):
+    # the median pruner judges from the third trial on; with one epoch, that epoch is the last
+    spec = write_spec(tmp_path / "spec.toml", synthetic_dir, trials=5, epochs=1)
+    result = CliRunner().invoke(make_cli(), ["sweep", str(spec), "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    trials = load(f"sqlite:///{tmp_path / 's' / 'study.db'}", "spec").get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 5
+    assert "pruned" not in result.output
+
+
+def test_a_plugins_warning_is_shown_once_per_sweep_not_once_per_trial(synthetic_dir, tmp_path):
+    site = tmp_path / "site"
+    dist = site / "broken_extra-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-extra\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[trainkit]\nbroken-extra = broken_extra_mod\n")
+    (site / "broken_extra_mod.py").write_text("raise ImportError('needs frobnicate')\n")
+    spec = write_spec(tmp_path / "spec.toml", synthetic_dir, trials=2, epochs=1, pruner="none")
+    done = subprocess.run([sys.executable, "-m", "trainkit", "sweep", str(spec), "--out",
+                           str(tmp_path / "s")], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(site)})
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    assert output.count("needs frobnicate") == 1, output
+    assert "PluginWarning" not in output

@@ -97,7 +97,7 @@ def sweep_command(app: AppState, layer: dict[str, Any], kwargs: dict[str, Any]) 
     storage = kwargs["storage"] or f"sqlite:///{(folder / 'study.db').resolve()}"
     sweep = Sweep(spec, folder, storage, study, workers=kwargs["workers"],
                   resume=kwargs["resume"], worker_index=kwargs["worker_index"],
-                  worker_trials=kwargs["worker_trials"])
+                  worker_trials=kwargs["worker_trials"], storage_given=bool(kwargs["storage"]))
     completed = sweep.run(click.echo)
     if kwargs["worker_trials"] is None:  # the parent (or only) process reports
         if not completed:

@@ -30,6 +30,9 @@ class Sweep:
     resume: bool = False
     worker_index: int = 0
     worker_trials: int | None = None  # set by the parent of worker processes
+    #: the user named the storage (one shared by many machines, which join it on purpose);
+    #: else it is the sweep folder's own SQLite file
+    storage_given: bool = False
 
     def run(self, say=print) -> bool:
         """Run the sweep; ``False`` when Ctrl+C cut it short."""
@@ -40,6 +43,8 @@ class Sweep:
         trials, retry = self.worker_trials, []
         if trials is None:
             trials = self.spec.trials * self.workers
+            if not self.resume:
+                self.join_or_refuse(study, trials, say)
             if self.resume:
                 retry = trials_to_retry(study)
                 trials = max(trials - finished_trials(study), 0)
@@ -50,6 +55,23 @@ class Sweep:
         worker = Worker(self.spec, study, self.folder, threads=None, say=say)
         worker.run(trials, retry)
         return not worker.interrupted
+
+    def join_or_refuse(self, study, trials: int, say) -> None:
+        """Running a sweep again where its study has trials already: its own folder's study
+        is refused (a second run by mistake would silently mix into the first's results) unless
+        ``--resume``; a storage the user named is joined, as other machines do, and said so."""
+        from trainkit.errors import ConfigError
+
+        existing = len(study.get_trials(deepcopy=False))
+        if not existing:
+            return
+        if not self.storage_given:
+            raise ConfigError(
+                f"study {self.study_name!r} in {self.folder} has {existing} trial(s) already: "
+                f"continue it with --resume (it runs the trials still missing), or start "
+                f"another with --study NAME or --out DIR", "study")
+        say(f"sweep: joining study {self.study_name} ({existing} trial(s) there already); "
+            f"this process adds {trials}")
 
     def run_workers(self, study, trials: int, retry: list[dict[str, Any]], say) -> bool:
         """``workers`` processes on this machine, each on its share of the cores and trials."""

@@ -21,11 +21,13 @@ import json
 import math
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from trainkit import hookimpl
 from trainkit.errors import ConfigError, TrainkitError
+from trainkit.plugin_manager import PluginWarning
 from trainkit.sweep.spec import SweepSpec, trial_layer
 
 SWEEP_EXTRA = "pip install 'trainkit[sweep]'"
@@ -126,7 +128,8 @@ class Pruning:
             raise ConfigError(f"[sweep] monitor {self.monitor!r} is not logged; the run logs "
                               f"{', '.join(sorted(logs))}")
         self.trial.report(float(logs[self.monitor]), epoch)
-        if self.trial.should_prune():
+        # the last epoch is never pruned: the trial has trained in full and is complete
+        if epoch < trainer.epochs and self.trial.should_prune():
             trainer.stop("pruned", f"pruned at epoch {epoch} ({self.monitor} "
                                    f"{logs[self.monitor]:.4f})")
 
@@ -199,8 +202,10 @@ class Worker:
         trial.set_user_attr("run_dir", str(folder.resolve()))
         record = {"number": trial.number, "study": self.study.study_name, "params": params}
         try:
-            session = Session(layer, plugins=[Pruning(trial, self.spec.monitor, self)],
-                              report=self.report_for(trial))
+            with warnings.catch_warnings():  # shown once when the sweep started, not per trial
+                warnings.simplefilter("ignore", PluginWarning)
+                session = Session(layer, plugins=[Pruning(trial, self.spec.monitor, self)],
+                                  report=self.report_for(trial))
             config = session.effective_config()
             trial.set_user_attr("config", json.loads(json.dumps(config, default=str)))
             folder.mkdir(parents=True, exist_ok=True)
