@@ -31,6 +31,16 @@ from trainkit.errors import ConfigError
 from trainkit.monitor import Monitor
 
 PER_STEP = ("warmup-cosine", "one-cycle")
+PLATEAU = ("reduce-on-plateau",)
+#: The schedules that read each option: one set for another schedule is a mistake, not ignored.
+USED_BY = {
+    "gamma": ("step", "exponential", *PLATEAU), "step_size": ("step",),
+    "warmup": ("cosine", "warmup-cosine"), "warmup_steps": ("warmup-cosine",),
+    "pct_start": ("one-cycle",), "cycle": ("cosine",),
+    "min_lr": ("step", "exponential", "cosine", "warmup-cosine", *PLATEAU),
+    **{option: PLATEAU for option in ("monitor", "mode", "patience", "threshold",
+                                      "threshold_mode", "cooldown")},
+}
 #: OneCycleLR's defaults: it starts at lr / 25 and ends at lr / 25 / 1e4.
 ONE_CYCLE_DIV, ONE_CYCLE_FINAL_DIV = 25.0, 1e4
 
@@ -97,6 +107,8 @@ class LRSchedule:
         for option, value in (("min_lr", min_lr), ("threshold", threshold)):
             if value < 0:
                 raise ConfigError(f"{option} must be 0 or more, got {value}", option)
+        given = {k: v for k, v in locals().items() if k in USED_BY}
+        refuse_options_it_does_not_use(schedule, given)
         self.schedule, self.gamma, self.step_size = schedule, gamma, step_size
         self.warmup, self.cycle, self.min_lr, self.patience = warmup, cycle, min_lr, patience
         self.warmup_steps, self.pct_start = warmup_steps, pct_start
@@ -200,6 +212,18 @@ class LRSchedule:
                 self.base_lr = configured  # resumed with another --lr: the schedule follows it
             if self.monitor is not None and mine.get("monitor"):
                 self.monitor.load_state_dict(mine["monitor"])
+
+
+def refuse_options_it_does_not_use(schedule: str, values: dict[str, object]) -> None:
+    """A ``ConfigError`` for an option set away from its default that ``schedule`` never reads
+    (``--lr-schedule step --lr-schedule-warmup 3`` would train with no warm-up)."""
+    import inspect
+
+    defaults = inspect.signature(LRSchedule.__init__).parameters
+    for option, value in values.items():
+        if schedule not in USED_BY[option] and value != defaults[option].default:
+            raise ConfigError(f"{option} does not apply to the {schedule} schedule (it applies "
+                              f"to {', '.join(USED_BY[option])})", option)
 
 
 def cosine_between(start: float, end: float, progress: float) -> float:

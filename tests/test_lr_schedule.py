@@ -159,3 +159,19 @@ def test_no_schedule_lifts_the_lr_to_a_min_lr_above_it(name):
     lrs = ([plugin.lr_at_step(s, 30, 10) for s in range(30)] if name == "warmup-cosine"
            else [plugin.lr_at(e, 5) for e in range(1, 6)])
     assert max(lrs) <= 0.1
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--lr-schedule", "step", "--lr-schedule-warmup", "3"],
+     "warmup does not apply to the step schedule (it applies to cosine, warmup-cosine)"),
+    (["--lr-schedule", "cosine", "--lr-schedule-patience", "4"],
+     "patience does not apply to the cosine schedule (it applies to reduce-on-plateau)"),
+    (["--lr-schedule", "one-cycle", "--lr-schedule-min-lr", "0.001"],
+     "min_lr does not apply to the one-cycle schedule"),
+])
+def test_an_option_the_chosen_schedule_never_reads_is_refused_not_ignored(synthetic_dir, flags,
+                                                                           message):
+    result = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir",
+                                             str(synthetic_dir), "--epochs", "1", *flags])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
