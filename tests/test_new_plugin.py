@@ -19,12 +19,9 @@ def new_plugin(*args):
     return CliRunner().invoke(make_cli(), ["new-plugin", *map(str, args)])
 
 
-def test_the_package_installs_lists_and_passes_its_own_tests(tmp_path):
-    made = new_plugin("trainkit-demo", "--dir", tmp_path)
-    assert made.exit_code == 0, made.output
-    package = tmp_path / "trainkit-demo"
-    # a fresh environment that sees this one's packages (trainkit, pytest) through a .pth
-    venv = tmp_path / "venv"
+def venv_with(package: Path, venv: Path) -> Path:
+    """The python of a fresh environment that sees this one's packages (trainkit, pytest)
+    through a .pth, with ``package`` pip-installed (editable) into it."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()"
@@ -37,6 +34,14 @@ def test_the_package_installs_lists_and_passes_its_own_tests(tmp_path):
                               "--no-build-isolation", "--no-index", "-e", str(package)],
                              capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stdout + install.stderr
+    return python
+
+
+def test_the_package_installs_lists_and_passes_its_own_tests(tmp_path):
+    made = new_plugin("trainkit-demo", "--dir", tmp_path)
+    assert made.exit_code == 0, made.output
+    package = tmp_path / "trainkit-demo"
+    python = venv_with(package, tmp_path / "venv")
     listed = subprocess.run([str(python), "-m", "trainkit", "plugins"], capture_output=True,
                             text=True, timeout=120)
     assert "demo  [entry point, trainkit-demo 0.1.0]" in listed.stdout, listed.stdout
@@ -78,3 +83,22 @@ def test_new_plugin_refuses_a_name_that_an_installed_plugin_has(tmp_path, name, 
     plugin = name.removeprefix("trainkit-")
     assert f"plugin name '{plugin}' is already {owner}: a package declaring it would not be " \
            f"loaded; choose another name, such as trainkit-my-{plugin}" in result.output
+
+
+def test_an_installed_package_declaring_checkpoint_leaves_the_builtin_in_place(synthetic_dir,
+                                                                               tmp_path):
+    """The package new-plugin wrote for trainkit-checkpoint before it refused the name,
+    pip-installed: the built-in checkpoint plugin still keeps the model, and a warning names
+    the package."""
+    from trainkit.plugin_template import write_package
+
+    package = write_package("trainkit-checkpoint", tmp_path)
+    python = venv_with(package, tmp_path / "venv")
+    out = tmp_path / "run"
+    run = subprocess.run([str(python), "-m", "trainkit", "run", "--dataset", "idx", "--data-dir",
+                          str(synthetic_dir), "--epochs", "1", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert (out / "last.npz").exists() and (out / "final.npz").exists()
+    assert "plugin name 'checkpoint' of trainkit-checkpoint 0.1.0 is already trainkit's " \
+           "built-in: trainkit-checkpoint's is not loaded" in run.stderr
