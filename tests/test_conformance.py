@@ -77,13 +77,24 @@ NEEDS = {"ddp": "mpi4py", "tensorboard": "tensorboardX", "mlflow": "mlflow",
          "plot": "matplotlib", "confusion-matrix": "matplotlib"}
 
 
+#: Options that only make sense together: lr-schedule refuses an option its schedule never
+#: reads, so the guess of a non-default for every option (a step schedule with a warm-up) is
+#: replaced by reduce-on-plateau's own options, and the other schedules' at their defaults.
+OPTIONS = {"lr-schedule": {"schedule": "reduce-on-plateau", "gamma": 0.5, "min_lr": 1e-5,
+                           "monitor": "val_acc", "mode": "max", "patience": 3,
+                           "threshold": 0.01, "threshold_mode": "rel", "cooldown": 1,
+                           "step_size": 10, "warmup": 0, "warmup_steps": 0, "pct_start": 0.3,
+                           "cycle": 0}}
+
+
 @pytest.mark.parametrize("name,component", builtin_run_plugins(), ids=lambda v: str(v)[:20])
 def test_every_builtin_run_plugin_passes_check_plugin(name, component, tmp_path):
     if name in NEEDS and importlib.util.find_spec(NEEDS[name]) is None:
         pytest.skip(f"{name} needs {NEEDS[name]}")
     # one plugin also runs the 2-rank ddp check (where MPI is installed): enough to show it runs
     ddp = None if name == "history" else False
-    report = check_plugin(component.factory, name=name, ddp=ddp, folder=tmp_path)
+    report = check_plugin(component.factory, name=name, ddp=ddp, folder=tmp_path,
+                          options=OPTIONS.get(name))
     assert "an interrupted run and its resume" in report.ran
     if name == "history" and shutil.which("mpiexec") and importlib.util.find_spec("mpi4py"):
         assert "a 2-rank ddp run" in report.ran

@@ -97,7 +97,7 @@ def test_an_installed_package_declaring_checkpoint_leaves_the_builtin_in_place(s
     out = tmp_path / "run"
     run = subprocess.run([str(python), "-m", "trainkit", "run", "--dataset", "idx", "--data-dir",
                           str(synthetic_dir), "--epochs", "1", "--out", str(out)],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert (out / "last.npz").exists() and (out / "final.npz").exists()
     assert "plugin name 'checkpoint' of trainkit-checkpoint 0.1.0 is already trainkit's " \

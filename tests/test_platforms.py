@@ -69,8 +69,10 @@ RUN = textwrap.dedent('''
 @pytest.fixture(scope="module")
 def windows_like_run(synthetic_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("windows-like") / "run"
+    # from a folder of its own: `python -c` puts the working folder first on sys.path, and the
+    # repository's trainkit/ (without plugins/) would shadow the installed package under tox
     done = subprocess.run([sys.executable, "-c", WINDOWS_LIKE + RUN, str(synthetic_dir), str(out)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, cwd=out.parent)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1]), out
 
