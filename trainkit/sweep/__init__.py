@@ -36,25 +36,64 @@ class Sweep:
 
     def run(self, say=print) -> bool:
         """Run the sweep; ``False`` when Ctrl+C cut it short."""
-        from trainkit.sweep.study import Worker, finished_trials, open_study, trials_to_retry
+        from trainkit.sweep.study import Worker, open_study, record_request
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        study = open_study(self.spec, self.storage, self.study_name, self.worker_index)
+        study = open_study(self.spec, self.storage, self.study_name, self.seed_offset())
         trials, retry = self.worker_trials, []
         if trials is None:
             trials = self.spec.trials * self.workers
-            if not self.resume:
-                self.join_or_refuse(study, trials, say)
             if self.resume:
-                retry = trials_to_retry(study)
-                trials = max(trials - finished_trials(study), 0)
-                say(f"sweep: resuming study {self.study_name}: {trials} trial(s) to run"
-                    + (f", {len(retry)} of them again after Ctrl+C" if retry else ""))
+                trials, retry = self.resume_plan(study, trials, say)
+            else:
+                self.join_or_refuse(study, trials, say)
+                record_request(study, trials)
             if self.workers > 1:
                 return self.run_workers(study, trials, retry, say)
         worker = Worker(self.spec, study, self.folder, threads=None, say=say)
         worker.run(trials, retry)
         return not worker.interrupted
+
+    def seed_offset(self) -> int:
+        """What sets this process's sampler seed apart from the other workers': its index among
+        the workers of one ``trainkit sweep`` (reproducible), and a random number for a process
+        joining a named storage, which cannot know how many others join (with one seed, each
+        would draw the same parameters as the others)."""
+        if self.storage_given and self.worker_trials is None:
+            import secrets
+
+            return 1 + secrets.randbelow(2**20)
+        return self.worker_index
+
+    def resume_plan(self, study, trials: int, say) -> tuple[int, list]:
+        """What ``--resume`` runs: the trials lost with their worker are marked FAIL (after
+        four missed heartbeats) and, with those Ctrl+C cut short, run again; then the trials
+        still missing from the total requested of the study, less those RUNNING elsewhere."""
+        from trainkit.sweep.study import (
+            GRACE_BEATS,
+            finished_trials,
+            reclaim_lost_trials,
+            requested_total,
+            running_trials,
+            trials_to_retry,
+        )
+
+        lost = reclaim_lost_trials(study, self.spec.heartbeat)
+        retry = trials_to_retry(study)
+        running = len(running_trials(study))
+        total = requested_total(study) or trials
+        to_run = max(total - finished_trials(study) - running, 0)
+        notes = []
+        if lost:
+            notes.append(f"trial(s) {', '.join(map(str, lost))} lost with their worker "
+                         f"(no heartbeat for {GRACE_BEATS * self.spec.heartbeat} s)")
+        if retry:
+            notes.append(f"{len(retry)} to run again")
+        if running:
+            notes.append(f"{running} still RUNNING elsewhere")
+        say(f"sweep: resuming study {self.study_name}: {to_run} trial(s) to run"
+            + (f" ({'; '.join(notes)})" if notes else ""))
+        return to_run, retry[:to_run]
 
     def join_or_refuse(self, study, trials: int, say) -> None:
         """Running a sweep again where its study has trials already: its own folder's study
@@ -73,13 +112,14 @@ class Sweep:
         say(f"sweep: joining study {self.study_name} ({existing} trial(s) there already); "
             f"this process adds {trials}")
 
-    def run_workers(self, study, trials: int, retry: list[dict[str, Any]], say) -> bool:
+    def run_workers(self, study, trials: int, retry: list[tuple[int, dict[str, Any]]],
+                    say) -> bool:
         """``workers`` processes on this machine, each on its share of the cores and trials."""
+        from trainkit.sweep.study import enqueue_retries
         from trainkit.threads import available_cores
         from trainkit.tomlio import dump_toml
 
-        for params in retry:  # any worker picks these up first
-            study.enqueue_trial(params, skip_if_exists=False)
+        enqueue_retries(study, retry)  # any worker picks these up first
         layer = dict(self.spec.layer)
         if layer.get("threads") is None:  # split the cores: no oversubscription
             layer["threads"] = max(1, available_cores() // self.workers)

@@ -38,10 +38,17 @@ def summary(study, limit: int = 5) -> str:
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False)
+    from trainkit.sweep.study import lost
+
+    every = study.get_trials(deepcopy=False)
+    rerun = {t.user_attrs.get("retry_of") for t in every} - {None}
+    # a trial lost with its worker and run again is counted once: as its rerun
+    trials = [t for t in every if not (lost(t) and t.number in rerun)]
     counts = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
     lines = [f"study {study.study_name}: {len(trials)} trials, " + ", ".join(
-        f"{n} {state}" for state, n in counts.items() if n)]
+        f"{n} {state}" for state, n in counts.items() if n)
+        + (f" ({len(every) - len(trials)} lost with their worker, run again)"
+           if len(every) > len(trials) else "")]
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
                 and math.isfinite(t.value)]
     maximize = study.direction == StudyDirection.MAXIMIZE

@@ -5,6 +5,7 @@
     direction = "maximize"       # default: from the metric's name (val_acc up, val_loss down)
     trials = 20                  # per worker process
     pruner = "median"            # or "hyperband", "none"
+    heartbeat = 30               # seconds; a worker silent for 4 of them is lost
 
     [sweep.search]
     lr = { low = 1e-4, high = 1e-2, log = true }
@@ -29,7 +30,7 @@ from trainkit.errors import ConfigError
 
 PRUNERS = ("median", "hyperband", "none")
 DIRECTIONS = ("maximize", "minimize")
-SWEEP_KEYS = ("monitor", "direction", "trials", "pruner", "seed", "search")
+SWEEP_KEYS = ("monitor", "direction", "trials", "pruner", "seed", "heartbeat", "search")
 DISTRIBUTION_KEYS = {"low", "high", "log", "step", "choices"}
 
 
@@ -81,6 +82,8 @@ class SweepSpec:
     seed: int | None = None
     search: list[Searched] = field(default_factory=list)
     raw_sweep: dict[str, Any] = field(default_factory=dict)  # the [sweep] table as written
+    #: seconds between a worker's signs of life; after 4 missed, its trial is lost and rerun
+    heartbeat: int = 30
 
 
 def read_spec(path: Path, registry, overrides: dict[str, Any] | None = None) -> SweepSpec:
@@ -119,8 +122,13 @@ def read_spec(path: Path, registry, overrides: dict[str, Any] | None = None) -> 
                           f"got {pruner!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ConfigError(f"{source}: [sweep] seed must be an integer, got {seed!r}")
+    heartbeat = sweep.get("heartbeat", 30)
+    if isinstance(heartbeat, bool) or not isinstance(heartbeat, int) or heartbeat < 1:
+        raise ConfigError(f"{source}: [sweep] heartbeat must be a whole number of seconds >= 1, "
+                          f"got {heartbeat!r}")
     search = parse_search(sweep.get("search"), registry, source)
-    spec = SweepSpec(source, layer, monitor, direction, trials, pruner, seed, search, sweep)
+    spec = SweepSpec(source, layer, monitor, direction, trials, pruner, seed, search, sweep,
+                     heartbeat)
     check_values(spec, registry)
     check_monitor(spec, registry)
     return spec

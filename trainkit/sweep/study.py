@@ -13,13 +13,23 @@ an option combination trainkit refuses) in its ``fail_reason`` attribute; the sw
 Ctrl+C stops the running trial at a batch boundary (its emergency checkpoint is written), marks
 it FAIL with ``interrupted``, and ends the sweep; ``--resume`` runs its parameters again and the
 trials still missing.
+
+A worker that dies (SIGKILL, a lost machine) leaves its trial RUNNING. Every worker sends a
+heartbeat every ``[sweep] heartbeat`` seconds: Optuna's on a database, and trainkit's own
+(the trial's ``alive`` attribute) on a journal file, which Optuna gives none. Once four
+heartbeats are missed the trial is lost: ``--resume`` marks it FAIL, runs its parameters again
+(the new trial records ``retry_of``) and the trials still missing, up to the total that every
+sweep process joining the study requested (``requested/...`` study attributes). A lost trial is
+a FAIL with no ``fail_reason``: every trial trainkit fails itself has one.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import socket
 import time
 import warnings
 from pathlib import Path
@@ -32,6 +42,8 @@ from trainkit.sweep.spec import SweepSpec, trial_layer
 
 SWEEP_EXTRA = "pip install 'trainkit[sweep]'"
 HEARTBEAT_SECONDS = 30
+#: heartbeats a worker may miss before its trial is lost
+GRACE_BEATS = 4
 
 
 def import_optuna():
@@ -45,9 +57,40 @@ def import_optuna():
     return optuna
 
 
-def open_storage(url: str):
+def importable(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError, AttributeError):
+        return False
+
+
+def database_url(url: str) -> str:
+    """``url`` for SQLAlchemy: ``postgresql://`` names psycopg 3 (``trainkit[postgres]``) when
+    it is the driver installed, as SQLAlchemy 2.1 does and 2.0 (which looks for psycopg2) does
+    not."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres") and importable("psycopg") and \
+            not importable("psycopg2"):
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+def driver_for(url: str) -> str:
+    """The pip command that brings the database driver of ``url``."""
+    scheme = url.partition(":")[0].lower()
+    if scheme.startswith("postgres"):
+        return "pip install 'trainkit[postgres]'"
+    if scheme.startswith("mysql"):
+        return "pip install pymysql, with a mysql+pymysql:// URL"
+    return "pip install the SQLAlchemy driver of this database"
+
+
+def open_storage(url: str, heartbeat: int = HEARTBEAT_SECONDS):
     """An Optuna storage: ``journal:PATH`` is a journal file (safe on a shared filesystem),
-    anything else a database URL (``sqlite:///...``, ``postgresql://...``, ``mysql://...``)."""
+    anything else a database URL (``sqlite:///...``, ``postgresql://...``, ``mysql://...``),
+    with Optuna's heartbeat every ``heartbeat`` seconds and a grace period of four."""
     optuna = import_optuna()
     if url.startswith("journal:"):
         from optuna.storages import JournalStorage
@@ -63,10 +106,14 @@ def open_storage(url: str):
         try:
             with warnings.catch_warnings():  # Optuna calls its heartbeat experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
-                                                  heartbeat_interval=HEARTBEAT_SECONDS,
-                                                  grace_period=4 * HEARTBEAT_SECONDS)
-        except (ImportError, ValueError) as e:  # a missing driver, a bad URL: say which
+                return optuna.storages.RDBStorage(database_url(url),
+                                                  engine_kwargs=engine_kwargs,
+                                                  heartbeat_interval=heartbeat,
+                                                  grace_period=GRACE_BEATS * heartbeat)
+        except ImportError:  # no driver for this database
+            raise ConfigError(f"storage {url!r} needs a database driver: {driver_for(url)}",
+                              "storage") from None
+        except ValueError as e:  # a bad URL: say which
             error = e
             break
         except Exception as e:  # noqa: BLE001 (SQL errors: a race, or a server that is down)
@@ -84,7 +131,8 @@ def open_study(spec: SweepSpec, storage_url: str, name: str, seed_offset: int = 
               "none": lambda: optuna.pruners.NopPruner()}[spec.pruner]()
     for attempt in range(5):  # workers starting at once race to create the tables
         try:
-            study = optuna.create_study(storage=open_storage(storage_url), study_name=name,
+            study = optuna.create_study(storage=open_storage(storage_url, spec.heartbeat),
+                                        study_name=name,
                                         direction=spec.direction, pruner=pruner,
                                         load_if_exists=True)
             break
@@ -96,7 +144,8 @@ def open_study(spec: SweepSpec, storage_url: str, name: str, seed_offset: int = 
             time.sleep(0.5 + random.random())
     if spec.seed is not None:  # reproducible, but no worker or resume repeats another's draws
         done = len(study.get_trials(deepcopy=False))
-        study.sampler = optuna.samplers.TPESampler(seed=spec.seed + 100_003 * seed_offset + done)
+        study.sampler = optuna.samplers.TPESampler(
+            seed=(spec.seed + 100_003 * seed_offset + done) % 2**32)
     study.set_user_attr("monitor", spec.monitor)
     return study
 
@@ -148,7 +197,7 @@ class Worker:
         self.interrupted = False
         self.training = None  # the trainer of the trial under way, while it trains
 
-    def run(self, trials: int, retry: list[dict[str, Any]] = ()) -> None:
+    def run(self, trials: int, retry: list[tuple[int, dict[str, Any]]] = ()) -> None:
         """Run ``trials`` trials (``retry``'s parameters first). Ctrl+C never lands inside
         Optuna's bookkeeping: it is taken here, passed to the training trial as a stop at the
         next batch (its emergency checkpoint is written), and ends the sweep after it; a second
@@ -156,14 +205,14 @@ class Worker:
         import signal
         import threading
 
-        for params in retry:  # the parameters of trials a Ctrl+C cut short, first
-            self.study.enqueue_trial(params, skip_if_exists=False)
+        enqueue_retries(self.study, retry)  # the trials cut short, first
         optuna = import_optuna()
         main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, self.on_ctrl_c) if main else None
         try:
             self.study.optimize(self.objective, n_trials=trials, catch=(TrialFailed,),
-                                gc_after_trial=False, callbacks=[self.stop_if_interrupted])
+                                gc_after_trial=False,
+                                callbacks=[self.stop_if_interrupted, self.stop_if_covered])
         except KeyboardInterrupt:
             self.interrupted = True
         except optuna.exceptions.OptunaError as e:
@@ -185,6 +234,13 @@ class Worker:
         if self.interrupted:
             study.stop()
 
+    def stop_if_covered(self, study, trial) -> None:
+        """Stop once the study's requested total is finished or under way: a ``--resume`` that
+        took over a lost worker's share must not make the live workers overshoot it."""
+        total = requested_total(study)
+        if total is not None and finished_trials(study) + len(running_trials(study)) >= total:
+            study.stop()
+
     def objective(self, trial) -> float:
         from trainkit.session import Session
 
@@ -200,7 +256,10 @@ class Worker:
         if self.threads is not None and layer.get("threads") is None:
             layer["threads"] = self.threads
         trial.set_user_attr("run_dir", str(folder.resolve()))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         record = {"number": trial.number, "study": self.study.study_name, "params": params}
+        if trial.user_attrs.get("retry_of") is not None:
+            record["retry_of"] = trial.user_attrs["retry_of"]
         try:
             with warnings.catch_warnings():  # shown once when the sweep started, not per trial
                 warnings.simplefilter("ignore", PluginWarning)
@@ -211,7 +270,8 @@ class Worker:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "trial.json").write_text(json.dumps(record, indent=2, default=str) + "\n",
                                                encoding="utf-8")
-            outcome = session.fit()
+            with self.heartbeat(trial):
+                outcome = session.fit()
         except TrainkitError as e:  # a combination trainkit refuses: this trial fails
             self.fail(trial, str(e), params)
         history = outcome.history.rows if outcome.history else []
@@ -224,19 +284,28 @@ class Worker:
         if outcome.status == "nan":
             self.fail(trial, outcome.message, params)
         if outcome.status == "pruned":
-            self.say(f"sweep: trial {trial.number} pruned after {epochs} epoch(s) "
+            self.say(f"sweep: {self.name(trial)} pruned after {epochs} epoch(s) "
                      f"{self.describe(params)}")
             raise optuna.TrialPruned()
         value = history[-1].get(self.spec.monitor) if history else None
         if value is None or not math.isfinite(value):
             self.fail(trial, f"{self.spec.monitor} is {value} after epoch {epochs}", params)
-        self.say(f"sweep: trial {trial.number} {self.spec.monitor} {value:.4f} after {epochs} "
+        self.say(f"sweep: {self.name(trial)} {self.spec.monitor} {value:.4f} after {epochs} "
                  f"epoch(s) {self.describe(params)}")
         return float(value)
 
+    def heartbeat(self, trial):
+        """trainkit's own heartbeat where the storage has none of Optuna's (a journal file)."""
+        import contextlib
+
+        optuna = import_optuna()
+        if isinstance(self.study._storage, optuna.storages.RDBStorage):
+            return contextlib.nullcontext()
+        return TrialHeartbeat(trial, self.spec.heartbeat)
+
     def fail(self, trial, reason: str, params: dict[str, Any]):
         trial.set_user_attr("fail_reason", reason)
-        self.say(f"sweep: trial {trial.number} failed {self.describe(params)}: {reason}")
+        self.say(f"sweep: {self.name(trial)} failed {self.describe(params)}: {reason}")
         raise TrialFailed(reason)
 
     def report_for(self, trial):
@@ -244,6 +313,13 @@ class Worker:
             if error:  # warnings of the trial's run; its progress lines stay in its folder
                 self.say(f"sweep: trial {trial.number}: {message.removeprefix('trainkit: ')}")
         return report
+
+    @staticmethod
+    def name(trial) -> str:
+        """``trial 6``, or ``trial 6 (rerun of trial 2)`` for a trial run again."""
+        again = trial.user_attrs.get("retry_of")
+        return f"trial {trial.number}" + (f" (rerun of trial {again})" if again is not None
+                                          else "")
 
     @staticmethod
     def describe(params: dict[str, Any]) -> str:
@@ -256,30 +332,105 @@ def format_param(value: Any) -> str:
     return str(value)
 
 
-def trials_to_retry(study) -> list[dict[str, Any]]:
-    """The parameters of trials Ctrl+C cut short that were not run again since."""
+def lost(trial) -> bool:
+    """A trial whose worker died: FAIL without the ``fail_reason`` trainkit gives every trial it
+    fails itself (the heartbeat's doing, or ``reclaim_lost_trials``)."""
     from optuna.trial import TrialState
 
-    done = [t for t in study.get_trials(deepcopy=False)
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-                t.state == TrialState.FAIL and t.user_attrs.get("fail_reason") != "interrupted")]
-    ran = [t.params for t in done]
-    cut = [t.params for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-           if t.user_attrs.get("fail_reason") == "interrupted"]
-    retry = []
-    for params in cut:
-        if params in ran:
-            ran.remove(params)
-        else:
-            retry.append(params)
-    return retry
+    return trial.state == TrialState.FAIL and "fail_reason" not in trial.user_attrs
+
+
+def cut_short(trial) -> bool:
+    """A trial to run again: interrupted by Ctrl+C, or lost with its worker."""
+    return lost(trial) or trial.user_attrs.get("fail_reason") == "interrupted"
+
+
+def trials_to_retry(study) -> list[tuple[int, dict[str, Any]]]:
+    """``(number, parameters)`` of the trials cut short (Ctrl+C, a lost worker) that were not
+    run again since."""
+    trials = study.get_trials(deepcopy=False)
+    again = {t.user_attrs.get("retry_of") for t in trials} - {None}
+    return [(t.number, t.params) for t in trials if cut_short(t) and t.number not in again]
+
+
+def enqueue_retries(study, retry: list[tuple[int, dict[str, Any]]]) -> None:
+    """Queue the parameters of trials cut short, each new trial recording which it reruns."""
+    for number, params in retry:
+        study.enqueue_trial(params, user_attrs={"retry_of": number}, skip_if_exists=False)
 
 
 def finished_trials(study) -> int:
-    """Trials that ended by themselves (complete, pruned, or failed but not by Ctrl+C)."""
+    """Trials that ended by themselves (complete, pruned, or failed with a reason that is not
+    Ctrl+C): not those cut short, which are run again."""
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state.is_finished() and not cut_short(t))
+
+
+def running_trials(study) -> list:
     from optuna.trial import TrialState
 
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-                   t.state == TrialState.FAIL and
-                   t.user_attrs.get("fail_reason") != "interrupted"))
+    return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+
+def reclaim_lost_trials(study, heartbeat: int) -> list[int]:
+    """Mark FAIL the RUNNING trials whose worker missed ``GRACE_BEATS`` heartbeats, and return
+    their numbers: Optuna's own check on a database storage; on a journal file, the trial's
+    ``alive`` time, which ``TrialHeartbeat`` renews."""
+    optuna = import_optuna()
+    from optuna.trial import TrialState
+
+    before = {t.number for t in running_trials(study)}
+    storage = study._storage  # Optuna's API reaches the storage only through the study
+    if isinstance(storage, optuna.storages.RDBStorage):
+        optuna.storages.fail_stale_trials(study)
+    else:
+        now = time.time()
+        for trial in running_trials(study):
+            alive = trial.user_attrs.get("alive") or (
+                trial.datetime_start.timestamp() if trial.datetime_start else now)
+            if now - alive > GRACE_BEATS * heartbeat:
+                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    return sorted(before - {t.number for t in running_trials(study)})
+
+
+class TrialHeartbeat:
+    """``with TrialHeartbeat(trial, seconds):`` renews the trial's ``alive`` time every
+    ``seconds`` from a thread, for a storage without Optuna's heartbeat (the journal file)."""
+
+    def __init__(self, trial, seconds: int) -> None:
+        import threading
+
+        self.trial, self.seconds = trial, seconds
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.beat, name="trainkit-trial-heartbeat",
+                                       daemon=True)
+
+    def beat(self) -> None:
+        while not self.stopped.wait(self.seconds):
+            try:
+                self.trial.set_user_attr("alive", time.time())
+            except Exception:  # noqa: BLE001 (the trial ended meanwhile: nothing to renew)
+                return
+
+    def __enter__(self) -> TrialHeartbeat:
+        self.trial.set_user_attr("alive", time.time())
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
+def record_request(study, trials: int) -> None:
+    """Add this sweep process's ``trials`` to the total the study is to finish."""
+    import uuid
+
+    study.set_user_attr(f"requested/{uuid.uuid4().hex}", int(trials))
+
+
+def requested_total(study) -> int | None:
+    """The trials every sweep process that started on the study requested (``None`` for a
+    study from before they were recorded)."""
+    asked = [v for k, v in study.user_attrs.items() if k.startswith("requested/")]
+    return sum(asked) if asked else None
