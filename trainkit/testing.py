@@ -11,7 +11,9 @@ package's tests can use, with nothing to import:
 - ``hook_recorder``: a plugin object that records every lifecycle hook trainkit calls, in order,
   with its arguments.
 
-and :func:`trainkit.conformance.check_plugin`, the one-line conformance check. Nothing here
+and :func:`trainkit.conformance.check_plugin`, the one-line conformance check of a run plugin,
+with ``check_layer``, ``check_loss``, ``check_optimizer``, ``check_metric`` and
+``check_dataset`` (:mod:`trainkit.component_checks`) for the other components. Nothing here
 imports numpy or the CLI until a fixture is used: a pytest session that never asks for them pays
 nothing.
 """
@@ -22,10 +24,21 @@ from typing import Any
 
 import pytest
 
+from trainkit.component_checks import (
+    ComponentCheckError,
+    check_dataset,
+    check_layer,
+    check_loss,
+    check_metric,
+    check_optimizer,
+)
 from trainkit.harness import CliResult, HookRecorder, TinyDataset, TinyDatasetPlugin, run_cli
 
-__all__ = ["CliResult", "HookRecorder", "TinyDataset", "TinyDatasetPlugin", "check_plugin",
-           "run_cli"]
+__all__ = ["CliResult", "ComponentCheckError", "HookRecorder", "TinyDataset",
+           "TinyDatasetPlugin", "check_dataset", "check_layer", "check_loss", "check_metric",
+           "check_optimizer", "check_plugin", "run_cli"]
+
+
 
 
 def check_plugin(*args: Any, **kwargs: Any):
