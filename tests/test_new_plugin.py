@@ -102,3 +102,31 @@ def test_an_installed_package_declaring_checkpoint_leaves_the_builtin_in_place(s
     assert (out / "last.npz").exists() and (out / "final.npz").exists()
     assert "plugin name 'checkpoint' of trainkit-checkpoint 0.1.0 is already trainkit's " \
            "built-in: trainkit-checkpoint's is not loaded" in run.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["layer", "loss", "optimizer", "metric", "dataset"])
+def test_each_component_kinds_package_installs_and_passes_its_own_tests(kind, tmp_path):
+    made = new_plugin(f"trainkit-demo-{kind}", "--kind", kind, "--dir", tmp_path)
+    assert made.exit_code == 0, made.output
+    assert f"{kind} plugin 'demo-{kind}'" in made.output
+    package = tmp_path / f"trainkit-demo-{kind}"
+    python = venv_with(package, tmp_path / "venv")
+    source = (package / "tests" / f"test_trainkit_demo_{kind}.py").read_text()
+    assert f"check_{kind}(" in source  # its tests call the component's check
+    tests = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                           cwd=package, capture_output=True, text=True, timeout=600)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "2 passed" in tests.stdout
+
+
+@pytest.mark.parametrize("name,kind,what", [("trainkit-dense", "layer", "layer"),
+                                            ("trainkit-adam", "optimizer", "optimizer"),
+                                            ("trainkit-f1", "metric", "metric"),
+                                            ("trainkit-mse", "loss", "loss"),
+                                            ("trainkit-fashion-mnist", "dataset", "dataset")])
+def test_a_component_named_like_a_builtin_one_is_refused(tmp_path, name, kind, what):
+    result = new_plugin(name, "--kind", kind, "--dir", tmp_path / "pkgs")
+    assert result.exit_code == 2 and not (tmp_path / "pkgs").exists()
+    component = name.removeprefix("trainkit-")
+    assert f"{what} name '{component}' is already trainkit's built-in" in result.output

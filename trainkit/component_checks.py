@@ -200,6 +200,8 @@ def check_independent_samples(findings: Findings, layer, x: np.ndarray) -> None:
 def check_layer_gradients(findings: Findings, build, x: np.ndarray, training: bool, rng) -> None:
     layer = build()
     to_float64(layer)
+    for p in layer.parameters():  # off their initial values: ones and zeros hide bugs
+        p.data += rng.standard_normal(p.data.shape) * 0.5
     layer.train(training)
     if training and not np.array_equal(layer.forward(x.copy()), layer.forward(x.copy())):
         findings.ran.append("(training mode is random: its gradients are checked in evaluation "

@@ -32,21 +32,37 @@ def names_for(name: str) -> dict[str, str]:
     return {"distribution": name, "module": module, "plugin": plugin, "class": cls}
 
 
-def write_package(name: str, parent: Path) -> Path:
-    """Write the package ``name`` into ``parent / name``; refuse a folder that exists."""
-    from trainkit import __version__
+#: What ``new-plugin --kind`` writes: a run plugin (the default) or a component.
+KINDS = ("run", "layer", "loss", "optimizer", "metric", "dataset")
 
+
+def write_package(name: str, parent: Path, kind: str = "run") -> Path:
+    """Write the package ``name`` of ``kind`` into ``parent / name``; refuse a folder that
+    exists."""
+    from trainkit import __version__
+    from trainkit import component_templates as components
+
+    if kind not in KINDS:
+        raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}", "kind")
     n = names_for(name)
     folder = parent / name
     if folder.exists():
         raise ConfigError(f"{folder} already exists: choose another name or folder")
     version = __version__.split("+")[0]
+    if kind == "run":
+        module, tests, readme, summary = MODULE, TESTS, README, "a run plugin"
+    else:
+        module, tests, summary = components.MODULES[kind], components.TESTS[kind], \
+            components.SUMMARIES[kind]
+        usage = components.USAGE[kind].format(**n)
+        readme = components.README.replace("{usage}", usage.replace("{", "{{").replace("}", "}}"))
+    n = {**n, "kind": kind, "summary": summary}
     files = {
         "pyproject.toml": PYPROJECT,
-        f"{n['module']}/__init__.py": MODULE,
-        f"tests/test_{n['module']}.py": TESTS,
+        f"{n['module']}/__init__.py": module,
+        f"tests/test_{n['module']}.py": tests,
         "tox.ini": TOX,
-        "README.md": README,
+        "README.md": readme,
         ".gitignore": "__pycache__/\n*.egg-info/\n.tox/\nruns/\nbuild/\n",
     }
     for relative, text in files.items():
@@ -64,7 +80,7 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "{distribution}"
 version = "0.1.0"
-description = "A trainkit run plugin: {plugin}."
+description = "A trainkit plugin: {summary} ({plugin})."
 readme = "README.md"
 requires-python = ">=3.10"
 dependencies = ["trainkit>={version}"]

@@ -14,8 +14,13 @@ from trainkit.cli.errors import cli_errors
 @click.argument("name")
 @click.option("--dir", "parent", type=click.Path(path_type=Path, file_okay=False),
               default=Path("."), show_default=True, help="Where the package's folder goes.")
+@click.option("--kind", type=click.Choice(["run", "layer", "loss", "optimizer", "metric",
+                                           "dataset"]),
+              default="run", show_default=True,
+              help="What the plugin adds: a run plugin (hooks), or a component whose tests call "
+                   "its trainkit.testing check (check_layer, check_loss, ...).")
 @click.pass_obj
-def new_plugin_command(app: AppState, name: str, parent: Path) -> None:
+def new_plugin_command(app: AppState, name: str, parent: Path, kind: str) -> None:
     """Write a plugin package NAME (such as trainkit-demo) into a new folder: pyproject.toml with
     the entry point, a run plugin with an option and checkpointed state, tests using trainkit's
     fixtures and check_plugin, tox.ini and a README. It installs and passes its tests at once."""
@@ -23,27 +28,40 @@ def new_plugin_command(app: AppState, name: str, parent: Path) -> None:
 
     with cli_errors(app.verbose if app else False):
         names = names_for(name)
-        refuse_a_taken_name(names["plugin"], app)
-        folder = write_package(name, parent)
-    click.echo(f"trainkit: wrote {folder}: plugin {names['plugin']!r} in "
+        refuse_a_taken_name(names["plugin"], app, kind)
+        folder = write_package(name, parent, kind)
+    click.echo(f"trainkit: wrote {folder}: {kind} plugin {names['plugin']!r} in "
                f"{names['module']}/__init__.py, tests in tests/\n"
                f"  cd {folder} && pip install -e '.[test]' && pytest\n"
-               f"  trainkit run --plugin {names['plugin']}")
+               f"  {run_line(kind, names['plugin'])}")
 
 
-def refuse_a_taken_name(plugin: str, app: AppState | None) -> None:
-    """The plugin name a package would declare must be no installed plugin's and no run
-    plugin's: an entry point named like another is not loaded."""
+def run_line(kind: str, plugin: str) -> str:
+    """How a run uses what the package adds."""
+    from trainkit.component_templates import USAGE
+
+    return f"trainkit run --plugin {plugin}" if kind == "run" else USAGE[kind].format(
+        plugin=plugin)
+
+
+def refuse_a_taken_name(plugin: str, app: AppState | None, kind: str = "run") -> None:
+    """The plugin name a package would declare must be no installed plugin's, and no run
+    plugin's or component's of its kind: an entry point named like another is not loaded, and
+    a component named like another is refused."""
     from trainkit.entry_points import installed
     from trainkit.errors import ConfigError
     from trainkit.plugin_manager import ENTRY_POINT_GROUP
 
     owners = {ep.name: ep.dist_name for ep in installed(ENTRY_POINT_GROUP)}
     if app is not None:
-        owners.update({name: owners.get(name) or component.plugin for name, component
-                       in app.registry.components["plugin"].items() if name not in owners})
+        registered = "plugin" if kind == "run" else kind
+        owners.update({name: app.pm.info(component.plugin).distribution or component.plugin
+                       for name, component in app.registry.components[registered].items()
+                       if name not in owners})
     if plugin in owners:
         owner = owners[plugin]
         whose = "trainkit's built-in" if owner == "trainkit" else f"{owner}'s"
-        raise ConfigError(f"plugin name {plugin!r} is already {whose}: a package declaring it "
+        what = "plugin" if kind == "run" or plugin not in (
+            app.registry.components[kind] if app is not None else {}) else kind
+        raise ConfigError(f"{what} name {plugin!r} is already {whose}: a package declaring it "
                           f"would not be loaded; choose another name, such as trainkit-my-{plugin}")
