@@ -26,14 +26,14 @@ def worker() -> None:
 
     from trainkit import hookimpl
     from trainkit.data import DataLoader
-    from trainkit.plugin_manager import PluginManager
+    from trainkit.loop.trainer import Trainer
+    from trainkit.plugin.manager import PluginManager
     from trainkit.plugins.datasets import MNIST
     from trainkit.plugins.ddp import DDP
     from trainkit.plugins.losses import CrossEntropy
     from trainkit.plugins.metrics import Accuracy
     from trainkit.plugins.models import MLP
     from trainkit.plugins.optimizers import Adam
-    from trainkit.trainer import Trainer
 
     class EpochTimer:
         def __init__(self):

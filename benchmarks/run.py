@@ -40,7 +40,7 @@ from trainkit.plugins.losses import CrossEntropy
 from trainkit.plugins.metrics import Accuracy
 from trainkit.plugins.models import CNN, MLP
 from trainkit.plugins.optimizers import Adam
-from trainkit.threads import (
+from trainkit.session.threads import (
     available_cores,
     blas_kernels,
     blas_threads,
@@ -102,8 +102,8 @@ def trainkit_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: 
                            model: str = "mlp", metrics=None) -> float:
     """Median seconds of one training epoch (no validation) after a warm-up epoch, with
     ``metrics`` (default: accuracy, the default metric)."""
-    from trainkit.plugin_manager import get_plugin_manager
-    from trainkit.trainer import Trainer
+    from trainkit.loop.trainer import Trainer
+    from trainkit.plugin.manager import get_plugin_manager
 
     network = build_model(model)
     trainer = Trainer(network, CrossEntropy(), Adam(), [Accuracy()] if metrics is None else metrics,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from trainkit import hookimpl
-from trainkit.checkpoint_io import load_checkpoint
+from trainkit.persist.checkpoint_io import load_checkpoint
 from trainkit.session import Session
 
 

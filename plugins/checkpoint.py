@@ -5,7 +5,7 @@ In the run folder it keeps ``last.npz`` (always, after every epoch), ``epoch-NNN
 when training ends normally (the model the run hands over: after early stopping's restore-best,
 with the test scores in its history), and on Ctrl+C or any exception ``emergency.npz``, written
 from the last consistent state (the end of the last completed optimizer step). Every write is
-atomic (see ``trainkit.checkpoint_io``). ``--no-plugin checkpoint`` turns it off.
+atomic (see ``trainkit.persist.checkpoint_io``). ``--no-plugin checkpoint`` turns it off.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Literal
 
 from trainkit import hookimpl
-from trainkit.contract import state_key
 from trainkit.errors import CheckpointError, ConfigError, PluginError
-from trainkit.monitor import Monitor
+from trainkit.loop.monitor import Monitor
+from trainkit.plugin.contract import state_key
 
 #: ``on_fit_end`` reasons after which there is no final model to save.
 NOT_FINISHED = ("interrupted", "failed", "nan")
@@ -52,7 +52,7 @@ class Checkpoint:
     def save(self, trainer, filenames: list[str], leave_out: tuple[str, ...] = ()) -> bool:
         """Write one snapshot of the trainer to each of ``filenames`` in the run folder; False
         when one could not be written."""
-        from trainkit.snapshot import capture
+        from trainkit.session.snapshot import capture
 
         if not trainer.is_main_process or trainer.run_dir is None:
             return False
@@ -63,7 +63,7 @@ class Checkpoint:
 
     def write(self, trainer, path, arrays, manifest) -> bool:
         """Save atomically; on a disk error stop the run or warn, as ``on_error`` says."""
-        from trainkit.checkpoint_io import save_checkpoint
+        from trainkit.persist.checkpoint_io import save_checkpoint
 
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,8 @@ import importlib.util
 import io
 
 from trainkit import hookimpl
-from trainkit.atomic import atomic_write
 from trainkit.errors import ConfigError
+from trainkit.persist.atomic import atomic_write
 
 
 class ConfusionMatrixFiles:
@@ -47,7 +47,7 @@ class ConfusionMatrixFiles:
 
     @hookimpl
     def on_fit_start(self, trainer):
-        from trainkit.plugins.metrics import ConfusionMatrix
+        from trainkit.loop.metrics import ConfusionMatrix
 
         trainer.add_evaluation_metric(ConfusionMatrix())
 
@@ -88,7 +88,7 @@ class ConfusionMatrixFiles:
     def draw_pending(self, context) -> None:
         if self._undrawn is None or context.run_dir is None:
             return
-        from trainkit.curves import png_bytes
+        from trainkit.loop.curves import png_bytes
 
         matrix, names, title, stem = self._undrawn
         atomic_write(context.run_dir / f"{stem}.png", png_bytes(matrix_figure(matrix, names,

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from trainkit import hookimpl
-from trainkit.formatting import format_value
+from trainkit.loop.formatting import format_value
 
 
 def format_epoch(epoch: int, epochs: int, logs: dict[str, float]) -> str:

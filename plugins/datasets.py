@@ -112,8 +112,8 @@ class IDXDataset:
         raise DataError(f"{path}: not {self.name}'s {path.name}: it is {describe_file(actual)}")
 
     def download_all(self) -> dict[str, Path]:
-        from trainkit.cache import default_cache_dir
         from trainkit.data.download import fetch
+        from trainkit.persist.cache import default_cache_dir
 
         cache = default_cache_dir() / self.name
         existed = cache.exists()

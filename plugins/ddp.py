@@ -55,7 +55,7 @@ class DDP:
         self.check_every = check_every
         self.is_main_process = self.rank == 0
         local_ranks = self.comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
-        from trainkit.threads import available_cores
+        from trainkit.session.threads import available_cores
 
         # One BLAS thread per core this rank can have: more would oversubscribe the machine.
         self.preferred_blas_threads = max(1, available_cores() // local_ranks)

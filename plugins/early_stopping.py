@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Literal
 
 from trainkit import hookimpl
-from trainkit.contract import state_key
 from trainkit.errors import ConfigError
-from trainkit.monitor import Monitor
+from trainkit.loop.monitor import Monitor
+from trainkit.plugin.contract import state_key
 
 
 class EarlyStopping:

@@ -12,7 +12,7 @@ import io
 import json
 
 from trainkit import hookimpl
-from trainkit.atomic import atomic_write
+from trainkit.persist.atomic import atomic_write
 
 
 class HistoryFiles:

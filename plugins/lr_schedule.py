@@ -26,9 +26,9 @@ import math
 from typing import Literal
 
 from trainkit import hookimpl
-from trainkit.contract import state_key
 from trainkit.errors import ConfigError
-from trainkit.monitor import Monitor
+from trainkit.loop.monitor import Monitor
+from trainkit.plugin.contract import state_key
 
 PER_STEP = ("warmup-cosine", "one-cycle")
 PLATEAU = ("reduce-on-plateau",)

@@ -1,4 +1,4 @@
-"""Metrics, exact over an epoch (see ``trainkit.metrics``): accuracy, top-k accuracy, precision,
+"""Metrics, exact over an epoch (see ``trainkit.loop.metrics``): accuracy, top-k accuracy, precision,
 recall, F1 and the confusion matrix.
 
 A metric's ``name`` is the key it logs under: ``f1`` for training, ``val_f1`` for validation.
@@ -11,7 +11,7 @@ from typing import Literal
 
 from trainkit import hookimpl
 from trainkit.lazy import lazy_import
-from trainkit.metrics import AVERAGES, Metric, averaged, class_scores
+from trainkit.loop.metrics import AVERAGES, ConfusionMatrix, Metric, averaged, class_scores
 
 np = lazy_import("numpy")
 
@@ -51,29 +51,9 @@ class TopKAccuracy(Metric):
         return float(state[0] / samples)
 
 
-class ConfusionMatrix(Metric):
-    """Counts of (true class, predicted class): row i, column j counts the samples of class i
-    predicted as j. Rows sum to the class supports; the trace is the number of hits. Its value is
-    the matrix (int64), which is not logged: the ``confusion-matrix`` run plugin writes it."""
-
-    name = "confusion"
-    logged = False  # its value is an array
-
-    def state_size(self, num_classes: int) -> int:
-        return num_classes * num_classes
-
-    def update(self, state, outputs, targets) -> None:
-        k = outputs.shape[1]  # one bincount of (true, predicted) pairs: a few microseconds
-        state += np.bincount(targets * k + outputs.argmax(axis=1), minlength=k * k)
-
-    def compute(self, state, samples):
-        k = int(round(len(state) ** 0.5))
-        return state.reshape(k, k).astype(np.int64)
-
-
 class ClassCounts(ConfusionMatrix):
     """The confusion matrix as state, from which ``name``'s per-class score follows under any
-    averaging (``trainkit.metrics.averaged``): macro (the mean over the classes that occur in
+    averaging (``trainkit.loop.metrics.averaged``): macro (the mean over the classes that occur in
     targets or predictions, as scikit-learn), micro (over all samples: with one label per
     sample, the accuracy) or weighted (by each class's support)."""
 

@@ -149,7 +149,7 @@ class SequentialModel:
 
     def build(self, input_size: int, num_classes: int, rng, input_shape=None, layer_types=None):
         from trainkit.nn import Sequential, ShapeError
-        from trainkit.options import option_specs
+        from trainkit.plugin.options import option_specs
 
         layer_types = layer_types or {}
         shape = tuple(input_shape or (input_size,))

@@ -9,7 +9,7 @@ import math
 
 from trainkit import hookimpl
 from trainkit.lazy import lazy_import
-from trainkit.optim import Optimizer, check_range
+from trainkit.nn.optim import Optimizer, check_range
 
 np = lazy_import("numpy")
 

@@ -15,8 +15,8 @@ import importlib.util
 import time
 
 from trainkit import hookimpl
-from trainkit.atomic import atomic_write
 from trainkit.errors import ConfigError
+from trainkit.persist.atomic import atomic_write
 
 
 class Plot:
@@ -65,7 +65,7 @@ class Plot:
             self._next_drawing = time.monotonic() + self.interval
 
     def draw(self, rows, path) -> None:
-        from trainkit.curves import curves_figure, png_bytes
+        from trainkit.loop.curves import curves_figure, png_bytes
 
         figure = curves_figure(rows, width=self.width, height=self.height, dpi=self.dpi)
         atomic_write(path, png_bytes(figure))

@@ -29,7 +29,9 @@ def module_graph() -> dict[str, set[str]]:
     for name, path in modules.items():
         for node in runtime_imports(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                targets = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+                targets = [f"{node.module}.{a.name}" for a in node.names]
+                if not all(t in modules for t in targets):  # names from the module itself
+                    targets.append(node.module)
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             else:
@@ -69,7 +71,7 @@ def test_no_function_in_the_cli_is_longer_than_about_40_lines():
 
 
 def test_every_attribute_the_core_reads_from_a_plugin_is_in_the_contract_and_documented():
-    from trainkit.contract import PLUGIN_ATTRIBUTES
+    from trainkit.plugin.contract import PLUGIN_ATTRIBUTES
 
     docs = (REPO / "docs" / "plugins.md").read_text()
     for name in PLUGIN_ATTRIBUTES:
@@ -81,4 +83,72 @@ def test_every_attribute_the_core_reads_from_a_plugin_is_in_the_contract_and_doc
             continue
         for match in pattern.finditer(path.read_text()):
             raise AssertionError(f"{path.relative_to(REPO)} reads {match.group(1)!r} from an "
-                                 f"object with getattr: use trainkit.contract.read")
+                                 f"object with getattr: use trainkit.plugin.contract.read")
+
+
+#: The layers, bottom up: a module may import its own layer's and those below it, never above.
+#: docs/architecture.md's layer list is checked against this table.
+LAYERS = [
+    ("base", ["trainkit.errors", "trainkit.lazy", "trainkit.markers", "trainkit.deprecated"]),
+    ("persist", ["trainkit.persist"]),
+    ("numerics", ["trainkit.nn", "trainkit.data"]),
+    ("plugin", ["trainkit.plugin", "trainkit.hookspecs"]),
+    ("loop", ["trainkit.loop"]),
+    ("session", ["trainkit.session"]),
+    ("sweep", ["trainkit.sweep"]),
+    ("cli", ["trainkit.cli", "trainkit.__main__"]),
+    ("testing", ["trainkit.testing"]),
+]
+
+
+def layer_of(module: str) -> int:
+    for index, (_, prefixes) in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return index
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS and docs/architecture.md")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{module} ({LAYERS[layer_of(module)][0]}) imports {target} "
+                  f"({LAYERS[layer_of(target)][0]})"
+                  for module, targets in graph.items() for target in targets
+                  if layer_of(target) > layer_of(module))
+
+
+def test_every_import_points_down_the_layers():
+    assert upward_imports(module_graph()) == []
+
+
+def test_the_layer_test_fails_on_an_upward_import():
+    graph = module_graph()
+    graph["trainkit.persist.atomic"].add("trainkit.loop.trainer")
+    assert upward_imports(graph) == ["trainkit.persist.atomic (persist) imports "
+                                     "trainkit.loop.trainer (loop)"]
+
+
+def test_no_core_module_imports_a_builtin_plugin():
+    found = []
+    for path in (REPO / "trainkit").rglob("*.py"):
+        for node in runtime_imports(ast.parse(path.read_text())):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module else
+                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            found += [f"{path.relative_to(REPO)}: {n}" for n in names
+                      if n and n.startswith("trainkit.plugins")]
+    assert found == []
+
+
+def test_the_top_of_trainkit_is_its_public_face_and_packages():
+    modules = sorted(p.name for p in (REPO / "trainkit").glob("*.py"))
+    assert modules == ["__init__.py", "__main__.py", "deprecated.py", "errors.py", "hookspecs.py",
+                       "lazy.py", "markers.py"]
+
+
+def test_the_documented_layers_are_the_tested_ones():
+    text = (REPO / "docs" / "architecture.md").read_text()
+    block = text.split("<!-- layers: checked by tests/test_architecture.py -->")[1].split("```")[1]
+    documented = [line.split(":")[0].strip() for line in block.strip().splitlines()]
+    assert documented == [name for name, _ in reversed(LAYERS)]
+    for name, prefixes in LAYERS:
+        row = next(line for line in block.splitlines() if line.strip().startswith(name + ":"))
+        for prefix in prefixes:
+            assert prefix.removeprefix("trainkit.") in row, (name, prefix)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from trainkit.checkpoint_io import FORMAT_VERSION, array_sha256, load_checkpoint, save_checkpoint
 from trainkit.cli import make_cli
 from trainkit.errors import CheckpointError
+from trainkit.persist.checkpoint_io import FORMAT_VERSION, array_sha256, load_checkpoint, save_checkpoint
 
 SENTINEL = Path("pwned")
 

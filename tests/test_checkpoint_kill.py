@@ -9,12 +9,12 @@ import subprocess
 import sys
 import time
 
-from trainkit.checkpoint_io import load_checkpoint
+from trainkit.persist.checkpoint_io import load_checkpoint
 
 CHILD = r"""
 import sys, numpy as np
 from pathlib import Path
-from trainkit.checkpoint_io import save_checkpoint
+from trainkit.persist.checkpoint_io import save_checkpoint
 out = Path(sys.argv[1])
 rng = np.random.default_rng(int(sys.argv[2]))
 i = 0

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from scipy.special import expit, log_softmax
 
-from trainkit.metrics import Metric
+from trainkit.loop.metrics import Metric
 from trainkit.nn import Module, ReLU
-from trainkit.optim import Optimizer, check_range
-from trainkit.plugin_manager import get_plugin_manager
+from trainkit.nn.optim import Optimizer, check_range
+from trainkit.plugin.manager import get_plugin_manager
+from trainkit.plugin.registry import Registry
 from trainkit.plugins.losses import one_hot
-from trainkit.registry import Registry
 from trainkit.testing import (
     ComponentCheckError,
     check_dataset,
@@ -265,7 +265,7 @@ def test_an_optimizer_that_takes_a_bad_lr_is_caught():
 
 
 def test_a_batch_mean_f1_is_caught_depending_on_the_batch_size():
-    from trainkit.metrics import BatchMean
+    from trainkit.loop.metrics import BatchMean
 
     def f1_of_a_batch(outputs, targets):
         predicted = outputs.argmax(axis=1)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from trainkit.checkpoint_io import load_checkpoint
 from trainkit.cli import make_cli
+from trainkit.persist.checkpoint_io import load_checkpoint
 
 
 def invoke(args):
@@ -100,7 +100,7 @@ def test_a_config_section_of_a_plugin_that_is_off_is_an_error_as_on_the_command_
 def test_an_environment_variable_for_a_component_or_plugin_not_in_use_is_ambient(tmp_path):
     """TRAINKIT_DATA_DIR (the README's advice) with a dataset that reads no folder, and an
     option of a plugin that is off: a run goes on; the same typed as flags are mistakes."""
-    from trainkit.harness import TinyDatasetPlugin
+    from trainkit.testing.harness import TinyDatasetPlugin
 
     args = ["run", "--dataset", "tiny", "--epochs", "1", "--out", str(tmp_path / "run")]
     env = {"TRAINKIT_DATA_DIR": str(tmp_path), "TRAINKIT_EARLY_STOPPING_PATIENCE": "5"}

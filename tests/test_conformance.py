@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from trainkit import hookimpl
-from trainkit.conformance import PluginCheckError, check_plugin
+from trainkit.testing.conformance import PluginCheckError, check_plugin
 
 
 class CountsInMemory:
@@ -66,8 +66,8 @@ def test_a_plugin_that_breaks_when_another_fails_is_named(tmp_path):
 
 
 def builtin_run_plugins():
-    from trainkit.plugin_manager import get_plugin_manager
-    from trainkit.registry import Registry
+    from trainkit.plugin.manager import get_plugin_manager
+    from trainkit.plugin.registry import Registry
 
     registry = Registry.collect(get_plugin_manager(autoload=False))
     return sorted(registry.components["plugin"].items())

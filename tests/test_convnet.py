@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from trainkit import hookimpl
-from trainkit.checkpoint_io import load_checkpoint
 from trainkit.cli import EXIT_INTERRUPTED, make_cli
+from trainkit.persist.checkpoint_io import load_checkpoint
 
 from .test_resume import InterruptAt
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from trainkit.cache import default_cache_dir
 from trainkit.cli import make_cli
 from trainkit.data import write_idx
 from trainkit.errors import DataError
+from trainkit.persist.cache import default_cache_dir
 from trainkit.plugins.datasets import MNIST, SPLIT_FILES, FashionMNIST, IDXFiles
 
 from .conftest import write_dataset

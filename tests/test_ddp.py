@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainkit.checkpoint_io import load_checkpoint
 from trainkit.data import DataLoader
+from trainkit.persist.checkpoint_io import load_checkpoint
 
 pytest.importorskip("mpi4py", reason="mpi4py is not installed: pip install 'trainkit[mpi]'")
 MPIEXEC = shutil.which("mpiexec")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import trainkit.checkpoint_io as checkpoint_io
-from trainkit.checkpoint_io import load_checkpoint
+import trainkit.persist.checkpoint_io as checkpoint_io
 from trainkit.cli import make_cli
+from trainkit.persist.checkpoint_io import load_checkpoint
 
 
 def fail_saves_after(monkeypatch, good_saves: int, error: int):

@@ -35,11 +35,11 @@ def test_the_readmes_sequential_example_builds_a_network_for_mnist():
 
     import numpy as np
 
-    from trainkit import run as runlib
     from trainkit.data import DatasetSplits
-    from trainkit.plugin_manager import get_plugin_manager
-    from trainkit.registry import Registry
-    from trainkit.tomlio import read_toml
+    from trainkit.plugin.manager import get_plugin_manager
+    from trainkit.plugin.registry import Registry
+    from trainkit.session import run as runlib
+    from trainkit.session.tomlio import read_toml
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     example = re.search(r"```toml\n(model = \"sequential\".*?)```", readme, re.S).group(1)
@@ -67,7 +67,7 @@ def test_the_readme_sets_up_training_without_the_test_tooling():
 
 
 def test_every_schedule_and_early_stopping_option_is_in_the_reference_table():
-    from trainkit.options import option_specs
+    from trainkit.plugin.options import option_specs
     from trainkit.plugins.early_stopping import EarlyStopping
     from trainkit.plugins.lr_schedule import LRSchedule
 

@@ -10,8 +10,8 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from trainkit.checkpoint_io import load_checkpoint
 from trainkit.cli import make_cli
+from trainkit.persist.checkpoint_io import load_checkpoint
 
 pytestmark = pytest.mark.slow
 

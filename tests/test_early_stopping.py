@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from trainkit.checkpoint_io import load_checkpoint
 from trainkit.cli import make_cli
 from trainkit.errors import ConfigError
+from trainkit.persist.checkpoint_io import load_checkpoint
 from trainkit.plugins.early_stopping import EarlyStopping
 
 
@@ -141,7 +141,7 @@ def test_restore_best_is_what_final_npz_holds_and_what_the_test_split_scores(syn
                                          ("test_auc", "max"), ("val_loss", "min"),
                                          ("val_error", "min")])
 def test_the_direction_of_known_metrics_is_known(metric, mode):
-    from trainkit.monitor import Monitor
+    from trainkit.loop.monitor import Monitor
 
     assert Monitor(metric).mode == mode
 
@@ -192,7 +192,7 @@ def test_a_baseline_never_beaten_restores_the_best_epoch_seen():
 @pytest.mark.parametrize("delta,counted", [(0.01, 9901), (0.0099, 9901), (0.0101, 0)])
 def test_min_delta_is_one_rule_for_every_value(delta, counted):
     """A change of exactly min_delta counts, whatever the values' last binary digits."""
-    from trainkit.monitor import Monitor
+    from trainkit.loop.monitor import Monitor
 
     def improves(metric, best, value):
         monitor = Monitor(metric, min_delta=delta)
@@ -205,7 +205,7 @@ def test_min_delta_is_one_rule_for_every_value(delta, counted):
 
 
 def test_a_tie_is_no_improvement_and_min_delta_zero_takes_any_gain():
-    from trainkit.monitor import better_by
+    from trainkit.loop.monitor import better_by
 
     assert not better_by(0.5, 0.5, "min", 0.0)
     assert better_by(0.5 - 1e-12, 0.5, "min", 0.0)

@@ -6,8 +6,8 @@ import re
 
 from click.testing import CliRunner
 
-from trainkit.checkpoint_io import load_checkpoint
 from trainkit.cli import make_cli
+from trainkit.persist.checkpoint_io import load_checkpoint
 
 
 def test_evaluate_of_a_run_folder_reproduces_the_runs_test_scores(synthetic_dir, tmp_path):
@@ -220,7 +220,7 @@ def test_predict_refuses_floats_outside_the_trained_range_unless_told(
 
 def test_predict_refuses_nan_inputs_and_reads_the_range_from_the_checkpoint(trained_run,
                                                                            tmp_path):
-    from trainkit.checkpoint_io import load_checkpoint
+    from trainkit.persist.checkpoint_io import load_checkpoint
 
     assert load_checkpoint(trained_run / "last.npz")[0]["data"]["input_range"] == [0.0, 1.0]
     bad = np.full((3, 28, 28), 0.5, np.float32)

@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from trainkit import hookimpl
-from trainkit.checkpoint_io import load_checkpoint
 from trainkit.cli import make_cli
+from trainkit.persist.checkpoint_io import load_checkpoint
 
 HOOKS = ["on_fit_start", "on_epoch_start", "on_batch_start", "on_before_optimizer_step",
          "on_batch_end", "on_validation_start", "on_validation_end", "on_epoch_end", "on_fit_end"]

@@ -106,7 +106,7 @@ def test_the_mlps_activation_choices_are_the_activation_layers():
     import typing
 
     from trainkit.nn.layers import ACTIVATIONS
-    from trainkit.options import option_specs
+    from trainkit.plugin.options import option_specs
     from trainkit.plugins.models import MLP
 
     spec = next(s for s in option_specs(MLP) if s.name == "activation")

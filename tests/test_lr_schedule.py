@@ -119,7 +119,7 @@ def test_one_cycle_follows_pytorchs_one_cycle_lr():
 
 
 def history_lrs(folder):
-    from trainkit.checkpoint_io import load_checkpoint
+    from trainkit.persist.checkpoint_io import load_checkpoint
 
     return [row["lr"] for row in load_checkpoint(folder / "last.npz")[0]["history"]]
 

@@ -11,7 +11,7 @@ from sklearn import metrics as sk
 
 from trainkit import Trainer
 from trainkit.data import DataLoader
-from trainkit.metrics import BatchMean, MetricSet, batch_mean, class_report
+from trainkit.loop.metrics import BatchMean, MetricSet, batch_mean, class_report
 from trainkit.plugins.losses import CrossEntropy
 from trainkit.plugins.metrics import F1, Accuracy, ConfusionMatrix, Precision, Recall, TopKAccuracy
 from trainkit.plugins.models import MLP
@@ -190,7 +190,7 @@ def test_a_plugin_can_ask_for_a_metric_in_validation_only():
 
 
 def test_a_resumed_epoch_with_stateful_metrics_logs_what_an_uninterrupted_one_would():
-    from trainkit.snapshot import capture, restore
+    from trainkit.session.snapshot import capture, restore
 
     def run(stop_at=None, resume_from=None):
         trainer, train, val = small_run([F1(), ConfusionMatrix()])

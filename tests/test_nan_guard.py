@@ -6,8 +6,8 @@ import numpy as np
 from click.testing import CliRunner
 
 from trainkit import hookimpl
-from trainkit.checkpoint_io import load_checkpoint
 from trainkit.cli import make_cli
+from trainkit.persist.checkpoint_io import load_checkpoint
 from trainkit.plugins.losses import CrossEntropy
 
 

@@ -90,7 +90,7 @@ def test_an_installed_package_declaring_checkpoint_leaves_the_builtin_in_place(s
     """The package new-plugin wrote for trainkit-checkpoint before it refused the name,
     pip-installed: the built-in checkpoint plugin still keeps the model, and a warning names
     the package."""
-    from trainkit.plugin_template import write_package
+    from trainkit.cli.plugin_template import write_package
 
     package = write_package("trainkit-checkpoint", tmp_path)
     python = venv_with(package, tmp_path / "venv")

@@ -79,7 +79,7 @@ def windows_like_run(synthetic_dir, tmp_path_factory):
 
 def test_every_module_imports_without_posix_only_modules(windows_like_run):
     result, _ = windows_like_run
-    assert "trainkit.run_lock" in result["imported"]
+    assert "trainkit.session.run_lock" in result["imported"]
     assert "trainkit.plugins.checkpoint" in result["imported"]
     assert len(result["imported"]) > 50
     assert result["blocked_but_loaded"] == []
@@ -123,7 +123,7 @@ def test_the_mpi_extra_brings_mpich_only_where_its_wheels_exist():
 
 def test_a_checkpoint_replace_waits_for_a_windows_reader_to_close_the_file(tmp_path,
                                                                            monkeypatch):
-    from trainkit import atomic
+    from trainkit.persist import atomic
 
     target = tmp_path / "last.npz"
     target.write_bytes(b"old")

@@ -77,8 +77,8 @@ def test_without_matplotlib_the_plot_plugin_says_how_to_get_it(synthetic_dir, mo
 def test_the_plot_is_drawn_at_the_end_not_after_every_short_epoch(tmp_path):
     from types import SimpleNamespace
 
+    from trainkit.loop.trainer import EpochLog
     from trainkit.plugins.plot import Plot
-    from trainkit.trainer import EpochLog
 
     trainer = SimpleNamespace(is_main_process=True, run_dir=tmp_path,
                               history=EpochLog([{"loss": 1.0}]))

@@ -139,9 +139,9 @@ class SlowFactory:
 
 
 def test_profile_hooks_table_and_the_slow_plugin_warning(synthetic_dir, monkeypatch):
-    import trainkit.profiler
+    import trainkit.loop.profiler
 
-    monkeypatch.setattr(trainkit.profiler, "WARN_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(trainkit.loop.profiler, "WARN_AFTER_SECONDS", 0.0)
     result = invoke(quick(synthetic_dir, "--plugin", "slow", "--profile-hooks"),
                     plugins=[SlowFactory()])
     assert result.exit_code == 0, result.output
@@ -412,8 +412,8 @@ def test_plugins_hooks_lists_every_lifecycle_hook_and_marks_run_plugins_that_are
 
 
 def test_the_old_register_plugins_hook_still_registers_run_plugins_with_a_warning():
-    from trainkit.plugin_manager import get_plugin_manager
-    from trainkit.registry import Registry
+    from trainkit.plugin.manager import get_plugin_manager
+    from trainkit.plugin.registry import Registry
 
     class Counter:
         @hookimpl
@@ -499,3 +499,37 @@ def test_two_installed_packages_with_one_plugin_name_load_the_first_and_name_bot
     warning = [line for line in result.stderr.splitlines() if "plugin name 'shared'" in line]
     assert len(warning) == 1 and "already" in warning[0]
     assert {"first-extra", "second-extra"} <= set(warning[0].replace("'s", " ").split())
+
+
+def test_a_wrapper_of_a_hook_trainkit_calls_one_by_one_is_refused_with_a_warning():
+    """on_save_checkpoint and register_* are called implementation by implementation: a wrapper
+    there could wrap nothing, and used to be skipped without a word."""
+    import types
+    import warnings
+
+    from trainkit.plugin.manager import PluginInfo, PluginWarning, get_plugin_manager
+    from trainkit.plugin.registry import Registry
+
+    class Wrapping:  # a run plugin
+        @hookimpl(wrapper=True)
+        def on_save_checkpoint(self, state):
+            state["wrapping"] = {"seen": True}
+            return (yield)
+
+    runs = types.ModuleType("wrapping_runs")
+    runs.register_run_plugins = hookimpl(lambda register: register("wrapping", Wrapping))
+    registers = types.ModuleType("wrapping_registers")
+    registers.register_losses = hookimpl(wrapper=True)(lambda register: (yield))
+    pm = get_plugin_manager(autoload=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PluginWarning)
+        for name, module in (("wrapping-runs", runs), ("wrapping-registers", registers)):
+            pm.register_checked(module, name, PluginInfo(name, "entry point", name, "1.0"),
+                                strict=False)
+        registry = Registry.collect(pm)
+    said = [str(w.message) for w in caught if issubclass(w.category, PluginWarning)]
+    assert any(m.startswith("plugin 'wrapping-runs' skipped") and "run plugin 'wrapping': hook "
+               "on_save_checkpoint is a wrapper, which trainkit never runs" in m for m in said), said
+    assert any(m.startswith("plugin 'wrapping-registers' skipped") and "hook register_losses is "
+               "a wrapper, which trainkit never runs" in m for m in said), said
+    assert "wrapping" not in registry.components["plugin"]

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from trainkit import hookimpl
-from trainkit.checkpoint_io import load_checkpoint
 from trainkit.cli import EXIT_INTERRUPTED, make_cli
+from trainkit.persist.checkpoint_io import load_checkpoint
 
 PLUGINS = ["--plugin", "checkpoint", "--plugin", "history", "--plugin", "early-stopping",
            "--plugin", "lr-schedule", "--lr-schedule-schedule", "exponential",
@@ -221,7 +221,7 @@ def test_a_resume_on_other_blas_kernels_says_the_last_bits_can_differ(synthetic_
     same = invoke(["run", "--resume", str(out), "--epochs", "2", "--dataset", "idx", "--data-dir",
                    str(synthetic_dir)])
     assert "last bits" not in same.output
-    monkeypatch.setattr("trainkit.threads.blas_kernels", lambda: "otherblas 1.0 Z80")
+    monkeypatch.setattr("trainkit.session.threads.blas_kernels", lambda: "otherblas 1.0 Z80")
     other = invoke(["run", "--resume", str(out), "--epochs", "3", "--dataset", "idx", "--data-dir",
                     str(synthetic_dir)])
     assert other.exit_code == 0

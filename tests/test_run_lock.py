@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from trainkit.cli import make_cli
 
-HOLD = ("import sys, time; from trainkit.run_lock import RunLock; lock = RunLock(sys.argv[1]); "
+HOLD = ("import sys, time; from trainkit.session.run_lock import RunLock; lock = RunLock(sys.argv[1]); "
         "lock.acquire(); print('locked', flush=True); time.sleep(120)")
 
 
@@ -98,7 +98,7 @@ def test_an_empty_or_new_folder_needs_no_overwrite(synthetic_dir, tmp_path):
 
 
 def test_the_holder_is_recorded_beside_the_lock_while_it_runs_and_removed_after(tmp_path):
-    from trainkit.run_lock import RunLock
+    from trainkit.session.run_lock import RunLock
 
     with RunLock(tmp_path) as lock:
         owner = json.loads((tmp_path / ".trainkit.owner").read_text(encoding="utf-8"))
@@ -107,7 +107,7 @@ def test_the_holder_is_recorded_beside_the_lock_while_it_runs_and_removed_after(
 
 
 def test_a_lock_left_by_trainkit_0_1_0_is_read_as_a_dead_holders(tmp_path):
-    from trainkit.run_lock import RunLock
+    from trainkit.session.run_lock import RunLock
 
     (tmp_path / ".trainkit.lock").write_text('{"pid": 4242, "host": "old", "started": "then"}')
     with RunLock(tmp_path) as lock:

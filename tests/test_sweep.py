@@ -14,8 +14,8 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from trainkit.checkpoint_io import load_checkpoint
 from trainkit.cli import make_cli
+from trainkit.persist.checkpoint_io import load_checkpoint
 
 optuna = pytest.importorskip("optuna", reason="the test extra installs optuna")
 

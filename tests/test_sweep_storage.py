@@ -228,8 +228,8 @@ def test_a_postgresql_url_without_its_driver_names_the_extra(synthetic_dir, tmp_
 def test_two_processes_joining_one_study_draw_different_parameters(synthetic_dir, tmp_path):
     """Both open the study before either has drawn (``done`` is 0 for both): with one seed
     they would draw the same parameters, trial for trial."""
-    from trainkit.plugin_manager import get_plugin_manager
-    from trainkit.registry import Registry
+    from trainkit.plugin.manager import get_plugin_manager
+    from trainkit.plugin.registry import Registry
     from trainkit.sweep import Sweep, read_spec
     from trainkit.sweep.study import open_study
 

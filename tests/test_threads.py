@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_info
 from trainkit.plugins.losses import CrossEntropy
 from trainkit.plugins.models import MLP
 from trainkit.plugins.optimizers import Adam
-from trainkit.threads import calibrate, training_step_probe
+from trainkit.session.threads import calibrate, training_step_probe
 
 
 def blas_threads_now() -> int:
@@ -24,7 +24,7 @@ def test_calibrate_picks_the_faster_count(slow_count, expected, monkeypatch):
     # varies with the machine's load and could swamp the difference being measured)
     import contextlib
 
-    import trainkit.threads
+    import trainkit.session.threads
 
     current = []
 
@@ -34,7 +34,7 @@ def test_calibrate_picks_the_faster_count(slow_count, expected, monkeypatch):
         yield
         current.pop()
 
-    monkeypatch.setattr(trainkit.threads, "blas_threads", fake_blas_threads)
+    monkeypatch.setattr(trainkit.session.threads, "blas_threads", fake_blas_threads)
 
     def step():
         time.sleep(0.002 if current[-1] == slow_count else 0.0002)
@@ -67,8 +67,8 @@ def test_the_probe_touches_no_weight_and_no_optimizer_state():
 def test_more_threads_than_cores_is_warned_in_one_line(synthetic_dir, monkeypatch):
     from click.testing import CliRunner
 
-    from trainkit import threads
     from trainkit.cli import make_cli
+    from trainkit.session import threads
 
     monkeypatch.setattr(threads, "available_cores", lambda: 2)
     result = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir",
@@ -86,8 +86,8 @@ def test_more_threads_than_cores_is_warned_in_one_line(synthetic_dir, monkeypatc
 def run_and_read_last(synthetic_dir, out, *extra):
     from click.testing import CliRunner
 
-    from trainkit.checkpoint_io import load_checkpoint
     from trainkit.cli import make_cli
+    from trainkit.persist.checkpoint_io import load_checkpoint
 
     result = CliRunner().invoke(make_cli(), ["run", "--dataset", "idx", "--data-dir",
                                              str(synthetic_dir), "--epochs", "1", "--out",
@@ -117,7 +117,7 @@ def test_the_same_command_gives_the_same_bits_on_an_idle_and_on_a_loaded_machine
 
 def test_the_default_count_follows_the_model_and_auto_times_it(synthetic_dir, tmp_path,
                                                                 monkeypatch):
-    from trainkit import threads
+    from trainkit.session import threads
 
     monkeypatch.setattr(threads, "available_cores", lambda: 2)
     mlp = run_and_read_last(synthetic_dir, tmp_path / "mlp")[0]
@@ -131,7 +131,7 @@ def test_the_default_count_follows_the_model_and_auto_times_it(synthetic_dir, tm
 
 
 def test_the_count_does_change_the_bits_so_the_test_above_can_fail(synthetic_dir, tmp_path):
-    from trainkit.threads import available_cores
+    from trainkit.session.threads import available_cores
 
     if available_cores() < 2:
         pytest.skip("needs two cores")

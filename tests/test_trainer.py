@@ -267,8 +267,8 @@ def test_a_key_a_plugin_adds_in_on_epoch_end_reaches_the_console_and_history_fil
 
 def test_the_old_names_of_the_epoch_log_and_the_history_plugin_still_work_with_a_warning():
     import trainkit
+    from trainkit.loop.trainer import EpochLog
     from trainkit.plugins import history as history_plugin
-    from trainkit.trainer import EpochLog
 
     with pytest.warns(DeprecationWarning, match="now EpochLog"):
         assert trainkit.History is EpochLog
@@ -280,7 +280,7 @@ def test_hooks_receive_the_run_context(synthetic_dir, tmp_path):
     from click.testing import CliRunner
 
     from trainkit.cli import make_cli
-    from trainkit.context import RunContext
+    from trainkit.loop.context import RunContext
 
     seen = []
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from click.testing import CliRunner
 
-from trainkit import run as runlib
 from trainkit.cli import make_cli
-from trainkit.plugin_manager import get_plugin_manager
-from trainkit.registry import Registry
+from trainkit.plugin.manager import get_plugin_manager
+from trainkit.plugin.registry import Registry
+from trainkit.session import run as runlib
 
 
 def build(synthetic_dir, **config):

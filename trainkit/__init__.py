@@ -21,7 +21,11 @@ from trainkit.errors import (
 )
 from trainkit.markers import hookimpl, hookspec
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+from trainkit import deprecated as _deprecated  # noqa: E402 (after the names it may warn about)
+
+_deprecated.install()  # the module paths of 0.1.0, with a warning until 0.3.0
 
 __all__ = [
     "CheckpointError",
@@ -43,20 +47,20 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Trainer": "trainkit.trainer",
-    "EpochLog": "trainkit.trainer",
-    "History": "trainkit.trainer",  # deprecated: EpochLog
+    "Trainer": "trainkit.loop.trainer",
+    "EpochLog": "trainkit.loop.trainer",
+    "History": "trainkit.loop.trainer",  # deprecated: EpochLog
     "DataLoader": "trainkit.data.loader",
-    "get_plugin_manager": "trainkit.plugin_manager",
-    "load_checkpoint": "trainkit.checkpoint_io",
-    "save_checkpoint": "trainkit.checkpoint_io",
+    "get_plugin_manager": "trainkit.plugin.manager",
+    "load_checkpoint": "trainkit.persist.checkpoint_io",
+    "save_checkpoint": "trainkit.persist.checkpoint_io",
 }
 
 if TYPE_CHECKING:
-    from trainkit.checkpoint_io import load_checkpoint, save_checkpoint
     from trainkit.data.loader import DataLoader
-    from trainkit.plugin_manager import get_plugin_manager
-    from trainkit.trainer import EpochLog, Trainer
+    from trainkit.loop.trainer import EpochLog, Trainer
+    from trainkit.persist.checkpoint_io import load_checkpoint, save_checkpoint
+    from trainkit.plugin.manager import get_plugin_manager
 
 
 def __getattr__(name: str) -> Any:

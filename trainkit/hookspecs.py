@@ -5,8 +5,15 @@ specs below. An implementation may accept any subset of a spec's arguments (plug
 ``def on_epoch_end(logs): ...`` is a valid implementation of ``on_epoch_end``.
 
 Every lifecycle hook receives ``trainer`` (the loop: model, optimizer, state, history) and
-``context``, the run's facts (``trainkit.context.RunContext``: run folder, config, main-process
+``context``, the run's facts (``trainkit.loop.context.RunContext``: run folder, config, main-process
 flag, BLAS threads and kernels): ``def on_fit_start(context): print(context.run_dir)``.
+
+Wrappers (``@hookimpl(wrapper=True)``): trainkit calls ``on_exception``, ``on_save_checkpoint``,
+``register_commands`` and every ``register_*`` hook one implementation at a time, so that one
+that fails cannot keep the others from running; a wrapper implementation of one of these can
+wrap nothing and is refused when its plugin registers, with a one-line warning naming the plugin
+and the hook (each of these specs says "No wrapper"). Every other hook goes through pluggy, and
+a wrapper of it runs as pluggy runs wrappers.
 
 docs/plugins.md documents each hook with its exact signature; a test keeps the two in step.
 """
@@ -22,8 +29,8 @@ if TYPE_CHECKING:
     import click
     import numpy as np
 
-    from trainkit.context import RunContext
-    from trainkit.trainer import Batch, Trainer
+    from trainkit.loop.context import RunContext
+    from trainkit.loop.trainer import Batch, Trainer
 
 #: The callback handed to every ``register_*`` hook: ``register(name, factory)``.
 #: ``register_run_plugins`` also takes ``default=True`` for run plugins that are on unless turned off.
@@ -35,7 +42,7 @@ Register = Callable[..., None]
 
 @hookspec
 def register_optimizers(register: Register) -> None:
-    """Register optimizer factories: ``register("adam", Adam)``.
+    """Register optimizer factories: ``register("adam", Adam)``. No wrapper.
 
     A factory is a class (or callable) whose typed keyword parameters become CLI options, for
     example ``lr: float = 1e-3`` becomes ``--lr``. It returns an object with ``bind(params, grads)``,
@@ -46,7 +53,7 @@ def register_optimizers(register: Register) -> None:
 
 @hookspec
 def register_losses(register: Register) -> None:
-    """Register loss factories: ``register("cross-entropy", CrossEntropy)``.
+    """Register loss factories: ``register("cross-entropy", CrossEntropy)``. No wrapper.
 
     A loss has ``forward(outputs, targets) -> float`` and ``backward() -> gradient``.
     Chosen with ``--loss NAME``.
@@ -55,9 +62,9 @@ def register_losses(register: Register) -> None:
 
 @hookspec
 def register_metrics(register: Register) -> None:
-    """Register metric factories: ``register("accuracy", Accuracy)``.
+    """Register metric factories: ``register("accuracy", Accuracy)``. No wrapper.
 
-    A metric is exact over an epoch (``trainkit.metrics.Metric``): it has a ``name`` (the key it
+    A metric is exact over an epoch (``trainkit.loop.metrics.Metric``): it has a ``name`` (the key it
     logs under, such as ``f1``), ``state_size(num_classes)``, ``update(state, outputs, targets)``
     adding a batch into its state, and ``compute(state, samples)``. The simple path: an object
     with a ``name`` called as ``metric(outputs, targets) -> float`` is taken as a batch mean
@@ -67,7 +74,7 @@ def register_metrics(register: Register) -> None:
 
 @hookspec
 def register_datasets(register: Register) -> None:
-    """Register dataset factories: ``register("mnist", MNIST)``.
+    """Register dataset factories: ``register("mnist", MNIST)``. No wrapper.
 
     A dataset has ``load() -> trainkit.data.DatasetSplits``. Chosen with ``--dataset NAME``.
     """
@@ -75,7 +82,7 @@ def register_datasets(register: Register) -> None:
 
 @hookspec
 def register_models(register: Register) -> None:
-    """Register model factories: ``register("mlp", MLP)``.
+    """Register model factories: ``register("mlp", MLP)``. No wrapper.
 
     A model factory has ``build(input_size, num_classes, rng) -> trainkit.nn.Module``.
     Chosen with ``--model NAME``.
@@ -84,7 +91,7 @@ def register_models(register: Register) -> None:
 
 @hookspec
 def register_layers(register: Register) -> None:
-    """Register layer types for the ``sequential`` model: ``register("conv2d", conv2d)``.
+    """Register layer types for the ``sequential`` model: ``register("conv2d", conv2d)``. No wrapper.
 
     A layer factory is called as ``factory(input_shape, rng, **options)``: ``input_shape`` is one
     sample's shape coming in (``(28, 28, 1)``, or ``(features,)``), ``rng`` a seeded
@@ -97,7 +104,7 @@ def register_layers(register: Register) -> None:
 
 @hookspec
 def register_run_plugins(register: Register) -> None:
-    """Register run plugins: ``register("checkpoint", Checkpoint, default=False)``.
+    """Register run plugins: ``register("checkpoint", Checkpoint, default=False)``. No wrapper.
 
     A run plugin is created once per run from its factory and registered with the plugin manager
     for that run, so its methods marked ``@hookimpl`` receive the lifecycle hooks. ``default=True``
@@ -109,12 +116,12 @@ def register_run_plugins(register: Register) -> None:
 @hookspec
 def register_plugins(register: Register) -> None:
     """Deprecated: the old name of ``register_run_plugins``, which it still does (with a
-    ``DeprecationWarning`` naming the plugin)."""
+    ``DeprecationWarning`` naming the plugin). No wrapper."""
 
 
 @hookspec
 def register_commands(cli: click.Group) -> None:
-    """Add click commands to the ``trainkit`` CLI: ``cli.add_command(my_command)``."""
+    """Add click commands to the ``trainkit`` CLI: ``cli.add_command(my_command)``. No wrapper."""
 
 
 # --------------------------------------------------------------------------- lifecycle hooks
@@ -223,10 +230,11 @@ def on_fit_end(trainer: Trainer, context: RunContext, reason: str) -> None:
 
 @hookspec
 def on_exception(trainer: Trainer, context: RunContext, exception: BaseException) -> None:
-    """Called when training fails or is interrupted, before ``on_fit_end``.
+    """Called when training fails or is interrupted, before ``on_fit_end``. No wrapper.
 
     The model, optimizer and ``trainer.state`` are at the last consistent point: the end of the last
-    completed optimizer step. The checkpoint plugin writes its emergency checkpoint here.
+    completed optimizer step. The checkpoint plugin writes its emergency checkpoint here. Each
+    implementation is called on its own.
     """
 
 
@@ -251,7 +259,8 @@ def on_save_checkpoint(trainer: Trainer, context: RunContext, state: dict[str, A
     """Add this plugin's own JSON-serialisable state to a checkpoint being written.
 
     ``state`` is shared by all plugins: store yours under your plugin's name, for example
-    ``state["early-stopping"] = {"wait": 2, "best": 0.1}``.
+    ``state["early-stopping"] = {"wait": 2, "best": 0.1}``. No wrapper: each implementation is
+    called on its own.
     """
 
 

@@ -30,8 +30,8 @@ class AppState:
     @classmethod
     def load(cls, args: Sequence[str], group: click.Group) -> AppState:
         from trainkit.errors import PluginError
-        from trainkit.plugin_manager import PluginWarning, get_plugin_manager
-        from trainkit.registry import Registry
+        from trainkit.plugin.manager import PluginWarning, get_plugin_manager
+        from trainkit.plugin.registry import Registry
 
         modules, blocked, strict, verbose = prescan(args)
         with warnings.catch_warnings(record=True) as caught:
@@ -89,7 +89,7 @@ def check_blocked(blocked: Sequence[str], registry) -> None:
     """``-p no:NAME`` must name a plugin module from the entry points or a run plugin."""
     if not blocked:
         return
-    from trainkit.entry_points import installed
+    from trainkit.plugin.entry_points import installed
 
     known = {ep.name for ep in installed("trainkit")} | set(registry.names("plugin"))
     for name in blocked:
@@ -99,7 +99,7 @@ def check_blocked(blocked: Sequence[str], registry) -> None:
 
 
 def add_plugin_commands(pm, group: click.Group, strict: bool) -> None:
-    from trainkit.plugin_manager import each_implementation
+    from trainkit.plugin.manager import each_implementation
 
     for impl, error in each_implementation(pm.hook.register_commands, cli=group):
         if error is not None:

@@ -13,7 +13,7 @@ import click
 from trainkit.cli.app import EVALUATE_SHORT_HELP, AppState
 from trainkit.cli.errors import cli_errors
 from trainkit.cli.options import VERBOSE_HELP, GroupedCommand, GroupedOption
-from trainkit.formatting import format_value
+from trainkit.loop.formatting import format_value
 
 
 def make_evaluate_command(app: AppState) -> click.Command:
@@ -21,7 +21,7 @@ def make_evaluate_command(app: AppState) -> click.Command:
 
     def callback(checkpoint: Path, split: str, metric: tuple[str, ...], as_json: bool,
                  data_dir: Path | None, batch_size: int, verbose: bool, **options: Any) -> None:
-        from trainkit.evaluation import evaluate_checkpoint
+        from trainkit.session.evaluation import evaluate_checkpoint
 
         with cli_errors(verbose or app.verbose):
             given = {k: v for k, v in options.items() if v is not None}
@@ -40,7 +40,7 @@ def make_evaluate_command(app: AppState) -> click.Command:
 
 def evaluate_options(app: AppState) -> list[click.Parameter]:
     from trainkit.cli.run import component_options
-    from trainkit.run import component_option_owners
+    from trainkit.session.run import component_option_owners
 
     owners = {name: owned for name, owned in component_option_owners(app.registry).items()
               if all(kind == "metric" for kind, _ in owned)}

@@ -24,7 +24,7 @@ def new_plugin_command(app: AppState, name: str, parent: Path, kind: str) -> Non
     """Write a plugin package NAME (such as trainkit-demo) into a new folder: pyproject.toml with
     the entry point, a run plugin with an option and checkpointed state, tests using trainkit's
     fixtures and check_plugin, tox.ini and a README. It installs and passes its tests at once."""
-    from trainkit.plugin_template import names_for, write_package
+    from trainkit.cli.plugin_template import names_for, write_package
 
     with cli_errors(app.verbose if app else False):
         names = names_for(name)
@@ -38,7 +38,7 @@ def new_plugin_command(app: AppState, name: str, parent: Path, kind: str) -> Non
 
 def run_line(kind: str, plugin: str) -> str:
     """How a run uses what the package adds."""
-    from trainkit.component_templates import USAGE
+    from trainkit.cli.component_templates import USAGE
 
     return f"trainkit run --plugin {plugin}" if kind == "run" else USAGE[kind].format(
         plugin=plugin)
@@ -48,9 +48,9 @@ def refuse_a_taken_name(plugin: str, app: AppState | None, kind: str = "run") ->
     """The plugin name a package would declare must be no installed plugin's, and no run
     plugin's or component's of its kind: an entry point named like another is not loaded, and
     a component named like another is refused."""
-    from trainkit.entry_points import installed
     from trainkit.errors import ConfigError
-    from trainkit.plugin_manager import ENTRY_POINT_GROUP
+    from trainkit.plugin.entry_points import installed
+    from trainkit.plugin.manager import ENTRY_POINT_GROUP
 
     owners = {ep.name: ep.dist_name for ep in installed(ENTRY_POINT_GROUP)}
     if app is not None:

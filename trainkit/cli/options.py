@@ -38,7 +38,7 @@ class IntTuple(click.ParamType):
     name = "N[,N...]"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
-        from trainkit.options import parse_int_tuple
+        from trainkit.plugin.options import parse_int_tuple
 
         try:
             return parse_int_tuple(value)
@@ -84,7 +84,7 @@ class JSONList(click.ParamType):
     name = "JSON"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> list[Any]:
-        from trainkit.options import parse_list
+        from trainkit.plugin.options import parse_list
 
         try:
             return parse_list(value)

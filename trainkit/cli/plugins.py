@@ -20,8 +20,8 @@ def run_plugin_hooks(factory) -> list[str]:
 def hook_call_order(app: AppState) -> dict[str, list[str]]:
     """Every lifecycle hook's implementations in the order pluggy calls them, with one instance
     of every run plugin that can be created with its default options registered."""
-    from trainkit.options import instantiate
-    from trainkit.trainer import RUN_PLUGIN_PREFIX
+    from trainkit.loop.trainer import RUN_PLUGIN_PREFIX
+    from trainkit.plugin.options import instantiate
 
     registered = []
     for name in app.registry.names("plugin"):
@@ -59,7 +59,7 @@ def lifecycle_hooks() -> list[str]:
 @click.pass_obj
 def plugins_command(app: AppState, show_all: bool, show_hooks: bool) -> None:
     """List the plugins and the components they register."""
-    from trainkit.options import plugin_option_param
+    from trainkit.plugin.options import plugin_option_param
 
     registry, pm = app.registry, app.pm
     if show_hooks:

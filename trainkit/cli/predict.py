@@ -40,7 +40,7 @@ def predict_command(app: AppState, checkpoint: Path, inputs: Path, output: Path 
     and with --probabilities one column per class.
     """
     from trainkit.errors import ConfigError
-    from trainkit.inference import load_trained_model, read_inputs, softmax
+    from trainkit.session.inference import load_trained_model, read_inputs, softmax
 
     with cli_errors(verbose or app.verbose):
         if output is not None and output.suffix not in (".csv", ".npy"):
@@ -62,7 +62,7 @@ def write_predictions(output, names, classes, class_names, chances) -> None:
     if output is not None and output.suffix == ".npy":
         import numpy as np
 
-        from trainkit.atomic import atomic_file
+        from trainkit.persist.atomic import atomic_file
 
         with atomic_file(output) as f:
             np.save(f, chances if chances is not None else classes.astype(np.int64),
@@ -72,7 +72,7 @@ def write_predictions(output, names, classes, class_names, chances) -> None:
     if output is None:
         click.echo(text, nl=False)
     else:
-        from trainkit.atomic import atomic_write
+        from trainkit.persist.atomic import atomic_write
 
         atomic_write(output, text)
 

@@ -24,9 +24,9 @@ from trainkit.cli.options import (
     spec_option,
 )
 from trainkit.errors import ConfigError
-from trainkit.options import plugin_option_param
-from trainkit.registry import KINDS
-from trainkit.run import RUN_DEFAULTS
+from trainkit.plugin.options import plugin_option_param
+from trainkit.plugin.registry import KINDS
+from trainkit.session.run import RUN_DEFAULTS
 
 #: The run keys (RUN_DEFAULTS) are the core options: one source for both.
 CORE_OPTIONS = tuple(RUN_DEFAULTS)
@@ -37,7 +37,7 @@ EXIT_INTERRUPTED = 130
 
 def make_run_command(app: AppState) -> click.Command:
     """``trainkit run``, with an option for every run key, component option and plugin option."""
-    from trainkit.run import component_option_owners
+    from trainkit.session.run import component_option_owners
 
     registry = app.registry
     names = {kind: registry.names(kind) for kind in KINDS}
@@ -61,7 +61,7 @@ def make_run_command(app: AppState) -> click.Command:
 
 def default_of(key: str) -> str:
     """``--help``'s default of a run key, from ``RUN_DEFAULTS``: the one source."""
-    from trainkit.run import RUN_DEFAULTS
+    from trainkit.session.run import RUN_DEFAULTS
 
     value = RUN_DEFAULTS[key]
     return ", ".join(value) if isinstance(value, list) else str(value)
@@ -217,7 +217,7 @@ def given_options(ctx: click.Context, kwargs: dict[str, Any]) -> dict[str, Any]:
 def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: set[str],
                 plugin_params: dict[str, tuple[str, str]]) -> None:
     """Turn the arguments into a config layer, run a Session, map its outcome to an exit code."""
-    from trainkit.session import Session
+    from trainkit.session.session import Session
 
     given = given_options(ctx, kwargs)
     layer = config_layer(app, given, component_options, plugin_params)
@@ -237,7 +237,7 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
                 raise ConfigError(f"{flag_of(param_name)} is an option of plugin {plugin!r}, "
                                   f"which is off; turn it on with --plugin {plugin}", param_name)
         if kwargs.get("print_config"):
-            from trainkit.tomlio import dump_toml
+            from trainkit.session.tomlio import dump_toml
 
             click.echo(dump_toml(session.effective_config()), nl=False)
             return

@@ -15,8 +15,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from trainkit.atomic import atomic_file
 from trainkit.errors import DataError
+from trainkit.persist.atomic import atomic_file
 
 CHUNK = 1 << 16
 

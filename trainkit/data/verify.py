@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trainkit.atomic import atomic_write
-from trainkit.cache import default_cache_dir
 from trainkit.data.download import sha256_of
+from trainkit.persist.atomic import atomic_write
+from trainkit.persist.cache import default_cache_dir
 
 CACHE_NAME = "verified.json"
 

@@ -115,9 +115,9 @@ class Sweep:
     def run_workers(self, study, trials: int, retry: list[tuple[int, dict[str, Any]]],
                     say) -> bool:
         """``workers`` processes on this machine, each on its share of the cores and trials."""
+        from trainkit.session.threads import available_cores
+        from trainkit.session.tomlio import dump_toml
         from trainkit.sweep.study import enqueue_retries
-        from trainkit.threads import available_cores
-        from trainkit.tomlio import dump_toml
 
         enqueue_retries(study, retry)  # any worker picks these up first
         layer = dict(self.spec.layer)
@@ -152,9 +152,9 @@ def show(storage: str, study_name: str, folder: Path | None, say=print,
     """The study's best trials, the best trial's config as TOML (written to best.toml in
     ``folder``), and the plots."""
     from trainkit.errors import ConfigError
+    from trainkit.session.tomlio import dump_toml
     from trainkit.sweep.report import best_config, summary, write_plots
     from trainkit.sweep.study import import_optuna, open_storage
-    from trainkit.tomlio import dump_toml
 
     optuna = import_optuna()
     try:

@@ -89,9 +89,9 @@ class SweepSpec:
 def read_spec(path: Path, registry, overrides: dict[str, Any] | None = None) -> SweepSpec:
     """The spec in ``path``, checked against ``registry``; ``overrides`` (command-line flags,
     a run config layer) go over its run config."""
-    from trainkit import run as runlib
-    from trainkit.monitor import direction as direction_of
-    from trainkit.tomlio import read_toml
+    from trainkit.loop.monitor import direction as direction_of
+    from trainkit.session import run as runlib
+    from trainkit.session.tomlio import read_toml
 
     source = str(path)
     raw = read_toml(Path(path))
@@ -140,8 +140,8 @@ def check_monitor(spec: SweepSpec, registry) -> None:
     plugin adds to the logs) are left to the run."""
     import re
 
-    from trainkit import run as runlib
-    from trainkit.options import instantiate
+    from trainkit.plugin.options import instantiate
+    from trainkit.session import run as runlib
 
     config = runlib.merge_configs(runlib.RUN_DEFAULTS, spec.layer)
     logged = {"loss", "lr"} | {m.name for m in runlib.resolve(config, registry).metrics}
@@ -189,8 +189,8 @@ def flatten_search(table: dict[str, Any], prefix: str = ""):
 
 def searchable_names(registry) -> dict[str, tuple[str | None, str]]:
     """Every name a spec may search -> ``(plugin or None, option)``."""
-    from trainkit.options import plugin_option_param
-    from trainkit.run import RUN_DEFAULTS, component_option_owners
+    from trainkit.plugin.options import plugin_option_param
+    from trainkit.session.run import RUN_DEFAULTS, component_option_owners
 
     names: dict[str, tuple[str | None, str]] = {
         key: (None, key) for key in RUN_DEFAULTS
@@ -242,7 +242,7 @@ def distribution(key: str, target: tuple[str | None, str], value: Any, where: st
 def check_values(spec: SweepSpec, registry) -> None:
     """Every bound and choice, each in a run config of its own, must resolve: the errors of a
     bad value come now, naming the spec's key, not after hours of trials."""
-    from trainkit import run as runlib
+    from trainkit.session import run as runlib
 
     for searched in spec.search:
         if searched.plugin is not None:

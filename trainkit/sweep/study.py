@@ -37,7 +37,7 @@ from typing import Any
 
 from trainkit import hookimpl
 from trainkit.errors import ConfigError, TrainkitError
-from trainkit.plugin_manager import PluginWarning
+from trainkit.plugin.manager import PluginWarning
 from trainkit.sweep.spec import SweepSpec, trial_layer
 
 SWEEP_EXTRA = "pip install 'trainkit[sweep]'"
@@ -242,7 +242,7 @@ class Worker:
             study.stop()
 
     def objective(self, trial) -> float:
-        from trainkit.session import Session
+        from trainkit.session.session import Session
 
         optuna = import_optuna()
         if self.interrupted:  # Ctrl+C between two trials: this one never starts

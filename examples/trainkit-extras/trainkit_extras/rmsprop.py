@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainkit import hookimpl
-from trainkit.optim import Optimizer, check_range
+from trainkit.nn.optim import Optimizer, check_range
 
 
 class RMSprop(Optimizer):

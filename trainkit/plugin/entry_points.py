@@ -19,7 +19,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainkit.cache import default_cache_dir
+from trainkit.persist.cache import default_cache_dir
 
 CACHE_VERSION = 1
 KEEP = 32  # cache files kept

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainkit import contract
+from trainkit.plugin import contract
 
 LIFECYCLE_HOOKS = (
     "on_fit_start", "on_epoch_start", "on_batch_start", "on_before_optimizer_step",

@@ -40,7 +40,7 @@ def write_package(name: str, parent: Path, kind: str = "run") -> Path:
     """Write the package ``name`` of ``kind`` into ``parent / name``; refuse a folder that
     exists."""
     from trainkit import __version__
-    from trainkit import component_templates as components
+    from trainkit.cli import component_templates as components
 
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}", "kind")

@@ -17,8 +17,8 @@ def restored_run(checkpoint: Path, registry, pm, metrics: list[str], options: di
                  data_dir: Path | None):
     """``(run, manifest, checkpoint file)``: the run of ``checkpoint`` built and restored, with
     ``metrics`` (and metric ``options``) instead of its own when given."""
-    from trainkit import run as runlib
-    from trainkit.snapshot import restore
+    from trainkit.session import run as runlib
+    from trainkit.session.snapshot import restore
 
     kinds = runlib.SINGLE_KINDS if metrics else (*runlib.SINGLE_KINDS, "metric")
     checkpoint, manifest, arrays, run = runlib.open_checkpoint(checkpoint, registry, pm, kinds,
@@ -36,8 +36,7 @@ def evaluate_checkpoint(checkpoint: Path, registry, pm, *, split: str = "test",
                         data_dir: Path | None = None, batch_size: int = 1000) -> dict[str, Any]:
     """The scores of ``checkpoint`` on ``split`` (``test``, ``val`` or ``train``): its loss and
     metrics, a per-class report and the confusion matrix, as a JSON-ready dict."""
-    from trainkit.metrics import class_report
-    from trainkit.plugins.metrics import ConfusionMatrix
+    from trainkit.loop.metrics import ConfusionMatrix, class_report
 
     run, manifest, checkpoint = restored_run(Path(checkpoint), registry, pm, metrics or [],
                                              options or {}, data_dir)

@@ -149,7 +149,7 @@ def check_monitors(plugins: Mapping[str, Any], logged: Iterable[str]) -> None:
     """Before the first batch: every run plugin's ``monitor`` (a ``Monitor``) must watch a name
     the run logs, else a one-line ``ConfigError`` with a did-you-mean, naming the plugin's
     ``--<plugin>-monitor`` option, instead of a failure after the first epoch."""
-    from trainkit.options import plugin_option_param
+    from trainkit.plugin.options import plugin_option_param
 
     logged = list(logged)
     for name, plugin in plugins.items():

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainkit import contract
-from trainkit import run as runlib
 from trainkit.errors import ConfigError
-from trainkit.formatting import format_value
+from trainkit.loop.formatting import format_value
+from trainkit.plugin import contract
+from trainkit.session import run as runlib
 
 #: ``report(message, error)``: how a session talks to its user. The CLI passes click's echo;
 #: the default prints to stdout, and to stderr when ``error``.
@@ -76,8 +76,8 @@ class Session:
                  plugins: Sequence[object] = (), pm=None, registry=None,
                  report: Report = print_report, ambient: Collection[str] = ()) -> None:
         if pm is None:
-            from trainkit.plugin_manager import get_plugin_manager
-            from trainkit.registry import Registry
+            from trainkit.plugin.manager import get_plugin_manager
+            from trainkit.plugin.registry import Registry
 
             pm = get_plugin_manager()
             for plugin in plugins:
@@ -100,12 +100,12 @@ class Session:
     def resolve(self) -> runlib.Run:
         """Merge the layers (checkpoint, file, this config), check them and create the
         components; nothing is loaded or written yet."""
-        from trainkit.tomlio import read_toml
+        from trainkit.session.tomlio import read_toml
 
         layers = []
         if self.resume is not None:
-            from trainkit.checkpoint_io import load_checkpoint
-            from trainkit.run_folder import resolve_resume_path
+            from trainkit.persist.checkpoint_io import load_checkpoint
+            from trainkit.session.run_folder import resolve_resume_path
 
             self.resume_from = resolve_resume_path(self.resume, self.layer.get("out"))
             self.manifest, self._arrays = load_checkpoint(self.resume_from)
@@ -142,7 +142,7 @@ class Session:
     def build(self) -> runlib.Run:
         """Refuse a folder that holds another run, load the data, build the trainer and
         restore the checkpoint being resumed."""
-        from trainkit.run_folder import holds_a_run
+        from trainkit.session.run_folder import holds_a_run
 
         run = self.run or self.resolve()
         out = Path(run.config["out"]) if run.config.get("out") else None
@@ -150,11 +150,11 @@ class Session:
                 not self.overwrite and holds_a_run(out):
             raise ConfigError(refusal_of_a_used_folder(out), "out")
         runlib.build(run, self.pm)
-        from trainkit.monitor import check_monitors
+        from trainkit.loop.monitor import check_monitors
 
         check_monitors(run.plugins, run.trainer.logged_names(validation=run.val_loader is not None))
         if self.resume_from is not None:
-            from trainkit.snapshot import restore
+            from trainkit.session.snapshot import restore
 
             trainer = run.trainer
             restore(trainer, self.manifest, self._arrays, source=str(self.resume_from))
@@ -169,8 +169,8 @@ class Session:
     def fit(self) -> Outcome:
         """Train: lock the run folder (the main process), choose the threads, fit, and keep
         ``run.json``'s status true. Ctrl+C ends it with status ``interrupted``."""
-        from trainkit.run_folder import clear_run_dir, holds_a_run, prepare_run_dir
-        from trainkit.run_lock import RunLock
+        from trainkit.session.run_folder import clear_run_dir, holds_a_run, prepare_run_dir
+        from trainkit.session.run_lock import RunLock
 
         run = self.run if self.run is not None and self.run.trainer is not None else self.build()
         if not run.trainer.is_main_process:  # other data-parallel ranks write nothing
@@ -190,7 +190,7 @@ class Session:
     def set_aside_a_later_past(self, run: runlib.Run) -> None:
         """Resuming a run folder from a checkpoint older than the run's newest state: the files
         of the later epochs move aside, never overwritten, and a line says where."""
-        from trainkit.run_folder import set_aside_later_files
+        from trainkit.session.run_folder import set_aside_later_files
 
         epoch, step = int(self.manifest["epoch"]), int(self.manifest["global_step"])
         aside = set_aside_later_files(run.run_dir, self.resume_from, epoch, step)
@@ -200,8 +200,8 @@ class Session:
                         f"copy of its other files", True)
 
     def _train(self, run: runlib.Run) -> Outcome:
-        from trainkit.run import write_status
-        from trainkit.threads import blas_kernels, blas_threads
+        from trainkit.session.run import write_status
+        from trainkit.session.threads import blas_kernels, blas_threads
 
         trainer = run.trainer
         main = trainer.is_main_process
@@ -247,7 +247,7 @@ class Session:
     def threads(self, run: runlib.Run, say) -> tuple[int, bool]:
         """The thread count: ``threads`` from the config, else the checkpoint's, else a
         plugin's preference (ddp: cores per rank), else the model's default; ``"auto"`` times it."""
-        from trainkit.threads import (
+        from trainkit.session.threads import (
             available_cores,
             calibrate,
             default_threads,
@@ -327,7 +327,7 @@ def plural(count: int, noun: str) -> str:
 def refusal_of_a_used_folder(out: Path) -> str:
     """Why a run folder holding an earlier run is not trained in, and what to do: resume it,
     unless it left nothing to resume from (stopped before its first checkpoint)."""
-    from trainkit.run_folder import newest_checkpoint
+    from trainkit.session.run_folder import newest_checkpoint
 
     if newest_checkpoint(out) is None:
         return (f"{out} holds an earlier run that saved no checkpoint to resume from (stopped "

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainkit.errors import ConfigError, PluginProblem, RegistrationError
-from trainkit.options import SUPPORTED_TYPES, OptionSpec, option_specs, unsupported_options
-from trainkit.plugin_manager import call_impl
+from trainkit.plugin.manager import call_impl
+from trainkit.plugin.options import SUPPORTED_TYPES, OptionSpec, option_specs, unsupported_options
 
 #: Component kind -> the registration hook that provides it.
 KINDS: dict[str, str] = {

@@ -36,8 +36,8 @@ from trainkit.lazy import lazy_import
 
 np = lazy_import("numpy")  # plugin modules import this module at start-up, before numpy is needed
 
-__all__ = ["BatchLogs", "BatchMean", "Metric", "MetricSet", "as_metric", "averaged",
-           "batch_mean", "class_report", "class_scores"]
+__all__ = ["BatchLogs", "BatchMean", "ConfusionMatrix", "Metric", "MetricSet", "as_metric",
+           "averaged", "batch_mean", "class_report", "class_scores"]
 
 
 class Metric:
@@ -68,7 +68,7 @@ class BatchMean(Metric):
     def __init__(self, function: Callable[[np.ndarray, np.ndarray], float],
                  name: str | None = None) -> None:
         self.function = function
-        # a metric's name, not a plugin's (trainkit.contract): the key it logs under
+        # a metric's name, not a plugin's (trainkit.plugin.contract): the key it logs under
         self.name = name or (function.name if hasattr(function, "name") else function.__name__)
 
     def update(self, state: np.ndarray, outputs: np.ndarray, targets: np.ndarray) -> None:
@@ -226,6 +226,26 @@ def safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     ``zero_division`` default)."""
     return np.divide(numerator, denominator, out=np.zeros(np.shape(numerator), np.float64),
                      where=np.asarray(denominator) > 0)
+
+
+class ConfusionMatrix(Metric):
+    """Counts of (true class, predicted class): row i, column j counts the samples of class i
+    predicted as j. Rows sum to the class supports; the trace is the number of hits. Its value is
+    the matrix (int64), which is not logged: the ``confusion-matrix`` run plugin writes it."""
+
+    name = "confusion"
+    logged = False  # its value is an array
+
+    def state_size(self, num_classes: int) -> int:
+        return num_classes * num_classes
+
+    def update(self, state, outputs, targets) -> None:
+        k = outputs.shape[1]  # one bincount of (true, predicted) pairs: a few microseconds
+        state += np.bincount(targets * k + outputs.argmax(axis=1), minlength=k * k)
+
+    def compute(self, state, samples):
+        k = int(round(len(state) ** 0.5))
+        return state.reshape(k, k).astype(np.int64)
 
 
 def class_scores(confusion) -> dict[str, np.ndarray]:

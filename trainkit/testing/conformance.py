@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainkit.harness import run_cli
 from trainkit.markers import hookimpl
+from trainkit.testing.harness import run_cli
 
 __all__ = ["ConformanceReport", "PluginCheckError", "check_plugin"]
 
@@ -143,7 +143,7 @@ def check_plugin(factory: Any, *, name: str | None = None,
     package, installed), that registration is used. ``options`` gives values to try for options
     whose values cannot be guessed (strings, paths); numbers, booleans and choices are guessed.
     """
-    from trainkit.options import option_specs
+    from trainkit.plugin.options import option_specs
 
     name = registered_name(factory, name)
     report = ConformanceReport(name)
@@ -177,8 +177,8 @@ class Registers:
 def installed_as(name: str, factory: Any) -> bool:
     """True when an installed plugin already registers ``factory`` as ``name``."""
     from trainkit.errors import TrainkitError
-    from trainkit.plugin_manager import get_plugin_manager
-    from trainkit.registry import Registry
+    from trainkit.plugin.manager import get_plugin_manager
+    from trainkit.plugin.registry import Registry
 
     registry = Registry.collect(get_plugin_manager())
     component = registry.components["plugin"].get(name)
@@ -250,7 +250,7 @@ class Checks:
                                  f"was {short(row_resumed.get(key))}, expected {short(value)}")
         import numpy as np
 
-        from trainkit.checkpoint_io import load_checkpoint
+        from trainkit.persist.checkpoint_io import load_checkpoint
 
         weights = [load_checkpoint(r.checkpoints["final.npz"])[1] for r in (whole, resumed)]
         if any(not np.array_equal(weights[0][k], weights[1][k]) for k in weights[0]
@@ -284,7 +284,7 @@ class Checks:
         return values
 
     def options_three_ways(self) -> None:
-        from trainkit.options import plugin_option_param
+        from trainkit.plugin.options import plugin_option_param
 
         values = self.option_values()
         if not values:
@@ -352,7 +352,7 @@ class Checks:
 def importable(extra: list[Any]) -> str | None:
     """A module text that registers the tiny dataset (and the plugin under test when it is not
     installed) in a new process, or ``None`` when its factory cannot be imported there."""
-    lines = ["from trainkit.harness import TinyDatasetPlugin",
+    lines = ["from trainkit.testing.harness import TinyDatasetPlugin",
              "from trainkit import hookimpl", "", "tiny = TinyDatasetPlugin()"]
     for registers in extra:
         factory = registers.factory

@@ -182,7 +182,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainkit import hookimpl
-from trainkit.optim import Optimizer, check_range
+from trainkit.nn.optim import Optimizer, check_range
 
 
 class {class}(Optimizer):
@@ -245,7 +245,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainkit import hookimpl
-from trainkit.metrics import Metric
+from trainkit.loop.metrics import Metric
 
 
 class {class}(Metric):

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainkit import contract
 from trainkit.errors import ConfigError
-from trainkit.options import instantiate, plugin_option_param
-from trainkit.plugin_manager import BUILTIN_DISTRIBUTION
-from trainkit.registry import Registry
+from trainkit.plugin import contract
+from trainkit.plugin.manager import BUILTIN_DISTRIBUTION
+from trainkit.plugin.options import instantiate, plugin_option_param
+from trainkit.plugin.registry import Registry
 
 RUN_DEFAULTS: dict[str, Any] = {
     "dataset": "mnist",
@@ -296,9 +296,9 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
     """Load the data and create the model, loaders and trainer of a resolved run."""
     import numpy as np
 
-    from trainkit.context import RunContext
     from trainkit.data import DataLoader
-    from trainkit.trainer import Trainer
+    from trainkit.loop.context import RunContext
+    from trainkit.loop.trainer import Trainer
 
     config = run.config
     model_seed, data_seed, split_seed = np.random.SeedSequence(config["seed"]).spawn(3)
@@ -390,9 +390,9 @@ def open_checkpoint(path: Path, registry: Registry, pm, kinds: tuple[str, ...],
     """``(file, manifest, arrays, run)`` of a checkpoint file or run folder (its final model):
     loaded and verified, the components of ``kinds`` checked installed, and its config resolved
     into a run (data not loaded), without run plugins; the config's mistakes name the file."""
-    from trainkit.checkpoint_io import load_checkpoint
     from trainkit.errors import CheckpointError
-    from trainkit.run_folder import model_in_run_folder
+    from trainkit.persist.checkpoint_io import load_checkpoint
+    from trainkit.session.run_folder import model_in_run_folder
 
     path = Path(path)
     if path.is_dir():
@@ -418,7 +418,7 @@ def write_status(run: Run, status: str) -> None:
     interrupted, with its config and progress, so a folder never looks more complete than it is."""
     import json
 
-    from trainkit.atomic import atomic_write
+    from trainkit.persist.atomic import atomic_write
 
     trainer = run.trainer
     record = {

@@ -70,8 +70,8 @@ def plugin_states(trainer, leave_out: tuple[str, ...] = ()) -> tuple[dict[str, A
     """Every plugin's ``on_save_checkpoint`` state, and which plugin stored each key: each
     implementation is called on its own, in pluggy's order, so that a mistake in one plugin's
     state names that plugin."""
-    from trainkit.plugin_manager import each_implementation
-    from trainkit.trainer import RUN_PLUGIN_PREFIX
+    from trainkit.loop.trainer import RUN_PLUGIN_PREFIX
+    from trainkit.plugin.manager import each_implementation
 
     state: dict[str, Any] = {}
     owners: dict[str, str] = {}
@@ -129,7 +129,7 @@ def restore_model(model, manifest: dict[str, Any], arrays: dict[str, np.ndarray]
 
 def restore(trainer, manifest: dict[str, Any], arrays: dict[str, np.ndarray], source: str = "") -> None:
     """Put ``trainer`` back in the state ``capture`` saw. ``source`` names the file in errors."""
-    from trainkit.trainer import EpochLog, TrainState
+    from trainkit.loop.trainer import EpochLog, TrainState
 
     where = f"{source}: " if source else ""
     restore_model(trainer.model, manifest, arrays, source)

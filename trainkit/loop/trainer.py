@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from trainkit import contract
-from trainkit.context import CONTEXT_FIELDS, RunContext
 from trainkit.data.loader import Batch, DataLoader
 from trainkit.errors import PluginError, TrainkitError
-from trainkit.metrics import MetricSet
-from trainkit.plugin_manager import each_implementation
-from trainkit.profiler import LIFECYCLE_HOOKS, HookProfiler
+from trainkit.loop.context import CONTEXT_FIELDS, RunContext
+from trainkit.loop.metrics import MetricSet
+from trainkit.loop.profiler import LIFECYCLE_HOOKS, HookProfiler
+from trainkit.plugin import contract
+from trainkit.plugin.manager import each_implementation
 
 __all__ = ["Batch", "EpochLog", "TrainState", "Trainer"]
 
@@ -39,7 +39,7 @@ class TrainState:
 
     ``epoch`` is the last completed epoch (0 before training); ``step_in_epoch`` counts the steps
     completed in the epoch under way; ``sums`` is that epoch's metric state so far, ``[samples,
-    loss * samples, each metric's state...]`` (``trainkit.metrics.MetricSet``), so that a resumed
+    loss * samples, each metric's state...]`` (``trainkit.loop.metrics.MetricSet``), so that a resumed
     epoch logs exactly what an uninterrupted one would.
     """
 
@@ -87,7 +87,7 @@ class EpochLog:
              height: float = 4.0):
         """The curves as a matplotlib figure, train against validation (and the test score):
         shown inline when a notebook cell ends with it. Needs ``trainkit[plot]``."""
-        from trainkit.curves import curves_figure
+        from trainkit.loop.curves import curves_figure
 
         return curves_figure(self.rows, width=width, height=height, names=metrics)
 
@@ -207,7 +207,7 @@ class Trainer:
         context: RunContext | None = None,
     ) -> None:
         if plugin_manager is None:
-            from trainkit.plugin_manager import PluginManager
+            from trainkit.plugin.manager import PluginManager
 
             plugin_manager = PluginManager()
         self.plugin_manager = plugin_manager
@@ -224,7 +224,7 @@ class Trainer:
         else:
             self.plugins = {contract.read(p, "name") or f"{type(p).__name__}-{id(p):x}": p
                             for p in plugins}
-        #: the run's facts (run folder, config, main process, BLAS): see trainkit.context
+        #: the run's facts (run folder, config, main process, BLAS): see trainkit.loop.context
         self.context = context or RunContext(run_dir=run_dir, config=config or {},
                                              is_main_process=is_main_process)
         #: The current batch's metric state (``[samples, loss * samples, metric states...]``),
@@ -297,7 +297,7 @@ class Trainer:
     def restore_pending(self, data_rng_state: dict[str, Any] | None,
                         plugin_state: dict[str, Any]) -> None:
         """Remember state that can only be applied inside ``fit``: the training data's random
-        generator and the plugins' own state (see ``trainkit.snapshot.restore``)."""
+        generator and the plugins' own state (see ``trainkit.session.snapshot.restore``)."""
         self._pending_data_rng = data_rng_state
         self._pending_plugin_state = plugin_state
 
@@ -316,7 +316,7 @@ class Trainer:
         checkpoints and plateau schedules watch. ``test`` is scored once, when training has
         ended normally (``test_*``, added to the last history row): it never steers training.
         """
-        from trainkit.monitor import check_monitors
+        from trainkit.loop.monitor import check_monitors
 
         check_monitors(self.plugins, self.logged_names(validation=val is not None))
         self.train_loader, self.val_loader, self.epochs = train, val, epochs
@@ -371,7 +371,7 @@ class Trainer:
     def logged_names(self, validation: bool = True) -> list[str]:
         """The names every epoch's logs hold, known before the first batch: ``loss`` and each
         logged metric, the same with ``val_`` when there is a validation split, and ``lr``."""
-        from trainkit.metrics import as_metric, logged
+        from trainkit.loop.metrics import as_metric, logged
 
         train = ["loss", *(m.name for m in map(as_metric, self.metrics) if logged(m))]
         names = list(train)
@@ -384,7 +384,7 @@ class Trainer:
         """Also compute ``metric`` in validation and test passes (not in training steps): how a
         run plugin asks for a metric it needs, such as a confusion matrix, whatever ``--metric``
         chose. A metric of the same name already there is kept instead."""
-        from trainkit.metrics import as_metric
+        from trainkit.loop.metrics import as_metric
 
         metric = as_metric(metric)
         known = {m.name for m in (*self.metrics, *self._evaluation_metrics)}
@@ -588,7 +588,7 @@ def __getattr__(name: str) -> Any:
     if name == "History":  # the epoch log's name until the history plugin's class took it
         import warnings
 
-        warnings.warn("trainkit.trainer.History is now EpochLog", DeprecationWarning,
+        warnings.warn("trainkit.loop.trainer.History is now EpochLog", DeprecationWarning,
                       stacklevel=2)
         return EpochLog
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -601,7 +601,7 @@ def _context_view(name: str) -> property:
     def set_(trainer: Trainer, value: Any) -> None:
         setattr(trainer.context, name, value)
 
-    return property(get, set_, doc=f"``trainer.context.{name}`` (see trainkit.context).")
+    return property(get, set_, doc=f"``trainer.context.{name}`` (see trainkit.loop.context).")
 
 
 for _name in CONTEXT_FIELDS:  # trainer.run_dir and friends: views of trainer.context

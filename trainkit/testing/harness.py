@@ -79,7 +79,7 @@ class CliResult:
 
     def manifest(self, checkpoint: str = "last.npz") -> dict[str, Any]:
         """The JSON manifest of one of the run's checkpoints (config, history, plugin states)."""
-        from trainkit.checkpoint_io import load_checkpoint
+        from trainkit.persist.checkpoint_io import load_checkpoint
 
         return load_checkpoint(self.checkpoints[checkpoint])[0]
 
@@ -201,7 +201,7 @@ def _add_recording_hooks() -> None:
     import inspect
 
     from trainkit import hookspecs
-    from trainkit.profiler import LIFECYCLE_HOOKS
+    from trainkit.loop.profiler import LIFECYCLE_HOOKS
 
     names = [*LIFECYCLE_HOOKS, "on_train_end", "on_test_start", "on_test_end", "on_fit_end",
              "on_exception", "on_evaluation_state"]

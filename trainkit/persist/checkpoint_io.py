@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from trainkit.atomic import atomic_file
 from trainkit.errors import CheckpointError
+from trainkit.persist.atomic import atomic_file
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

@@ -11,9 +11,9 @@ package's tests can use, with nothing to import:
 - ``hook_recorder``: a plugin object that records every lifecycle hook trainkit calls, in order,
   with its arguments.
 
-and :func:`trainkit.conformance.check_plugin`, the one-line conformance check of a run plugin,
+and :func:`trainkit.testing.conformance.check_plugin`, the one-line conformance check of a run plugin,
 with ``check_layer``, ``check_loss``, ``check_optimizer``, ``check_metric`` and
-``check_dataset`` (:mod:`trainkit.component_checks`) for the other components. Nothing here
+``check_dataset`` (:mod:`trainkit.testing.component_checks`) for the other components. Nothing here
 imports numpy or the CLI until a fixture is used: a pytest session that never asks for them pays
 nothing.
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from trainkit.component_checks import (
+from trainkit.testing.component_checks import (
     ComponentCheckError,
     check_dataset,
     check_layer,
@@ -32,7 +32,7 @@ from trainkit.component_checks import (
     check_metric,
     check_optimizer,
 )
-from trainkit.harness import CliResult, HookRecorder, TinyDataset, TinyDatasetPlugin, run_cli
+from trainkit.testing.harness import CliResult, HookRecorder, TinyDataset, TinyDatasetPlugin, run_cli
 
 __all__ = ["CliResult", "ComponentCheckError", "HookRecorder", "TinyDataset",
            "TinyDatasetPlugin", "check_dataset", "check_layer", "check_loss", "check_metric",
@@ -42,8 +42,8 @@ __all__ = ["CliResult", "ComponentCheckError", "HookRecorder", "TinyDataset",
 
 
 def check_plugin(*args: Any, **kwargs: Any):
-    """See :func:`trainkit.conformance.check_plugin`."""
-    from trainkit.conformance import check_plugin as check
+    """See :func:`trainkit.testing.conformance.check_plugin`."""
+    from trainkit.testing.conformance import check_plugin as check
 
     return check(*args, **kwargs)
 

@@ -71,7 +71,7 @@ def clear_run_dir(folder: Path) -> None:
     """Remove everything in a run folder but its lock file and the lock's owner record."""
     import shutil
 
-    from trainkit.run_lock import LOCK_NAME, OWNER_NAME
+    from trainkit.session.run_lock import LOCK_NAME, OWNER_NAME
 
     for entry in folder.iterdir():
         if entry.name in (LOCK_NAME, OWNER_NAME):
@@ -103,7 +103,7 @@ def step_of(checkpoint: Path) -> int | None:
     import json
     import zipfile
 
-    from trainkit.checkpoint_io import MANIFEST
+    from trainkit.persist.checkpoint_io import MANIFEST
 
     try:
         with zipfile.ZipFile(checkpoint) as zf:
@@ -127,7 +127,7 @@ def set_aside_later_files(folder: Path, resumed: Path, epoch: int, global_step: 
     import re
     import shutil
 
-    from trainkit.run_lock import LOCK_NAME, OWNER_NAME
+    from trainkit.session.run_lock import LOCK_NAME, OWNER_NAME
 
     if progress_in(folder) <= global_step:
         return None

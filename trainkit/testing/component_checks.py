@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from trainkit import contract
 from trainkit.lazy import lazy_import
+from trainkit.plugin import contract
 
 np = lazy_import("numpy")  # trainkit.testing (a pytest plugin) imports this module at start-up
 
@@ -244,8 +244,8 @@ def check_shape_errors(findings: Findings, layer, input_shape: tuple[int, ...]) 
 def check_layer_round_trip(findings: Findings, build, input_shape, x: np.ndarray) -> None:
     """State arrays and extra state (running statistics, a random generator) through a real
     checkpoint file: the restored layer computes the same bits in both modes."""
-    from trainkit.checkpoint_io import load_checkpoint, save_checkpoint
     from trainkit.nn import Sequential
+    from trainkit.persist.checkpoint_io import load_checkpoint, save_checkpoint
 
     model = Sequential(build(), input_shape=input_shape)
     model.train(True)
@@ -545,8 +545,8 @@ def check_metric(factory: Callable[..., Any], *, num_classes: int = 4, samples: 
     """Check the metric ``factory(**options)`` (what ``register_metrics`` registers): the epoch
     value independent of batch size and order, two ranks' summed states worth one process's,
     and a name that tells early stopping which way is better."""
-    from trainkit.metrics import as_metric, logged
-    from trainkit.monitor import direction
+    from trainkit.loop.metrics import as_metric, logged
+    from trainkit.loop.monitor import direction
 
     findings = Findings("metric", name_of(factory, name))
     with findings.check("building it"):

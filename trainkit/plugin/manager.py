@@ -25,12 +25,24 @@ from typing import Any
 
 import pluggy
 
-from trainkit import contract, hookspecs
+from trainkit import hookspecs
 from trainkit.errors import PluginError, PluginProblem
 from trainkit.markers import PROJECT_NAME
+from trainkit.plugin import contract
 
 ENTRY_POINT_GROUP = "trainkit"
 BUILTIN_DISTRIBUTION = "trainkit"
+
+
+#: Hooks trainkit calls implementation by implementation (``each_implementation``,
+#: ``call_impl``): a wrapper cannot wrap them, so a wrapper implementation of one is refused when
+#: its plugin registers. Every other hook goes through pluggy, wrappers included (hookspecs say
+#: so hook by hook).
+CALLED_ONE_BY_ONE = frozenset({
+    "on_exception", "on_save_checkpoint", "register_commands", "register_optimizers",
+    "register_losses", "register_metrics", "register_datasets", "register_models",
+    "register_layers", "register_run_plugins", "register_plugins",
+})
 
 
 class PluginWarning(UserWarning):
@@ -126,6 +138,11 @@ class PluginManager(pluggy.PluginManager):
             if inspect.isclass(plugin) and isinstance(inspect.getattr_static(plugin, attribute),
                                                       types.FunctionType):
                 function = types.MethodType(function, object())  # as on an instance: no self
+            if (opts.get("wrapper") or opts.get("hookwrapper")) and hook in CALLED_ONE_BY_ONE:
+                errors.append(f"hook {hook} is a wrapper, which trainkit never runs: it calls "
+                              f"each {hook} implementation on its own, so that one that fails "
+                              f"cannot stop the others; make it a plain @hookimpl")
+                continue
             taken = pluggy.HookImpl(plugin, "check", function, opts).argnames
             unknown = [arg for arg in taken if arg not in spec_args]
             if unknown:
@@ -169,7 +186,7 @@ class PluginManager(pluggy.PluginManager):
         """Load the installed plugins. A name is one plugin's: trainkit's built-in first, else
         the package found first on ``sys.path``; a later package declaring the same name is not
         loaded, with a warning naming both and the fix, never silently in the other's place."""
-        from trainkit.entry_points import installed
+        from trainkit.plugin.entry_points import installed
 
         found = installed(ENTRY_POINT_GROUP)
         claimed: dict[str, Any] = {}

@@ -57,9 +57,9 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 
 def load_trained_model(checkpoint: Path, registry, pm) -> TrainedModel:
     """The model of ``checkpoint`` (a file or a run folder), rebuilt and loaded, in eval mode."""
-    from trainkit import run as runlib
     from trainkit.data import DatasetSplits
-    from trainkit.snapshot import restore_model
+    from trainkit.session import run as runlib
+    from trainkit.session.snapshot import restore_model
 
     checkpoint, manifest, arrays, run = runlib.open_checkpoint(checkpoint, registry, pm,
                                                                ("model",))

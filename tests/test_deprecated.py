@@ -1,0 +1,47 @@
+"""Every deprecation is in trainkit/deprecated.py with the version that removes it, and each old
+module path of 0.1.0 still imports, as the new module, with a warning naming both."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+
+from trainkit.deprecated import DEPRECATIONS, MOVED_MODULES
+
+
+@pytest.mark.parametrize("old,new", sorted(MOVED_MODULES.items()))
+def test_an_old_module_path_is_the_new_module_with_a_warning(old, new):
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=rf"^{old} is now {new}; the old path stops "
+                                                rf"working in trainkit 0\.3\.0$"):
+        module = importlib.import_module(old)
+    assert module is importlib.import_module(new)
+
+
+def test_a_plugin_written_for_0_1_0_still_loads(tmp_path, monkeypatch):
+    (tmp_path / "old_style_plugin.py").write_text(
+        "from trainkit.optim import Optimizer, check_range\n"
+        "from trainkit.metrics import Metric\n"
+        "class Mine(Optimizer):\n"
+        "    def update(self, t):\n"
+        "        self.params -= self.lr * self.grads\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("trainkit.optim", "trainkit.metrics"):
+        sys.modules.pop(name, None)
+    with pytest.warns(DeprecationWarning):
+        module = importlib.import_module("old_style_plugin")
+    from trainkit.nn.optim import Optimizer
+
+    assert issubclass(module.Mine, Optimizer)
+
+
+def test_every_deprecation_names_the_version_that_removes_it():
+    import trainkit
+
+    current = tuple(int(n) for n in trainkit.__version__.split(".")[:2])
+    for deprecation in DEPRECATIONS:
+        removed = tuple(int(n) for n in deprecation.removed_in.split("."))[:2]
+        assert removed > current, f"{deprecation.old} was to be removed in " \
+                                  f"{deprecation.removed_in}: remove it now"
