@@ -48,8 +48,8 @@ __all__ = [
 
 _LAZY = {
     "Trainer": "trainkit.loop.trainer",
-    "EpochLog": "trainkit.loop.trainer",
-    "History": "trainkit.loop.trainer",  # deprecated: EpochLog
+    "EpochLog": "trainkit.loop.state",
+    "History": "trainkit.loop.state",  # deprecated: EpochLog
     "DataLoader": "trainkit.data.loader",
     "get_plugin_manager": "trainkit.plugin.manager",
     "load_checkpoint": "trainkit.persist.checkpoint_io",

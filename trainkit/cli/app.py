@@ -99,7 +99,7 @@ def check_blocked(blocked: Sequence[str], registry) -> None:
 
 
 def add_plugin_commands(pm, group: click.Group, strict: bool) -> None:
-    from trainkit.plugin.manager import each_implementation
+    from trainkit.plugin.dispatch import each_implementation
 
     for impl, error in each_implementation(pm.hook.register_commands, cli=group):
         if error is not None:

@@ -20,7 +20,7 @@ def run_plugin_hooks(factory) -> list[str]:
 def hook_call_order(app: AppState) -> dict[str, list[str]]:
     """Every lifecycle hook's implementations in the order pluggy calls them, with one instance
     of every run plugin that can be created with its default options registered."""
-    from trainkit.loop.trainer import RUN_PLUGIN_PREFIX
+    from trainkit.plugin.dispatch import RUN_PLUGIN_PREFIX
     from trainkit.plugin.options import instantiate
 
     registered = []

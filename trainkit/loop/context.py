@@ -45,3 +45,21 @@ class RunContext:
 #: The RunContext fields a Trainer also exposes as attributes.
 CONTEXT_FIELDS = ("run_dir", "config", "is_main_process", "blas_threads", "blas_kernels",
                   "component_sources", "class_names", "image_shape", "input_range")
+
+
+def add_context_views(cls: type) -> None:
+    """Give ``cls`` (the Trainer) a property per field of ``CONTEXT_FIELDS`` that reads and
+    writes ``self.context``'s: ``trainer.run_dir`` is ``trainer.context.run_dir``, for plugins
+    written before the context existed."""
+
+    def view(name: str) -> property:
+        def get(owner: Any) -> Any:
+            return getattr(owner.context, name)
+
+        def set_(owner: Any, value: Any) -> None:
+            setattr(owner.context, name, value)
+
+        return property(get, set_, doc=f"``trainer.context.{name}`` (see trainkit.loop.context).")
+
+    for name in CONTEXT_FIELDS:
+        setattr(cls, name, view(name))

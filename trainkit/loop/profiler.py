@@ -41,6 +41,9 @@ class HookProfiler:
     Trainer's hook caller times each implementation it calls (pluggy's ``HookImpl`` objects are
     left as they are)."""
 
+    #: the hooks it times: the training loop's own
+    hooks = LIFECYCLE_HOOKS
+
     def __init__(self) -> None:
         self.stats: dict[tuple[str, str], HookStat] = {}
         self.warned: set[str] = set()

@@ -19,7 +19,7 @@ import inspect
 import os
 import types
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,27 +253,6 @@ class PluginManager(pluggy.PluginManager):
         if installed is not None:
             self.unregister(installed)
         self.register_checked(plugin, name, info or PluginInfo(name, "python"), strict=True)
-
-
-def call_impl(impl, **kwargs: Any) -> Any:
-    """Call one hook implementation with the arguments it asks for (pluggy's subset rule)."""
-    return impl.function(*[kwargs[arg] for arg in impl.argnames])
-
-
-def each_implementation(hook, **kwargs: Any) -> Iterator[tuple[Any, BaseException | None]]:
-    """Call every implementation of ``hook`` on its own, in pluggy's call order (wrappers
-    aside), and yield each with the exception it raised (``None`` when it returned): one that
-    fails cannot keep the others from running, and the caller knows which plugin failed. The
-    one place trainkit calls implementations itself rather than through pluggy."""
-    for impl in reversed(hook.get_hookimpls()):
-        if impl.hookwrapper or impl.wrapper:
-            continue
-        try:
-            call_impl(impl, **kwargs)
-        except Exception as e:  # noqa: BLE001 (handed to the caller, who decides)
-            yield impl, e
-        else:
-            yield impl, None
 
 
 def get_plugin_manager(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainkit.errors import ConfigError, PluginProblem, RegistrationError
-from trainkit.plugin.manager import call_impl
+from trainkit.plugin.dispatch import call_impl
 from trainkit.plugin.options import SUPPORTED_TYPES, OptionSpec, option_specs, unsupported_options
 
 #: Component kind -> the registration hook that provides it.

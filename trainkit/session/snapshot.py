@@ -70,8 +70,7 @@ def plugin_states(trainer, leave_out: tuple[str, ...] = ()) -> tuple[dict[str, A
     """Every plugin's ``on_save_checkpoint`` state, and which plugin stored each key: each
     implementation is called on its own, in pluggy's order, so that a mistake in one plugin's
     state names that plugin."""
-    from trainkit.loop.trainer import RUN_PLUGIN_PREFIX
-    from trainkit.plugin.manager import each_implementation
+    from trainkit.plugin.dispatch import RUN_PLUGIN_PREFIX, each_implementation
 
     state: dict[str, Any] = {}
     owners: dict[str, str] = {}

@@ -1,0 +1,60 @@
+"""Ctrl+C during ``fit``, owned here (as Lightning's signal connector owns signals).
+
+The first Ctrl+C is deferred to the next batch boundary, where the state is consistent, so the
+checkpoint plugin's emergency checkpoint resumes bit-exactly; a second stops at once, in the
+middle of a step, and nothing may be saved from it (``forced``). A plugin that coordinates
+several processes (ddp) sets ``collective``: a local Ctrl+C then stops the loop only once that
+plugin calls ``request()`` at a step every process agrees on; acting on the local signal alone
+would leave the other processes waiting in a collective.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+
+class Interrupts:
+    """Ctrl+C for one Trainer: what was pressed, and the handler while ``fit`` runs."""
+
+    def __init__(self, say: Callable[[str, str], None]) -> None:
+        self.say = say
+        self.collective = False
+        self.requested = self.signalled = self.forced = False
+        self._previous: Any = None
+
+    def reset(self) -> None:
+        self.requested = self.signalled = self.forced = False
+
+    def request(self) -> None:
+        """Stop at the next batch boundary as if Ctrl+C had been pressed here."""
+        self.requested = True
+
+    def should_stop(self) -> bool:
+        return self.requested or (self.signalled and not self.collective)
+
+    def install(self) -> None:
+        """Handle SIGINT for the length of ``fit`` (in the main thread, where no one else has)."""
+        self._previous = None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return
+        self._previous = signal.signal(signal.SIGINT, self.handle)
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.signalled:  # a second Ctrl+C: stop right now
+            self.forced = True
+            self.say("trainkit: second Ctrl+C: stopping now, without an emergency checkpoint",
+                     "warning")
+            raise KeyboardInterrupt
+        self.signalled = True
+        self.say("trainkit: Ctrl+C: stopping after this batch; press Ctrl+C again to stop now "
+                 "without an emergency checkpoint", "warning")
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
