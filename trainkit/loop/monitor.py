@@ -75,12 +75,11 @@ class Monitor:
             raise ConfigError(f"threshold_mode must be abs or rel, got {threshold_mode!r}",
                               "threshold_mode")
         self.natural = direction(metric)
-        if mode == "auto":
-            mode = self.natural
-            if mode is None:
-                raise ConfigError(f"cannot tell whether {metric!r} is better higher or lower: set "
-                                  f"mode to max or min", "mode")
-        self.metric, self.mode, self.min_delta = metric, mode, abs(min_delta)
+        chosen = self.natural if mode == "auto" else mode
+        if chosen is None:
+            raise ConfigError(f"cannot tell whether {metric!r} is better higher or lower: set "
+                              f"mode to max or min", "mode")
+        self.metric, self.mode, self.min_delta = metric, chosen, abs(min_delta)
         self.threshold_mode = threshold_mode
         self.baseline = baseline
         self.best: float | None = None

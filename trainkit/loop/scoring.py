@@ -81,8 +81,11 @@ class Scoring:
         if not self.extra:
             return self.metric_set
         if self._evaluation_set is None:
+            classes = self.metric_set.num_classes
+            if classes is None:
+                raise RuntimeError("the metrics are laid out by bind() before an evaluation")
             self._evaluation_set = MetricSet([*self.metrics, *self.extra])
-            self._evaluation_set.bind(self.metric_set.num_classes)
+            self._evaluation_set.bind(classes)
         return self._evaluation_set
 
     def evaluate(self, model: Any, loss: Any, data: Any, prefix: str,

@@ -18,6 +18,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from trainkit.errors import TrainkitError
 
@@ -37,7 +38,7 @@ class RunLock:
         self.path = Path(folder) / LOCK_NAME
         self.owner_path = Path(folder) / OWNER_NAME
         self.stale_owner: dict | None = None
-        self._lock = None
+        self._lock: Any = None  # filelock's lock while held
 
     def acquire(self) -> None:
         import filelock

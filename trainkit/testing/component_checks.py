@@ -28,12 +28,15 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainkit.lazy import lazy_import
 from trainkit.plugin import contract
 
-np = lazy_import("numpy")  # trainkit.testing (a pytest plugin) imports this module at start-up
+if TYPE_CHECKING:
+    import numpy as np
+else:  # trainkit.testing (a pytest plugin) imports this module at start-up
+    np = lazy_import("numpy")
 
 __all__ = ["ComponentCheckError", "check_dataset", "check_layer", "check_loss", "check_metric",
            "check_optimizer"]
@@ -437,7 +440,7 @@ def check_defaults(findings: Findings, factory, name: str | None) -> None:
                 not math.isclose(float(defaults[option]), documented):
             findings.problem(f"{option} defaults to {defaults[option]}; its docstring says "
                              f"{documented:g}")
-    known = KNOWN_DEFAULTS.get((name or getattr(factory, "__name__", "")).lower(), {})
+    known = KNOWN_DEFAULTS.get((name or getattr(factory, "__name__", "") or "").lower(), {})
     for option, value in known.items():
         if option in defaults and defaults[option] != value:
             findings.problem(f"{option} defaults to {defaults[option]}; the documented default "
@@ -490,7 +493,8 @@ def check_optimizer_resume(findings: Findings, factory, options, size, steps, se
     with tempfile.TemporaryDirectory() as folder:  # through a file, as a checkpoint does
         path = Path(folder) / "state.npz"
         state = first.state_dict()
-        np.savez(path, params=params1, **{k: np.asarray(v) for k, v in state.items()})
+        arrays: dict[str, Any] = {k: np.asarray(v) for k, v in state.items()}
+        np.savez(path, params=params1, **arrays)
         with np.load(path, allow_pickle=False) as saved:
             loaded = {k: saved[k] for k in saved.files}
     resumed, params2, grads2 = bound_optimizer(factory, options, size, seed)
