@@ -22,6 +22,8 @@ from trainkit.nn import (
     ShapeError,
 )
 
+from trainkit.testing.component_checks import split_step
+
 from .test_layers import check_module, to_float64
 
 
@@ -232,36 +234,6 @@ def test_a_model_keeps_its_running_statistics_and_modes_together():
 def test_impossible_shapes_are_shape_errors(layer, shape, needle):
     with pytest.raises(ShapeError, match=needle):
         layer().output_shape(shape)
-
-
-def split_step(model_factory, threads, x, fused=True):
-    """One forward and backward pass of a fresh model on ``threads`` threads, as a convnet's
-    run makes it (BLAS on one thread, every layer splitting its work), through the model
-    (``fused``: consecutive layers' parts run together) or layer by layer."""
-    from trainkit.nn import parallel
-
-    previous, previous_split = parallel.set_threads(threads), parallel.split_batch(True)
-    try:
-        model = model_factory()
-        if fused:
-            out = model.forward(x.copy()).copy()
-        else:
-            out = x.copy()
-            for layer in model.layers:
-                out = layer.forward(out)
-            out = out.copy()
-        upstream = np.random.default_rng(3).normal(size=out.shape).astype(np.float32)
-        if fused:
-            grad_x = model.backward(upstream).copy()
-        else:
-            grad_x = upstream
-            for layer in reversed(model.layers):
-                grad_x = layer.backward(grad_x)
-            grad_x = grad_x.copy()
-        return out, grad_x, model.grads.copy(), model.states.copy()
-    finally:
-        parallel.set_threads(previous)
-        parallel.split_batch(previous_split)
 
 
 def small_convnet():

@@ -308,7 +308,7 @@ def check_layer_threads(findings: Findings, build, input_shape, seed: int) -> No
             return
 
 
-def split_step(model_factory, threads: int, x: np.ndarray, fused: bool):
+def split_step(model_factory, threads: int, x: np.ndarray, fused: bool = True):
     """One forward and backward pass on ``threads`` threads, as a convnet's run makes it."""
     from trainkit.nn import parallel
 
