@@ -121,8 +121,7 @@ def set_aside_later_files(folder: Path, resumed: Path, epoch: int, global_step: 
     folder (``history.csv``, ``run.json``, plugins' logs) is copied there and stays in place,
     for the plugins that continue their own files from the resumed step (TensorBoard's). The
     resumed checkpoint, the epoch checkpoints up to ``epoch`` and a ``best.npz`` from before
-    it stay. ``None`` (nothing moved) when the run had
-    not gone further."""
+    it stay. ``None`` (nothing moved) when the run had not gone further."""
     import datetime as _dt
     import re
     import shutil
