@@ -54,10 +54,10 @@ class Checkpoint:
         when one could not be written."""
         from trainkit.session.snapshot import capture
 
-        if not trainer.is_main_process or trainer.run_dir is None:
+        if not trainer.context.is_main_process or trainer.context.run_dir is None:
             return False
         arrays, manifest = capture(trainer, leave_out)
-        written = [self.write(trainer, trainer.run_dir / name, arrays, manifest)
+        written = [self.write(trainer, trainer.context.run_dir / name, arrays, manifest)
                    for name in filenames]
         return all(written)
 
@@ -80,8 +80,9 @@ class Checkpoint:
     @hookimpl
     def on_fit_start(self, trainer):
         """Remove temporary files left by a save that was killed half way."""
-        if trainer.is_main_process and trainer.run_dir is not None and trainer.run_dir.is_dir():
-            for stale in trainer.run_dir.glob(".*.npz.*.tmp"):
+        run_dir = trainer.context.run_dir
+        if trainer.context.is_main_process and run_dir is not None and run_dir.is_dir():
+            for stale in run_dir.glob(".*.npz.*.tmp"):
                 stale.unlink(missing_ok=True)
 
     @hookimpl(trylast=True)  # after every other plugin has updated the state it saves
@@ -98,9 +99,9 @@ class Checkpoint:
                 dropped.append(self.kept.pop(0))
         filenames.append("last.npz")
         self.save(trainer, filenames)  # one snapshot, with this plugin's state already updated
-        if trainer.is_main_process and trainer.run_dir is not None:
+        if trainer.context.is_main_process and trainer.context.run_dir is not None:
             for name in dropped:
-                (trainer.run_dir / name).unlink(missing_ok=True)
+                (trainer.context.run_dir / name).unlink(missing_ok=True)
 
     @hookimpl
     def on_fit_end(self, trainer, reason):
@@ -121,7 +122,7 @@ class Checkpoint:
             left_out = f" without the state of plugin {e.plugin!r} (a resume starts it afresh)"
         if saved:
             trainer.say(f"trainkit: emergency checkpoint written to "
-                        f"{trainer.run_dir / 'emergency.npz'}{left_out}", "warning")
+                        f"{trainer.context.run_dir / 'emergency.npz'}{left_out}", "warning")
 
     @hookimpl
     def on_save_checkpoint(self, state):

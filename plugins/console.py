@@ -23,7 +23,7 @@ class Console:
 
     @hookimpl(trylast=True)  # after plugins that add to the logs: they are reported too
     def on_epoch_end(self, trainer, epoch, logs):
-        if trainer.is_main_process:
+        if trainer.context.is_main_process:
             from tqdm import tqdm
 
             tqdm.write(format_epoch(epoch, trainer.epochs, logs))
@@ -40,7 +40,7 @@ class Console:
 
     @hookimpl
     def on_test_end(self, trainer, logs):
-        if trainer.is_main_process:
+        if trainer.context.is_main_process:
             from tqdm import tqdm
 
             width = max(3, len(str(trainer.epochs)))

@@ -151,7 +151,7 @@ class DDP:
 
     @hookimpl
     def on_fit_end(self, trainer):
-        if trainer.is_main_process and self.allreduce_calls:
+        if trainer.context.is_main_process and self.allreduce_calls:
             each = self.allreduce_seconds / self.allreduce_calls
             share = self.allreduce_seconds / trainer.loop_seconds if trainer.loop_seconds else 0
             trainer.say(f"trainkit: ddp: {self.world} ranks, {self.allreduce_calls} allreduces "

@@ -30,7 +30,7 @@ class HistoryFiles:
         self.write(trainer)  # with the test scores, added to the last row once scored
 
     def write(self, trainer) -> None:
-        if not trainer.is_main_process or trainer.run_dir is None:
+        if not trainer.context.is_main_process or trainer.context.run_dir is None:
             return
         rows = [{"epoch": i + 1, **row} for i, row in enumerate(trainer.history.rows)]
         if not rows:
@@ -40,9 +40,9 @@ class HistoryFiles:
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        trainer.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(trainer.run_dir / "history.csv", buffer.getvalue())
-        atomic_write(trainer.run_dir / "history.jsonl",
+        trainer.context.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(trainer.context.run_dir / "history.csv", buffer.getvalue())
+        atomic_write(trainer.context.run_dir / "history.jsonl",
                          "".join(json.dumps(row) + "\n" for row in rows))
 
 

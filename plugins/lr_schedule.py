@@ -198,7 +198,7 @@ class LRSchedule:
     def on_save_checkpoint(self, trainer, state):
         state[state_key(self)] = {"base_lr": self.base_lr, "wait": self.wait,
                                 "cooling": self.cooling,
-                                "configured_lr": trainer.config.get("lr"),
+                                "configured_lr": trainer.context.config.get("lr"),
                                 "monitor": self.monitor.state_dict() if self.monitor else None}
 
     @hookimpl
@@ -207,7 +207,7 @@ class LRSchedule:
         if mine:
             self.base_lr, self.wait = mine["base_lr"], int(mine["wait"])
             self.cooling = int(mine.get("cooling", 0))
-            configured = trainer.config.get("lr")
+            configured = trainer.context.config.get("lr")
             if mine.get("configured_lr") not in (None, configured):
                 self.base_lr = configured  # resumed with another --lr: the schedule follows it
             if self.monitor is not None and mine.get("monitor"):

@@ -60,8 +60,8 @@ class Plot:
             self.redraw(trainer)
 
     def redraw(self, trainer) -> None:
-        if trainer.is_main_process and trainer.run_dir is not None:
-            self.draw(trainer.history.rows, trainer.run_dir / self.filename)
+        if trainer.context.is_main_process and trainer.context.run_dir is not None:
+            self.draw(trainer.history.rows, trainer.context.run_dir / self.filename)
             self._next_drawing = time.monotonic() + self.interval
 
     def draw(self, rows, path) -> None:

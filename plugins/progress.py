@@ -50,7 +50,7 @@ class Progress:
     @hookimpl
     def on_epoch_start(self, trainer, epoch):
         notebook = in_notebook()
-        if not trainer.is_main_process or not (self.force or notebook or sys.stderr.isatty()):
+        if not trainer.context.is_main_process or not (self.force or notebook or sys.stderr.isatty()):
             return
         from tqdm.auto import tqdm  # a notebook widget in Jupyter, the terminal bar elsewhere
 

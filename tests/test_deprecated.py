@@ -45,3 +45,21 @@ def test_every_deprecation_names_the_version_that_removes_it():
         removed = tuple(int(n) for n in deprecation.removed_in.split("."))[:2]
         assert removed > current, f"{deprecation.old} was to be removed in " \
                                   f"{deprecation.removed_in}: remove it now"
+
+
+def test_the_trainers_views_of_its_context_still_work_with_a_warning(tmp_path):
+    import numpy as np
+
+    from trainkit.loop.trainer import Trainer
+    from trainkit.plugins.losses import CrossEntropy
+    from trainkit.plugins.models import MLP
+    from trainkit.plugins.optimizers import SGD
+
+    model = MLP(hidden=(4,)).build(4, 2, np.random.default_rng(0))
+    trainer = Trainer(model, CrossEntropy(), SGD(), run_dir=tmp_path)
+    with pytest.warns(DeprecationWarning, match=r"^trainer\.run_dir is now trainer\.context\."
+                                                r"run_dir .*stops working in trainkit 0\.3\.0$"):
+        assert trainer.run_dir == tmp_path == trainer.context.run_dir
+    with pytest.warns(DeprecationWarning, match=r"^trainer\.config is now"):
+        trainer.config = {"lr": 0.5}
+    assert trainer.context.config == {"lr": 0.5}

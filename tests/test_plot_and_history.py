@@ -80,7 +80,7 @@ def test_the_plot_is_drawn_at_the_end_not_after_every_short_epoch(tmp_path):
     from trainkit.loop.trainer import EpochLog
     from trainkit.plugins.plot import Plot
 
-    trainer = SimpleNamespace(is_main_process=True, run_dir=tmp_path,
+    trainer = SimpleNamespace(context=SimpleNamespace(is_main_process=True, run_dir=tmp_path),
                               history=EpochLog([{"loss": 1.0}]))
     plot = Plot()  # interval 30 s: far longer than this test
     plot.on_fit_start()

@@ -64,6 +64,8 @@ DEPRECATIONS = [
     Deprecation("trainkit.plugins.history.History", "HistoryFiles", "0.1.0", "0.3.0"),
     Deprecation("hook register_plugins", "register_run_plugins", "0.1.0", "0.3.0"),
     Deprecation("--lr-schedule-schedule", "--lr-schedule", "0.1.0", "0.3.0"),
+    Deprecation("trainer.run_dir and the other RunContext views on the Trainer",
+                "trainer.context.run_dir, or the hook's context argument", "0.2.0", "0.3.0"),
 ]
 
 

@@ -244,7 +244,7 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
         outcome = session.fit()
     if outcome.status == "interrupted":
         ctx.exit(EXIT_INTERRUPTED)
-    if kwargs.get("profile_hooks") and outcome.trainer.is_main_process:
+    if kwargs.get("profile_hooks") and outcome.trainer.context.is_main_process:
         click.echo(outcome.trainer.profiler.table(outcome.trainer.loop_seconds))
     if outcome.status == "nan":
         raise click.ClickException(outcome.message)

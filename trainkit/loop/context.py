@@ -49,14 +49,22 @@ CONTEXT_FIELDS = ("run_dir", "config", "is_main_process", "blas_threads", "blas_
 
 def add_context_views(cls: type) -> None:
     """Give ``cls`` (the Trainer) a property per field of ``CONTEXT_FIELDS`` that reads and
-    writes ``self.context``'s: ``trainer.run_dir`` is ``trainer.context.run_dir``, for plugins
-    written before the context existed."""
+    writes ``self.context``'s (``trainer.run_dir`` is ``trainer.context.run_dir``), for plugins
+    written before the context existed. Deprecated (trainkit.deprecated): each use warns."""
+    import warnings
+
+    def warn(name: str) -> None:
+        warnings.warn(f"trainer.{name} is now trainer.context.{name} (or the hook's context "
+                      f"argument); the view stops working in trainkit 0.3.0",
+                      DeprecationWarning, stacklevel=3)
 
     def view(name: str) -> property:
         def get(owner: Any) -> Any:
+            warn(name)
             return getattr(owner.context, name)
 
         def set_(owner: Any, value: Any) -> None:
+            warn(name)
             setattr(owner.context, name, value)
 
         return property(get, set_, doc=f"``trainer.context.{name}`` (see trainkit.loop.context).")

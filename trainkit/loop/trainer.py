@@ -340,8 +340,8 @@ class Trainer:
         """Show ``message`` to the user through the ``on_message`` hook (the console plugin
         shows it above the progress bar), else print it; other data-parallel ranks stay
         silent."""
-        if self.is_main_process:
+        if self.context.is_main_process:
             self._hooks.message(message, level, trainer=self, context=self.context)
 
 
-add_context_views(Trainer)  # trainer.run_dir and friends: views of trainer.context
+add_context_views(Trainer)  # trainer.run_dir and friends, deprecated: trainer.context's

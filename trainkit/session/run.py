@@ -428,10 +428,10 @@ def write_status(run: Run, status: str) -> None:
         "epochs": run.config["epochs"],
         "stop_message": trainer.stop_message,
         "test": trainer.test_logs,
-        "blas_threads": trainer.blas_threads,
-        "blas_kernels": trainer.blas_kernels,
+        "blas_threads": trainer.context.blas_threads,
+        "blas_kernels": trainer.context.blas_kernels,
         "updated": _dt.datetime.now().isoformat(timespec="seconds"),
-        "config": trainer.config,
+        "config": trainer.context.config,
     }
     try:
         atomic_write(run.run_dir / STATUS_FILE, json.dumps(record, indent=1) + "\n")

@@ -158,8 +158,8 @@ class Session:
 
             trainer = run.trainer
             restore(trainer, self.manifest, self._arrays, source=str(self.resume_from))
-            if self._saved.get("lr") != trainer.config.get("lr"):  # a new lr is applied
-                trainer.optimizer.lr = trainer.config["lr"]
+            if self._saved.get("lr") != trainer.context.config.get("lr"):  # a new lr is applied
+                trainer.optimizer.lr = trainer.context.config["lr"]
         return run
 
     def continuing(self, out: Path) -> bool:
@@ -173,7 +173,7 @@ class Session:
         from trainkit.session.run_lock import RunLock
 
         run = self.run if self.run is not None and self.run.trainer is not None else self.build()
-        if not run.trainer.is_main_process:  # other data-parallel ranks write nothing
+        if not run.trainer.context.is_main_process:  # other data-parallel ranks write nothing
             return self._train(run)
         prepare_run_dir(run.run_dir)
         with RunLock(run.run_dir) as lock:
@@ -204,7 +204,7 @@ class Session:
         from trainkit.session.threads import blas_kernels, blas_threads
 
         trainer = run.trainer
-        main = trainer.is_main_process
+        main = trainer.context.is_main_process
         say = self.report if main else (lambda message, error=False: None)
         threads_wanted, split_batch = self.threads(run, say)
         if run.config["val_split"] == 0:
@@ -215,7 +215,7 @@ class Session:
             write_status(run, "running")
         try:
             with blas_threads(threads_wanted, split_batch) as threads:
-                trainer.blas_threads, trainer.blas_kernels = threads, blas_kernels()
+                trainer.context.blas_threads, trainer.context.blas_kernels = threads, blas_kernels()
                 self.announce(run, threads, say)
                 try:
                     trainer.fit(run.train_loader, run.val_loader, epochs=run.config["epochs"],
@@ -282,9 +282,9 @@ class Session:
         """The line that says what is being trained (and what a resume changed)."""
         trainer = run.trainer
         recorded = self.manifest.get("blas_kernels") if self.manifest is not None else None
-        if recorded and recorded != trainer.blas_kernels:
+        if recorded and recorded != trainer.context.blas_kernels:
             say(f"trainkit: note: {self.resume_from} was written with BLAS {recorded}, this run "
-                f"uses {trainer.blas_kernels}: it can differ in the last bits from a run that was "
+                f"uses {trainer.context.blas_kernels}: it can differ in the last bits from a run that was "
                 "never interrupted", True)
         what = "training"
         if self.resume_from is not None:

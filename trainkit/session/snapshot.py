@@ -45,22 +45,22 @@ def capture(trainer, leave_out: tuple[str, ...] = ()) -> tuple[dict[str, np.ndar
                 f"int, float, bool, None) and numpy arrays directly under your key"))
     loader = trainer.train_loader
     manifest = {
-        "config": trainer.config,
+        "config": trainer.context.config,
         "epoch": trainer.state.epoch,
         "global_step": trainer.state.global_step,
         "state": trainer.state.to_json(),
         "data_rng_state": copy.deepcopy(loader.rng.bit_generator.state) if loader else None,
-        "blas_threads": trainer.blas_threads,
-        "blas_kernels": trainer.blas_kernels,
+        "blas_threads": trainer.context.blas_threads,
+        "blas_kernels": trainer.context.blas_kernels,
         "optimizer": optimizer_scalars,
         "model_extra": getattr(trainer.model, "extra_state", dict)(),
         "history": trainer.history.rows,
         "plugins": plugin_state,
-        "components": trainer.component_sources,
+        "components": trainer.context.component_sources,
         # what the model takes and gives, so that it can predict without the dataset's files
-        "data": {"image_shape": list(trainer.image_shape or ()) or None,
-                 "class_names": list(trainer.class_names or ()) or None,
-                 "input_range": list(trainer.input_range) if trainer.input_range else None},
+        "data": {"image_shape": list(trainer.context.image_shape or ()) or None,
+                 "class_names": list(trainer.context.class_names or ()) or None,
+                 "input_range": list(trainer.context.input_range) if trainer.context.input_range else None},
     }
     return arrays, manifest
 

@@ -30,7 +30,7 @@ class ConfusionMatrix:
 
     @hookimpl
     def on_fit_end(self, trainer, reason):
-        if reason in ("failed", "interrupted") or not trainer.is_main_process:
+        if reason in ("failed", "interrupted") or not trainer.context.is_main_process:
             return
         matrix = self.matrix = self.compute(trainer)
         per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
@@ -41,8 +41,8 @@ class ConfusionMatrix:
         pairs = np.dstack(np.unravel_index(np.argsort(off, axis=None)[::-1], off.shape))[0]
         worst = [f"{t}->{p} ({off[t, p]})" for t, p in pairs[: self.top] if off[t, p] > 0]
         print(f"confused-pairs: most confused: {', '.join(worst) or 'none'}")
-        if self.csv and trainer.run_dir is not None:
-            np.savetxt(trainer.run_dir / "confusion.csv", matrix, fmt="%d", delimiter=",")
+        if self.csv and trainer.context.run_dir is not None:
+            np.savetxt(trainer.context.run_dir / "confusion.csv", matrix, fmt="%d", delimiter=",")
 
 
 @hookimpl
