@@ -16,7 +16,7 @@ from trainkit.plugins.losses import CrossEntropy
 from trainkit.plugins.metrics import Accuracy
 from trainkit.plugins.models import MLP
 from trainkit.plugins.optimizers import Adam
-from trainkit.session.run import validation_split
+from trainkit.session.assembly import validation_split
 
 
 class GradientNorm:

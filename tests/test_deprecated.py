@@ -63,3 +63,15 @@ def test_the_trainers_views_of_its_context_still_work_with_a_warning(tmp_path):
     with pytest.warns(DeprecationWarning, match=r"^trainer\.config is now"):
         trainer.config = {"lr": 0.5}
     assert trainer.context.config == {"lr": 0.5}
+
+
+def test_trainkit_run_of_0_1_0_still_has_its_names():
+    sys.modules.pop("trainkit.run", None)
+    with pytest.warns(DeprecationWarning, match="trainkit.run is now trainkit.session.run"):
+        run = importlib.import_module("trainkit.run")
+    from trainkit.session.assembly import resolve
+    from trainkit.session.config import merge_configs
+    from trainkit.session.status import write_status
+
+    assert (run.merge_configs, run.resolve, run.write_status) == (merge_configs, resolve,
+                                                                   write_status)

@@ -38,7 +38,7 @@ def test_the_readmes_sequential_example_builds_a_network_for_mnist():
     from trainkit.data import DatasetSplits
     from trainkit.plugin.manager import get_plugin_manager
     from trainkit.plugin.registry import Registry
-    from trainkit.session import run as runlib
+    from trainkit.session import assembly
     from trainkit.session.tomlio import read_toml
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -46,11 +46,11 @@ def test_the_readmes_sequential_example_builds_a_network_for_mnist():
     path = Path("example.toml")
     path.write_text(example)
     registry = Registry.collect(get_plugin_manager())
-    run = runlib.resolve(read_toml(path), registry)
+    run = assembly.resolve(read_toml(path), registry)
     images = np.zeros((2, 28, 28), np.uint8)
     splits = DatasetSplits("mnist", images, np.zeros(2, np.intp), images, np.zeros(2, np.intp), 10)
     layer_types = {name: c.factory for name, c in registry.components["layer"].items()}
-    model = runlib.build_model(run.model_factory, splits, np.random.default_rng(0), layer_types)
+    model = assembly.build_model(run.model_factory, splits, np.random.default_rng(0), layer_types)
     assert model.forward(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 10)
 
 

@@ -8,14 +8,14 @@ from click.testing import CliRunner
 from trainkit.cli import make_cli
 from trainkit.plugin.manager import get_plugin_manager
 from trainkit.plugin.registry import Registry
-from trainkit.session import run as runlib
+from trainkit.session import assembly
 
 
 def build(synthetic_dir, **config):
     pm = get_plugin_manager()
-    run = runlib.resolve({"dataset": "idx", "data_dir": str(synthetic_dir), "out": "run",
+    run = assembly.resolve({"dataset": "idx", "data_dir": str(synthetic_dir), "out": "run",
                           **config}, Registry.collect(pm))
-    return runlib.build(run, pm)
+    return assembly.build(run, pm)
 
 
 def rows(images) -> set[bytes]:

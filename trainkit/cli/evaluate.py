@@ -40,7 +40,7 @@ def make_evaluate_command(app: AppState) -> click.Command:
 
 def evaluate_options(app: AppState) -> list[click.Parameter]:
     from trainkit.cli.run import component_options
-    from trainkit.session.run import component_option_owners
+    from trainkit.session.config import component_option_owners
 
     owners = {name: owned for name, owned in component_option_owners(app.registry).items()
               if all(kind == "metric" for kind, _ in owned)}

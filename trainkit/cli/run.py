@@ -26,7 +26,7 @@ from trainkit.cli.options import (
 from trainkit.errors import ConfigError
 from trainkit.plugin.options import plugin_option_param
 from trainkit.plugin.registry import KINDS
-from trainkit.session.run import RUN_DEFAULTS
+from trainkit.session.config import RUN_DEFAULTS
 
 #: The run keys (RUN_DEFAULTS) are the core options: one source for both.
 CORE_OPTIONS = tuple(RUN_DEFAULTS)
@@ -37,7 +37,7 @@ EXIT_INTERRUPTED = 130
 
 def make_run_command(app: AppState) -> click.Command:
     """``trainkit run``, with an option for every run key, component option and plugin option."""
-    from trainkit.session.run import component_option_owners
+    from trainkit.session.config import component_option_owners
 
     registry = app.registry
     names = {kind: registry.names(kind) for kind in KINDS}
@@ -61,7 +61,7 @@ def make_run_command(app: AppState) -> click.Command:
 
 def default_of(key: str) -> str:
     """``--help``'s default of a run key, from ``RUN_DEFAULTS``: the one source."""
-    from trainkit.session.run import RUN_DEFAULTS
+    from trainkit.session.config import RUN_DEFAULTS
 
     value = RUN_DEFAULTS[key]
     return ", ".join(value) if isinstance(value, list) else str(value)

@@ -24,7 +24,7 @@ def make_sweep_command(app: AppState) -> click.Command:
         plugin_options,
         training_options,
     )
-    from trainkit.session.run import component_option_owners
+    from trainkit.session.config import component_option_owners
 
     registry = app.registry
     names = {kind: registry.names(kind) for kind in ("dataset", "model", "optimizer", "loss",

@@ -17,16 +17,17 @@ def restored_run(checkpoint: Path, registry, pm, metrics: list[str], options: di
                  data_dir: Path | None):
     """``(run, manifest, checkpoint file)``: the run of ``checkpoint`` built and restored, with
     ``metrics`` (and metric ``options``) instead of its own when given."""
-    from trainkit.session import run as runlib
+    from trainkit.session import assembly, resume
+    from trainkit.session import config as run_config
     from trainkit.session.snapshot import restore
 
-    kinds = runlib.SINGLE_KINDS if metrics else (*runlib.SINGLE_KINDS, "metric")
-    checkpoint, manifest, arrays, run = runlib.open_checkpoint(checkpoint, registry, pm, kinds,
+    kinds = run_config.SINGLE_KINDS if metrics else (*run_config.SINGLE_KINDS, "metric")
+    checkpoint, manifest, arrays, run = resume.open_checkpoint(checkpoint, registry, pm, kinds,
                                                                data_dir)
     if metrics or options:  # other metrics than the run's, or other metric options
         run.config.update(metric=metrics or run.config["metric"], **options)
-        run.metrics = runlib.resolve(run.config, registry).metrics
-    runlib.build(run, pm)
+        run.metrics = assembly.resolve(run.config, registry).metrics
+    assembly.build(run, pm)
     restore(run.trainer, manifest, arrays, source=str(checkpoint))
     return run, manifest, checkpoint
 

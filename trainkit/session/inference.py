@@ -58,10 +58,10 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 def load_trained_model(checkpoint: Path, registry, pm) -> TrainedModel:
     """The model of ``checkpoint`` (a file or a run folder), rebuilt and loaded, in eval mode."""
     from trainkit.data import DatasetSplits
-    from trainkit.session import run as runlib
+    from trainkit.session import assembly, resume
     from trainkit.session.snapshot import restore_model
 
-    checkpoint, manifest, arrays, run = runlib.open_checkpoint(checkpoint, registry, pm,
+    checkpoint, manifest, arrays, run = resume.open_checkpoint(checkpoint, registry, pm,
                                                                ("model",))
     source = str(checkpoint)
     data = manifest.get("data") or {}
@@ -74,7 +74,7 @@ def load_trained_model(checkpoint: Path, registry, pm) -> TrainedModel:
     shape_only = DatasetSplits(str(run.config.get("dataset")), empty, np.empty(0, np.intp), empty,
                                np.empty(0, np.intp), len(class_names), tuple(class_names))
     layer_types = {name: c.factory for name, c in registry.components["layer"].items()}
-    model = runlib.build_model(run.model_factory, shape_only, np.random.default_rng(0),
+    model = assembly.build_model(run.model_factory, shape_only, np.random.default_rng(0),
                                layer_types)
     restore_model(model, manifest, arrays, source)
     if hasattr(model, "train"):

@@ -25,7 +25,8 @@ from typing import Any
 from trainkit.errors import ConfigError
 from trainkit.loop.formatting import format_value
 from trainkit.plugin import contract
-from trainkit.session import run as runlib
+from trainkit.session import assembly, resume
+from trainkit.session import config as run_config
 
 #: ``report(message, error)``: how a session talks to its user. The CLI passes click's echo;
 #: the default prints to stdout, and to stderr when ``error``.
@@ -42,7 +43,7 @@ class Outcome:
     or interrupted (Ctrl+C)."""
 
     status: str
-    run: runlib.Run
+    run: assembly.Run
     history: Any = None
     test_logs: dict[str, float] | None = None
     message: str = ""  # why a nan run stopped, for the caller to raise or show
@@ -88,7 +89,7 @@ class Session:
         self.config_file = Path(config_file) if config_file is not None else None
         self.resume, self.overwrite, self.report = resume, overwrite, report
         self.ambient = frozenset(ambient)
-        self.run: runlib.Run | None = None
+        self.run: assembly.Run | None = None
         self.resume_from: Path | None = None
         self.manifest: dict[str, Any] | None = None
         self.changes: list[str] = []
@@ -97,7 +98,7 @@ class Session:
 
     # ------------------------------------------------------------------ config
 
-    def resolve(self) -> runlib.Run:
+    def resolve(self) -> assembly.Run:
         """Merge the layers (checkpoint, file, this config), check them and create the
         components; nothing is loaded or written yet."""
         from trainkit.session.tomlio import read_toml
@@ -109,7 +110,7 @@ class Session:
 
             self.resume_from = resolve_resume_path(self.resume, self.layer.get("out"))
             self.manifest, self._arrays = load_checkpoint(self.resume_from)
-            runlib.check_components_installed(self.manifest, self.registry, self.pm,
+            resume.check_components_installed(self.manifest, self.registry, self.pm,
                                               str(self.resume_from))
             # Checkpoints from before the validation split validated on the test split.
             self._saved = {"val_split": 0.0, **(self.manifest.get("config") or {})}
@@ -118,28 +119,28 @@ class Session:
         if file_layer is not None:
             layers.append(file_layer)
         layers.append(self.layer)
-        config = runlib.merge_configs(*layers)
+        config = run_config.merge_configs(*layers)
         if self.resume_from is not None:
-            runlib.check_resume_keys(self._saved, config, str(self.resume_from))
+            resume.check_resume_keys(self._saved, config, str(self.resume_from))
             if "out" not in self.layer:
                 config["out"] = str(self.resume_from.parent)
         if file_layer is not None:  # its mistakes are the file's, not flags the user typed
-            on = runlib.enabled_plugins(runlib.merge_configs(runlib.RUN_DEFAULTS, config),
+            on = run_config.enabled_plugins(run_config.merge_configs(run_config.RUN_DEFAULTS, config),
                                         self.registry)
-            runlib.check_config_file(file_layer, self.registry, on, str(self.config_file))
-        self.run = runlib.resolve(config, self.registry, ambient=self.ambient)
+            run_config.check_config_file(file_layer, self.registry, on, str(self.config_file))
+        self.run = assembly.resolve(config, self.registry, ambient=self.ambient)
         if self.resume_from is not None:
-            self.changes = runlib.resume_changes(self._saved, self.run, str(self.resume_from))
+            self.changes = resume.resume_changes(self._saved, self.run, str(self.resume_from))
             check_epochs_left(self.run.config["epochs"], self.manifest, self.resume_from)
         return self.run
 
     def effective_config(self) -> dict[str, Any]:
         """The full config this session trains with, every default included."""
-        return runlib.effective_config(self.run or self.resolve())
+        return assembly.effective_config(self.run or self.resolve())
 
     # ------------------------------------------------------------------ build and fit
 
-    def build(self) -> runlib.Run:
+    def build(self) -> assembly.Run:
         """Refuse a folder that holds another run, load the data, build the trainer and
         restore the checkpoint being resumed."""
         from trainkit.session.run_folder import holds_a_run
@@ -149,7 +150,7 @@ class Session:
         if out is not None and run.is_main_process and not self.continuing(out) and \
                 not self.overwrite and holds_a_run(out):
             raise ConfigError(refusal_of_a_used_folder(out), "out")
-        runlib.build(run, self.pm)
+        assembly.build(run, self.pm)
         from trainkit.loop.monitor import check_monitors
 
         check_monitors(run.plugins, run.trainer.logged_names(validation=run.val_loader is not None))
@@ -187,7 +188,7 @@ class Session:
                 self.set_aside_a_later_past(run)
             return self._train(run)
 
-    def set_aside_a_later_past(self, run: runlib.Run) -> None:
+    def set_aside_a_later_past(self, run: assembly.Run) -> None:
         """Resuming a run folder from a checkpoint older than the run's newest state: the files
         of the later epochs move aside, never overwritten, and a line says where."""
         from trainkit.session.run_folder import set_aside_later_files
@@ -199,8 +200,8 @@ class Session:
                         f"that had gone further: its later checkpoints moved to {aside}, with a "
                         f"copy of its other files", True)
 
-    def _train(self, run: runlib.Run) -> Outcome:
-        from trainkit.session.run import write_status
+    def _train(self, run: assembly.Run) -> Outcome:
+        from trainkit.session.status import write_status
         from trainkit.session.threads import blas_kernels, blas_threads
 
         trainer = run.trainer
@@ -244,7 +245,7 @@ class Session:
             f"run folder {run.run_dir}", False)
         return outcome
 
-    def threads(self, run: runlib.Run, say) -> tuple[int, bool]:
+    def threads(self, run: assembly.Run, say) -> tuple[int, bool]:
         """The thread count: ``threads`` from the config, else the checkpoint's, else a
         plugin's preference (ddp: cores per rank), else the model's default; ``"auto"`` times it."""
         from trainkit.session.threads import (
@@ -278,7 +279,7 @@ class Session:
                     trainer.optimizer), split_batch=split_batch)
         return wanted, split_batch
 
-    def announce(self, run: runlib.Run, threads: int, say) -> None:
+    def announce(self, run: assembly.Run, threads: int, say) -> None:
         """The line that says what is being trained (and what a resume changed)."""
         trainer = run.trainer
         recorded = self.manifest.get("blas_kernels") if self.manifest is not None else None

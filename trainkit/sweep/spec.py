@@ -90,7 +90,7 @@ def read_spec(path: Path, registry, overrides: dict[str, Any] | None = None) -> 
     """The spec in ``path``, checked against ``registry``; ``overrides`` (command-line flags,
     a run config layer) go over its run config."""
     from trainkit.loop.monitor import direction as direction_of
-    from trainkit.session import run as runlib
+    from trainkit.session import config as run_config
     from trainkit.session.tomlio import read_toml
 
     source = str(path)
@@ -104,9 +104,9 @@ def read_spec(path: Path, registry, overrides: dict[str, Any] | None = None) -> 
             raise ConfigError(f"{source}: [sweep] has an unknown key {key!r}; it has: "
                               f"{', '.join(SWEEP_KEYS)}")
     layer = raw  # the run config, checked as `--config` checks a file
-    on = runlib.enabled_plugins(runlib.merge_configs(runlib.RUN_DEFAULTS, layer), registry)
-    runlib.check_config_file(layer, registry, on, source)
-    layer = runlib.merge_configs(layer, overrides or {})
+    on = run_config.enabled_plugins(run_config.merge_configs(run_config.RUN_DEFAULTS, layer), registry)
+    run_config.check_config_file(layer, registry, on, source)
+    layer = run_config.merge_configs(layer, overrides or {})
     monitor = str(sweep.get("monitor", "val_loss"))
     direction = sweep.get("direction") or {"max": "maximize", "min": "minimize"}.get(
         direction_of(monitor) or "")
@@ -141,10 +141,11 @@ def check_monitor(spec: SweepSpec, registry) -> None:
     import re
 
     from trainkit.plugin.options import instantiate
-    from trainkit.session import run as runlib
+    from trainkit.session import assembly
+    from trainkit.session import config as run_config
 
-    config = runlib.merge_configs(runlib.RUN_DEFAULTS, spec.layer)
-    logged = {"loss", "lr"} | {m.name for m in runlib.resolve(config, registry).metrics}
+    config = run_config.merge_configs(run_config.RUN_DEFAULTS, spec.layer)
+    logged = {"loss", "lr"} | {m.name for m in assembly.resolve(config, registry).metrics}
     metric_names = {}
     for name, component in registry.components["metric"].items():
         try:
@@ -190,7 +191,7 @@ def flatten_search(table: dict[str, Any], prefix: str = ""):
 def searchable_names(registry) -> dict[str, tuple[str | None, str]]:
     """Every name a spec may search -> ``(plugin or None, option)``."""
     from trainkit.plugin.options import plugin_option_param
-    from trainkit.session.run import RUN_DEFAULTS, component_option_owners
+    from trainkit.session.config import RUN_DEFAULTS, component_option_owners
 
     names: dict[str, tuple[str | None, str]] = {
         key: (None, key) for key in RUN_DEFAULTS
@@ -242,11 +243,12 @@ def distribution(key: str, target: tuple[str | None, str], value: Any, where: st
 def check_values(spec: SweepSpec, registry) -> None:
     """Every bound and choice, each in a run config of its own, must resolve: the errors of a
     bad value come now, naming the spec's key, not after hours of trials."""
-    from trainkit.session import run as runlib
+    from trainkit.session import assembly
+    from trainkit.session import config as run_config
 
     for searched in spec.search:
         if searched.plugin is not None:
-            on = runlib.enabled_plugins(runlib.merge_configs(runlib.RUN_DEFAULTS, spec.layer),
+            on = run_config.enabled_plugins(run_config.merge_configs(run_config.RUN_DEFAULTS, spec.layer),
                                         registry)
             named_like_plugin = searched.option == searched.plugin or \
                 searched.plugin.endswith("-" + searched.option)
@@ -257,7 +259,7 @@ def check_values(spec: SweepSpec, registry) -> None:
         for value in searched.values_to_check():
             layer = trial_layer(spec, {searched.key: value})
             try:
-                runlib.resolve(layer, registry)
+                assembly.resolve(layer, registry)
             except ConfigError as e:
                 raise ConfigError(f"{spec.source}: [sweep.search] {searched.key} = {value!r}: "
                                   f"{e}") from None
