@@ -127,3 +127,22 @@ def test_the_pytest_plugin_imports_nothing_heavy_at_pytest_start():
     from importlib.metadata import entry_points
 
     assert "trainkit.testing" in [e.value for e in entry_points(group="pytest11")]
+
+
+def test_the_hook_recorder_records_every_hook_a_run_calls(trainkit_cli, hook_recorder):
+    """One list of hooks (hookspecs.RUN_HOOKS): messages and checkpoint hooks are recorded too."""
+    from trainkit import hookimpl, hookspecs
+
+    class Says:
+        name = "says"
+
+        @hookimpl
+        def on_fit_start(self, trainer):
+            trainer.say("trainkit: says: hello")
+
+    result = trainkit_cli(["run", "--epochs", "1"], plugins=[hook_recorder, Says()])
+    assert result.exit_code == 0, result.output
+    assert "trainkit: says: hello" in result.output  # the recorder did not swallow it
+    assert all(callable(getattr(hook_recorder, hook)) for hook in hookspecs.RUN_HOOKS)
+    assert hook_recorder.count("on_message") == 1
+    assert hook_recorder.count("on_save_checkpoint") >= 1

@@ -267,3 +267,10 @@ def on_save_checkpoint(trainer: Trainer, context: RunContext, state: dict[str, A
 @hookspec
 def on_load_checkpoint(trainer: Trainer, context: RunContext, state: dict[str, Any]) -> None:
     """Restore this plugin's state from a checkpoint, reading ``state[your plugin's name]``."""
+
+
+#: Every hook a run calls, in the order this module declares them (lifecycle, messages,
+#: checkpoint): the one list the recorder, ``trainkit plugins --hooks`` and the docs' test use.
+RUN_HOOKS: tuple[str, ...] = tuple(
+    name for name, value in list(globals().items())
+    if callable(value) and name.startswith("on_") and hasattr(value, "trainkit_spec"))

@@ -48,8 +48,7 @@ def lifecycle_hooks() -> list[str]:
     """Every hook but the registration ones, in the order hookspecs.py declares them."""
     from trainkit import hookspecs
 
-    return [name for name, value in vars(hookspecs).items()
-            if callable(value) and name.startswith("on_")]
+    return list(hookspecs.RUN_HOOKS)
 
 
 @click.command("plugins")

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from trainkit.plugin import contract
 
-LIFECYCLE_HOOKS = (
+#: The hooks the profiler times: the training loop's own, called every epoch or batch.
+TIMED_HOOKS = (
     "on_fit_start", "on_epoch_start", "on_batch_start", "on_before_optimizer_step",
     "on_batch_end", "on_validation_start", "on_validation_end", "on_epoch_end",
 )
@@ -42,7 +43,7 @@ class HookProfiler:
     left as they are)."""
 
     #: the hooks it times: the training loop's own
-    hooks = LIFECYCLE_HOOKS
+    hooks = TIMED_HOOKS
 
     def __init__(self) -> None:
         self.stats: dict[tuple[str, str], HookStat] = {}

@@ -175,14 +175,16 @@ class HookRecorder:
         return f"HookRecorder({len(self.calls)} calls)"
 
 
-def _recording(hook: str, parameters: list[str]):
+def _recording(hook: str, parameters: list[str], first: bool = False):
     """An implementation of ``hook`` taking exactly its spec's arguments, by name: pluggy reads
-    which arguments to pass from the function's code, so the function is written out."""
+    which arguments to pass from the function's code, so the function is written out. ``first``
+    for a firstresult hook (``on_message``): recorded before the plugin that answers it, and
+    answering nothing itself."""
     source = (f"def {hook}(self, {', '.join(parameters)}):\n"
               f"    self._record({hook!r}, {{{', '.join(f'{p!r}: {p}' for p in parameters)}}})\n")
     namespace: dict[str, Any] = {}
     exec(compile(source, f"<HookRecorder.{hook}>", "exec"), namespace)  # noqa: S102
-    return hookimpl(namespace[hook])
+    return hookimpl(tryfirst=first)(namespace[hook])
 
 
 def _summary(value: Any) -> Any:
@@ -201,14 +203,12 @@ def _add_recording_hooks() -> None:
     import inspect
 
     from trainkit import hookspecs
-    from trainkit.loop.profiler import LIFECYCLE_HOOKS
 
-    names = [*LIFECYCLE_HOOKS, "on_train_end", "on_test_start", "on_test_end", "on_fit_end",
-             "on_exception", "on_evaluation_state"]
-    for hook in names:
+    for hook in hookspecs.RUN_HOOKS:  # every hook a run calls, messages and checkpoints too
         spec = getattr(hookspecs, hook)
         parameters = [p for p in inspect.signature(spec).parameters]
-        setattr(HookRecorder, hook, _recording(hook, parameters))
+        first = bool(spec.trainkit_spec.get("firstresult"))
+        setattr(HookRecorder, hook, _recording(hook, parameters, first))
 
 
 _add_recording_hooks()
