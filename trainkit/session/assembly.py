@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainkit.errors import ConfigError
 from trainkit.plugin import contract
 from trainkit.plugin.options import instantiate, plugin_option_param
 from trainkit.plugin.registry import Registry
+
+if TYPE_CHECKING:
+    from trainkit.data import DataLoader, DatasetSplits
+    from trainkit.loop.trainer import Trainer
+    from trainkit.nn.optim import Optimizer
 from trainkit.session.config import (
     RUN_DEFAULTS,
     SINGLE_KINDS,
@@ -26,27 +31,35 @@ from trainkit.session.config import (
 
 @dataclass
 class Run:
-    """Everything a training run needs, built and checked, before anything touches the disk."""
+    """A checked config and the components made from it; nothing loaded or written yet.
+    ``build`` makes a ``BuiltRun`` of it: a run is whole in each of its two forms."""
 
     config: dict[str, Any]
     registry: Registry
-    dataset: Any
-    model_factory: Any
-    optimizer: Any
+    dataset: Any  # a dataset plugin's object: load() gives the DatasetSplits
+    model_factory: Any  # a model plugin's object: build(input, classes, rng) gives the model
+    optimizer: Optimizer
     loss: Any
     metrics: list[Any]
     plugins: dict[str, Any]
-    splits: Any = None
-    trainer: Any = None
-    train_loader: Any = None
-    val_loader: Any = None
-    test_loader: Any = None
-    run_dir: Path | None = None
 
     @property
     def is_main_process(self) -> bool:
         """False on the data-parallel ranks that write nothing (a plugin says so)."""
         return all(contract.read(p, "is_main_process") for p in self.plugins.values())
+
+
+@dataclass
+class BuiltRun(Run):
+    """A run with its data loaded, split and batched, its model and Trainer made, and its run
+    folder chosen: what ``Session.fit`` trains."""
+
+    splits: DatasetSplits
+    trainer: Trainer
+    train_loader: DataLoader
+    val_loader: DataLoader
+    test_loader: DataLoader
+    run_dir: Path
 
 
 def resolve(config: dict[str, Any], registry: Registry, *, ambient: Collection[str] = ()) -> Run:
@@ -209,7 +222,7 @@ def build_model(factory, splits, rng, layer_types: dict[str, Any] | None = None)
         raise ConfigError(str(e), "model") from None
 
 
-def build(run: Run, pm, *, load_data: bool = True) -> Run:
+def build(run: Run, pm) -> BuiltRun:
     """Load the data and create the model, loaders and trainer of a resolved run."""
     import numpy as np
 
@@ -219,8 +232,7 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
 
     config = run.config
     model_seed, data_seed, split_seed = np.random.SeedSequence(config["seed"]).spawn(3)
-    run.splits = run.dataset.load() if load_data else None
-    splits = run.splits
+    splits = run.dataset.load()
     layer_types = {name: c.factory for name, c in run.registry.components["layer"].items()}
     model = build_model(run.model_factory, splits, np.random.default_rng(model_seed), layer_types)
     train, val = validation_split(len(splits.train_labels), config["val_split"],
@@ -236,26 +248,27 @@ def build(run: Run, pm, *, load_data: bool = True) -> Run:
 
     test_loader = loader(splits.test_images, splits.test_labels, eval_batch)
     if val is None:  # val_split 0: validate on the test split (the CLI warns)
-        run.train_loader = loader(splits.train_images, splits.train_labels, config["batch_size"],
-                                  shuffle=True, rng=np.random.default_rng(data_seed))
-        run.val_loader = test_loader
+        train_loader = loader(splits.train_images, splits.train_labels, config["batch_size"],
+                              shuffle=True, rng=np.random.default_rng(data_seed))
+        val_loader = test_loader
     else:  # both parts read the training file's one array
-        run.train_loader = loader(splits.train_images, splits.train_labels, config["batch_size"],
-                                  shuffle=True, rng=np.random.default_rng(data_seed), subset=train)
-        run.val_loader = loader(splits.train_images, splits.train_labels, eval_batch, subset=val)
-    run.test_loader = test_loader
-    run.train_loader.limit_batches = run.val_loader.limit_batches = config["limit_batches"]
+        train_loader = loader(splits.train_images, splits.train_labels, config["batch_size"],
+                              shuffle=True, rng=np.random.default_rng(data_seed), subset=train)
+        val_loader = loader(splits.train_images, splits.train_labels, eval_batch, subset=val)
+    train_loader.limit_batches = val_loader.limit_batches = config["limit_batches"]
     out = config.get("out")
-    run.run_dir = Path(out) if out else default_run_dir()
-    context = RunContext(run_dir=run.run_dir, config=effective_config(run),
+    run_dir = Path(out) if out else default_run_dir()
+    context = RunContext(run_dir=run_dir, config=effective_config(run),
                          is_main_process=run.is_main_process,
                          component_sources=component_sources(run, pm),
                          class_names=splits.class_names,
                          image_shape=tuple(int(d) for d in splits.train_images.shape[1:]),
                          input_range=splits.input_range)
-    run.trainer = Trainer(model, run.loss, run.optimizer, run.metrics, run.plugins,
-                          plugin_manager=pm, context=context)
-    return run
+    trainer = Trainer(model, run.loss, run.optimizer, run.metrics, run.plugins,
+                      plugin_manager=pm, context=context)
+    resolved = {f.name: getattr(run, f.name) for f in fields(Run)}
+    return BuiltRun(**resolved, splits=splits, trainer=trainer, train_loader=train_loader,
+                    val_loader=val_loader, test_loader=test_loader, run_dir=run_dir)
 
 
 def component_sources(run: Run, pm) -> list[dict[str, Any]]:

@@ -27,9 +27,9 @@ def restored_run(checkpoint: Path, registry, pm, metrics: list[str], options: di
     if metrics or options:  # other metrics than the run's, or other metric options
         run.config.update(metric=metrics or run.config["metric"], **options)
         run.metrics = assembly.resolve(run.config, registry).metrics
-    assembly.build(run, pm)
-    restore(run.trainer, manifest, arrays, source=str(checkpoint))
-    return run, manifest, checkpoint
+    built = assembly.build(run, pm)
+    restore(built.trainer, manifest, arrays, source=str(checkpoint))
+    return built, manifest, checkpoint
 
 
 def evaluate_checkpoint(checkpoint: Path, registry, pm, *, split: str = "test",

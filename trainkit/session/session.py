@@ -43,7 +43,7 @@ class Outcome:
     or interrupted (Ctrl+C)."""
 
     status: str
-    run: assembly.Run
+    run: assembly.BuiltRun
     history: Any = None
     test_logs: dict[str, float] | None = None
     message: str = ""  # why a nan run stopped, for the caller to raise or show
@@ -89,7 +89,8 @@ class Session:
         self.config_file = Path(config_file) if config_file is not None else None
         self.resume, self.overwrite, self.report = resume, overwrite, report
         self.ambient = frozenset(ambient)
-        self.run: assembly.Run | None = None
+        self.run: assembly.Run | None = None  # resolved (resolve)
+        self.built: assembly.BuiltRun | None = None  # its data, model and trainer (build)
         self.resume_from: Path | None = None
         self.manifest: dict[str, Any] | None = None
         self.changes: list[str] = []
@@ -140,7 +141,7 @@ class Session:
 
     # ------------------------------------------------------------------ build and fit
 
-    def build(self) -> assembly.Run:
+    def build(self) -> assembly.BuiltRun:
         """Refuse a folder that holds another run, load the data, build the trainer and
         restore the checkpoint being resumed."""
         from trainkit.session.run_folder import holds_a_run
@@ -150,7 +151,7 @@ class Session:
         if out is not None and run.is_main_process and not self.continuing(out) and \
                 not self.overwrite and holds_a_run(out):
             raise ConfigError(refusal_of_a_used_folder(out), "out")
-        assembly.build(run, self.pm)
+        run = self.built = assembly.build(run, self.pm)
         from trainkit.loop.monitor import check_monitors
 
         check_monitors(run.plugins, run.trainer.logged_names(validation=run.val_loader is not None))
@@ -173,7 +174,7 @@ class Session:
         from trainkit.session.run_folder import clear_run_dir, holds_a_run, prepare_run_dir
         from trainkit.session.run_lock import RunLock
 
-        run = self.run if self.run is not None and self.run.trainer is not None else self.build()
+        run = self.built or self.build()
         if not run.trainer.context.is_main_process:  # other data-parallel ranks write nothing
             return self._train(run)
         prepare_run_dir(run.run_dir)
@@ -188,7 +189,7 @@ class Session:
                 self.set_aside_a_later_past(run)
             return self._train(run)
 
-    def set_aside_a_later_past(self, run: assembly.Run) -> None:
+    def set_aside_a_later_past(self, run: assembly.BuiltRun) -> None:
         """Resuming a run folder from a checkpoint older than the run's newest state: the files
         of the later epochs move aside, never overwritten, and a line says where."""
         from trainkit.session.run_folder import set_aside_later_files
@@ -200,7 +201,7 @@ class Session:
                         f"that had gone further: its later checkpoints moved to {aside}, with a "
                         f"copy of its other files", True)
 
-    def _train(self, run: assembly.Run) -> Outcome:
+    def _train(self, run: assembly.BuiltRun) -> Outcome:
         from trainkit.session.status import write_status
         from trainkit.session.threads import blas_kernels, blas_threads
 
@@ -245,7 +246,7 @@ class Session:
             f"run folder {run.run_dir}", False)
         return outcome
 
-    def threads(self, run: assembly.Run, say) -> tuple[int, bool]:
+    def threads(self, run: assembly.BuiltRun, say) -> tuple[int, bool]:
         """The thread count: ``threads`` from the config, else the checkpoint's, else a
         plugin's preference (ddp: cores per rank), else the model's default; ``"auto"`` times it."""
         from trainkit.session.threads import (
@@ -279,7 +280,7 @@ class Session:
                     trainer.optimizer), split_batch=split_batch)
         return wanted, split_batch
 
-    def announce(self, run: assembly.Run, threads: int, say) -> None:
+    def announce(self, run: assembly.BuiltRun, threads: int, say) -> None:
         """The line that says what is being trained (and what a resume changed)."""
         trainer = run.trainer
         recorded = self.manifest.get("blas_kernels") if self.manifest is not None else None

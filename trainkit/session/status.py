@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from trainkit.session.assembly import Run
+from trainkit.session.assembly import BuiltRun
 
 STATUS_FILE = "run.json"
 
 
-def write_status(run: Run, status: str) -> None:
+def write_status(run: BuiltRun, status: str) -> None:
     """Record in ``run.json`` whether the run is running, completed, stopped, failed or
     interrupted, with its config and progress, so a folder never looks more complete than it is."""
     import json
