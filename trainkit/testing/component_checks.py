@@ -25,7 +25,9 @@ import inspect
 import json
 import math
 import re
+import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -609,22 +611,30 @@ def check_metric(factory: Callable[..., Any], *, num_classes: int = 4, samples: 
 # ---------------------------------------------------------------------------------- datasets
 
 
-@contextlib.contextmanager
-def no_unpickling() -> Iterator[None]:
-    """Any unpickling while the dataset loads is an error: a pickle can run any code."""
-    import pickle
+_WATCH = threading.local()
+_AUDITING = False
 
-    def refuse(*args, **kwargs):
+
+def _refuse_unpickling(event: str, args: tuple) -> None:
+    if event == "pickle.find_class" and getattr(_WATCH, "on", False):
         raise RuntimeError("it unpickled a file (pickle can run any code: store arrays with "
                            "np.save and np.load(..., allow_pickle=False))")
 
-    saved = pickle.load, pickle.loads, pickle.Unpickler
-    pickle.load = pickle.loads = refuse  # type: ignore[assignment]
-    pickle.Unpickler = refuse  # type: ignore[assignment,misc]
+
+@contextlib.contextmanager
+def no_unpickling() -> Iterator[None]:
+    """Any unpickling while the dataset loads is an error: Python's audit hook sees every
+    unpickler look up a class (``pickle.find_class``), whichever module called it. The hook
+    stays for the process (audit hooks cannot be removed) and acts only inside this block."""
+    global _AUDITING
+    if not _AUDITING:
+        sys.addaudithook(_refuse_unpickling)
+        _AUDITING = True
+    _WATCH.on = True
     try:
         yield
     finally:
-        pickle.load, pickle.loads, pickle.Unpickler = saved  # type: ignore[misc]
+        _WATCH.on = False
 
 
 def check_dataset(factory: Callable[..., Any], *, name: str | None = None,
