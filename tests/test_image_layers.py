@@ -21,7 +21,7 @@ from trainkit.nn import (
     Sequential,
     ShapeError,
 )
-from trainkit.testing.component_checks import split_step
+from trainkit.testing.checks import split_step
 
 from .test_layers import check_module, to_float64
 

@@ -13,7 +13,7 @@ package's tests can use, with nothing to import:
 
 and :func:`trainkit.testing.conformance.check_plugin`, the one-line conformance check of a run plugin,
 with ``check_layer``, ``check_loss``, ``check_optimizer``, ``check_metric`` and
-``check_dataset`` (:mod:`trainkit.testing.component_checks`) for the other components. Nothing here
+``check_dataset`` (:mod:`trainkit.testing.checks`) for the other components. Nothing here
 imports numpy or the CLI until a fixture is used: a pytest session that never asks for them pays
 nothing.
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from trainkit.testing.component_checks import (
+from trainkit.testing.checks import (
     ComponentCheckError,
     check_dataset,
     check_layer,
