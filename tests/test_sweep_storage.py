@@ -109,7 +109,7 @@ def worker(spec: Path, storage: str, out: Path) -> subprocess.Popen:
 
 def load(storage: str):
     """The study, through trainkit's storage URLs (``journal:PATH`` is trainkit's)."""
-    from trainkit.sweep.study import open_storage
+    from trainkit.sweep.storage import open_storage
 
     return optuna.load_study(study_name="shared", storage=open_storage(storage, HEARTBEAT))
 
@@ -151,7 +151,7 @@ def lose_a_worker_then_resume(storage: str, spec: Path, out: Path):
 
 
 def assert_the_study_finished(study, lost) -> None:
-    from trainkit.sweep.study import finished_trials
+    from trainkit.sweep.recovery import finished_trials
 
     trials = study.get_trials()
     states = {t.number: t.state for t in trials}

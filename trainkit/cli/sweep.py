@@ -88,7 +88,7 @@ def sweep_command(app: AppState, layer: dict[str, Any], kwargs: dict[str, Any]) 
         return True
     if spec_path is None:
         raise ConfigError("give the sweep's SPEC.toml (or --show STORAGE --study NAME)", "spec")
-    from trainkit.sweep.study import import_optuna
+    from trainkit.sweep.storage import import_optuna
 
     import_optuna()  # the one-line error naming the extra comes before anything else
     spec = read_spec(spec_path, app.registry, layer)

@@ -36,7 +36,8 @@ class Sweep:
 
     def run(self, say=print) -> bool:
         """Run the sweep; ``False`` when Ctrl+C cut it short."""
-        from trainkit.sweep.study import Worker, open_study, record_request
+        from trainkit.sweep.recovery import record_request
+        from trainkit.sweep.study import Worker, open_study
 
         self.folder.mkdir(parents=True, exist_ok=True)
         study = open_study(self.spec, self.storage, self.study_name, self.seed_offset())
@@ -69,14 +70,14 @@ class Sweep:
         """What ``--resume`` runs: the trials lost with their worker are marked FAIL (after
         four missed heartbeats) and, with those Ctrl+C cut short, run again; then the trials
         still missing from the total requested of the study, less those RUNNING elsewhere."""
-        from trainkit.sweep.study import (
-            GRACE_BEATS,
+        from trainkit.sweep.recovery import (
             finished_trials,
             reclaim_lost_trials,
             requested_total,
             running_trials,
             trials_to_retry,
         )
+        from trainkit.sweep.storage import GRACE_BEATS
 
         lost = reclaim_lost_trials(study, self.spec.heartbeat)
         retry = trials_to_retry(study)
@@ -117,7 +118,7 @@ class Sweep:
         """``workers`` processes on this machine, each on its share of the cores and trials."""
         from trainkit.session.threads import available_cores
         from trainkit.session.tomlio import dump_toml
-        from trainkit.sweep.study import enqueue_retries
+        from trainkit.sweep.recovery import enqueue_retries
 
         enqueue_retries(study, retry)  # any worker picks these up first
         layer = dict(self.spec.layer)
@@ -154,7 +155,7 @@ def show(storage: str, study_name: str, folder: Path | None, say=print,
     from trainkit.errors import ConfigError
     from trainkit.session.tomlio import dump_toml
     from trainkit.sweep.report import best_config, summary, write_plots
-    from trainkit.sweep.study import import_optuna, open_storage
+    from trainkit.sweep.storage import import_optuna, open_storage
 
     optuna = import_optuna()
     try:

@@ -38,7 +38,7 @@ def summary(study, limit: int = 5) -> str:
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
-    from trainkit.sweep.study import lost
+    from trainkit.sweep.recovery import lost
 
     every = study.get_trials(deepcopy=False)
     rerun = {t.user_attrs.get("retry_of") for t in every} - {None}
