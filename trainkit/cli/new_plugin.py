@@ -8,14 +8,14 @@ import click
 
 from trainkit.cli.app import AppState
 from trainkit.cli.errors import cli_errors
+from trainkit.cli.plugin_template import KINDS
 
 
 @click.command("new-plugin", short_help="Write a plugin package that installs and passes its tests.")
 @click.argument("name")
 @click.option("--dir", "parent", type=click.Path(path_type=Path, file_okay=False),
               default=Path("."), show_default=True, help="Where the package's folder goes.")
-@click.option("--kind", type=click.Choice(["run", "layer", "loss", "optimizer", "metric",
-                                           "dataset"]),
+@click.option("--kind", type=click.Choice(KINDS),
               default="run", show_default=True,
               help="What the plugin adds: a run plugin (hooks), or a component whose tests call "
                    "its trainkit.testing check (check_layer, check_loss, ...).")
