@@ -125,7 +125,7 @@ def running_trial_of(storage: str, pid: int, timeout: float = 120):
             continue
         for trial in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
             if trial.user_attrs.get("worker", "").endswith(f":{pid}") and \
-                    len(trial.intermediate_values) >= 2:  # in the middle of its epochs
+                    2 <= len(trial.intermediate_values) <= 10:  # early: 20+ epochs to go
                 return trial
         time.sleep(0.1)
     raise AssertionError(f"worker {pid} never trained a trial")
@@ -135,10 +135,14 @@ def lose_a_worker_then_resume(storage: str, spec: Path, out: Path):
     """Two workers on one study; one is killed with SIGKILL in the middle of a trial; after
     the grace period, --resume runs the lost trial again and the trials still missing."""
     survivor, doomed = worker(spec, storage, out), worker(spec, storage, out)
-    lost = running_trial_of(storage, doomed.pid)
+    running_trial_of(storage, doomed.pid)  # in the middle of a trial
     killed_at = time.monotonic()
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
+    # the trial it left RUNNING: read after the kill, since the one seen above may have ended
+    # and the next begun in between
+    lost, = [t for t in load(storage).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+             if t.user_attrs.get("worker", "").endswith(f":{doomed.pid}")]
     output = survivor.communicate(timeout=300)[0]
     assert survivor.returncode == 0, output
     time.sleep(max(0.0, 4 * HEARTBEAT + 1.5 - (time.monotonic() - killed_at)))  # grace period
