@@ -152,3 +152,20 @@ def test_the_documented_layers_are_the_tested_ones():
         row = next(line for line in block.splitlines() if line.strip().startswith(name + ":"))
         for prefix in prefixes:
             assert prefix.removeprefix("trainkit.") in row, (name, prefix)
+
+
+def test_no_layer_or_optimizer_reads_how_the_work_is_split():
+    """The maths in front, the threading below: only ``nn/parallel.py`` knows the plan (the
+    thread count, whether the model splits its work) and the threads; a layer declares its work
+    with ``over_batch`` and never cuts the batch or branches on a setting."""
+    below = re.compile(r"\b(current_plan|_plan|planned|Plan|run_parts|threading|batch_parts|"
+                       r"value_parts|splitting|set_threads|split_batch)\b")
+    found = []
+    for path in sorted((REPO / "trainkit" / "nn").glob("*.py")):
+        if path.name in ("parallel.py", "__init__.py"):
+            continue
+        found += [f"{path.name}:{n}: {line.strip()}" for n, line in
+                  enumerate(path.read_text().splitlines(), 1) if below.search(line)]
+    found += [f"plugins/{p.name}:{n}" for p in (REPO / "plugins").glob("optimizers.py")
+              for n, line in enumerate(p.read_text().splitlines(), 1) if below.search(line)]
+    assert not found, "\n".join(found)

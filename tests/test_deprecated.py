@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 import pytest
 
@@ -75,3 +76,44 @@ def test_trainkit_run_of_0_1_0_still_has_its_names():
 
     assert (run.merge_configs, run.resolve, run.write_status) == (merge_configs, resolve,
                                                                    write_status)
+
+
+def test_a_layer_written_with_0_1_0s_steps_still_runs_with_a_warning():
+    """A 0.1.0 layer cut its batch itself: ``Parts(bounds, work(part, lo, hi))``."""
+    import numpy as np
+
+    from trainkit.nn import Module, Sequential, parallel
+
+    class Double(Module):
+        def forward_steps(self, x):
+            def work(_, lo, hi):
+                x[lo:hi] *= 2
+
+            yield parallel.Parts(parallel.value_parts(len(x), x.size), work)
+            return x
+
+        def backward_steps(self, grad_output):
+            yield parallel.RUN
+            return grad_output * 2
+
+    x = np.arange(64, dtype=np.float32).reshape(16, 4)
+    for threads in (1, 2):
+        with parallel.planned(threads, split_batch=True, split_small=True), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = Sequential(Double(), Double()).forward(x.copy())
+        np.testing.assert_array_equal(out, 4 * x)
+        said = {str(w.message).split(" is deprecated")[0] for w in caught
+                if w.category is DeprecationWarning}
+        assert said == {"Parts(bounds, work)", "parallel.batch_parts, parallel.value_parts"}
+
+
+def test_a_plugins_old_thread_preference_is_still_read_with_a_warning():
+    from trainkit.plugin import contract
+
+    class OldDdp:
+        preferred_blas_threads = 3
+
+    with pytest.warns(DeprecationWarning, match=r"^preferred_blas_threads is deprecated: use "
+                                                r"preferred_threads"):
+        assert contract.read(OldDdp(), "preferred_threads") == 3

@@ -304,29 +304,38 @@ def test_a_part_that_fails_raises_in_the_caller_and_the_next_split_still_runs(mo
     from trainkit.nn import parallel
 
     monkeypatch.setattr(parallel, "MIN_SAMPLES", 1)
-    previous = parallel.set_threads(3)
-    try:
+    samples = np.arange(30)
+
+    def over_batch(work):  # a convolution's work: split whenever there are threads
+        parallel.run(parallel.Parts(lambda part: work(part[0], part[-1] + 1), samples))
+
+    with parallel.planned(3):
         def fail_in_the_last_part(lo, hi):
             if hi == 30:
                 raise ValueError("part failed")
 
         with pytest.raises(ValueError, match="part failed"):
-            parallel.over_batch(30, fail_in_the_last_part)
+            over_batch(fail_in_the_last_part)
         seen = []
-        parallel.over_batch(30, lambda lo, hi: seen.append((lo, hi)))
+        over_batch(lambda lo, hi: seen.append((lo, hi)))
         assert sorted(seen) == [(0, 10), (10, 20), (20, 30)]
         # a split inside a part runs on that part's thread (instead of waiting for the others)
         inner = []
-        nested = threading.Thread(target=parallel.over_batch, daemon=True, args=(
-            30, lambda lo, hi: parallel.over_batch(
-                hi - lo, lambda a, b: inner.append((lo + a, lo + b)))))
+
+        def split_inside(lo, hi):
+            bounds = parallel.Plan(3).bounds(hi - lo)
+            parallel.run_parts(bounds, lambda _, a, b: inner.append((lo + a, lo + b)))
+
+        def in_another_thread():  # a plan holds in the thread that sets it
+            with parallel.planned(3):
+                over_batch(split_inside)
+
+        nested = threading.Thread(target=in_another_thread, daemon=True)
         nested.start()
         nested.join(timeout=30)
         assert not nested.is_alive(), "a split inside a part never ended"
         assert sorted(inner) == [(0, 3), (3, 6), (6, 10), (10, 13), (13, 16), (16, 20),
                                  (20, 23), (23, 26), (26, 30)]
-    finally:
-        parallel.set_threads(previous)
 
 
 def test_a_conv_without_bias_has_only_its_weight():

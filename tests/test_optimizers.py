@@ -152,8 +152,7 @@ def test_a_convnets_threads_split_the_update_without_changing_a_bit(opt_cls, kwa
         rng.normal(size=1000).astype(np.float32) for _ in range(4)]
 
     def train(threads):
-        previous, previous_split = parallel.set_threads(threads), parallel.split_batch(True)
-        try:
+        with parallel.planned(threads, split_batch=True):
             opt = opt_cls(**kwargs)
             params, grads = start.copy(), np.empty_like(start)
             opt.bind(params, grads)
@@ -162,9 +161,6 @@ def test_a_convnets_threads_split_the_update_without_changing_a_bit(opt_cls, kwa
                 opt.lr *= 0.5 if step == 2 else 1.0  # as an lr schedule changes it
                 opt.step()
             return params, opt.state_dict()
-        finally:
-            parallel.set_threads(previous)
-            parallel.split_batch(previous_split)
 
     (one, one_state), (three, three_state) = train(1), train(3)
     np.testing.assert_array_equal(one, three)

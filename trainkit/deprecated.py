@@ -66,12 +66,25 @@ DEPRECATIONS = [
     Deprecation("--lr-schedule-schedule", "--lr-schedule", "0.1.0", "0.3.0"),
     Deprecation("trainer.run_dir and the other RunContext views on the Trainer",
                 "trainer.context.run_dir, or the hook's context argument", "0.2.0", "0.3.0"),
+    Deprecation("preferred_blas_threads", "preferred_threads (the plugin attribute)", "0.2.0",
+                "0.3.0"),
+    Deprecation("Parts(bounds, work)", "Module.over_batch(work, *arrays, values=...) (the "
+                "schedule cuts the batch; work gets the arrays' parts)", "0.2.0", "0.3.0"),
+    Deprecation("parallel.batch_parts, parallel.value_parts", "Module.over_batch(work, "
+                "*arrays, values=...)", "0.2.0", "0.3.0"),
 ]
 
 
 def removal(old: str) -> str:
     """The version that removes ``old``."""
     return next(d.removed_in for d in DEPRECATIONS if d.old == old)
+
+
+def warn(old: str, stacklevel: int = 3) -> None:
+    """The ``DeprecationWarning`` for a use of ``old``, saying what to use instead."""
+    deprecation = next(d for d in DEPRECATIONS if d.old == old)
+    warnings.warn(f"{old} is deprecated: use {deprecation.new}; it stops working in trainkit "
+                  f"{deprecation.removed_in}", DeprecationWarning, stacklevel=stacklevel)
 
 
 class MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -13,13 +13,14 @@ gradient is the sum of the parts' products, added in a fixed order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from trainkit.nn.module import Module, Parameter, ShapeError
-from trainkit.nn.parallel import Parts, Steps, add_up, batch_parts, contiguous
+from trainkit.nn.parallel import Steps, contiguous
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -80,7 +81,7 @@ class Conv2d(Module):
 
     def padded(self, x: np.ndarray) -> np.ndarray:
         """The buffer for ``x`` with ``padding`` zeros around each image (``x`` itself without
-        padding); its border stays zero, and ``pad`` copies the images in."""
+        padding); its border stays zero, and the forward pass copies the images in."""
         p = self.padding
         if not p:
             return x
@@ -91,15 +92,9 @@ class Conv2d(Module):
             padded = self._padded[shape] = np.zeros(shape, dtype=x.dtype)
         return padded
 
-    def pad(self, x: np.ndarray, padded: np.ndarray, lo: int, hi: int) -> None:
-        """Copy images ``lo:hi`` of ``x`` into ``padded`` (``padded(x)``)."""
-        p = self.padding
-        if p:
-            padded[lo:hi, p:p + x.shape[1], p:p + x.shape[2], :] = x[lo:hi]
-
     def forward_steps(self, x: np.ndarray) -> Steps:
         n = x.shape[0]
-        k, s = self.kernel_size, self.stride
+        k, s, p = self.kernel_size, self.stride, self.padding
         h_out, w_out, c_out = self.output_shape(x.shape[1:])
         padded = self.padded(x)
         c_in = padded.shape[3]
@@ -107,16 +102,14 @@ class Conv2d(Module):
             # one image channel: a column per kernel offset, each one strided copy of the
             # images with rows of w_out values (the general copy below moves k at a time)
             patches = self.buffer("columns", (k * k, n, h_out, w_out), x.dtype)
-            images = padded[..., 0]
+            columns = patches.transpose(1, 0, 2, 3)  # by sample: (n, k * k, h_out, w_out)
+            windows = padded[..., 0]
 
-            def im2col(lo: int, hi: int) -> None:
+            def im2col(images: np.ndarray, columns: np.ndarray) -> None:
                 for i in range(k):
                     for j in range(k):
-                        np.copyto(patches[i * k + j, lo:hi],
-                                  images[lo:hi, i:i + s * (h_out - 1) + 1:s,
-                                         j:j + s * (w_out - 1) + 1:s])
-
-            columns_t = patches.reshape(k * k, -1)
+                        np.copyto(columns[:, i * k + j], images[:, i:i + s * (h_out - 1) + 1:s,
+                                                                j:j + s * (w_out - 1) + 1:s])
         else:
             # one copy: the (n, y, x, c, i, j) window view, reordered to patch rows (a row's
             # j and c axes are contiguous in the input: k * c_in values at a time)
@@ -124,85 +117,85 @@ class Conv2d(Module):
             windows = sliding_window_view(padded, (k, k), axis=(1, 2))[:, ::s, ::s]
             windows = windows.transpose(0, 1, 2, 4, 5, 3)
 
-            def im2col(lo: int, hi: int) -> None:
-                np.copyto(columns[lo:hi], windows[lo:hi])
+            def im2col(images: np.ndarray, columns: np.ndarray) -> None:  # images: windows
+                np.copyto(columns, images)
 
-            columns_t = columns.reshape(-1, k * k * c_in).T
-        out = self.buffer("out", (n * h_out * w_out, c_out), x.dtype)
-        weight, pixels = self.weight.data.reshape(-1, c_out), h_out * w_out
+        out = self.buffer("out", (n, h_out, w_out, c_out), x.dtype)
+        weight = self.weight.data.reshape(-1, c_out)
         bias = None
         if self.bias is not None:  # added to one row per sample (``per_sample_row``)
-            bias = self.per_sample_row("bias_row", self.bias.data, (n, h_out, w_out, c_out))
-        samples = out.reshape(n, -1)
+            bias = self.per_sample_row("bias_row", self.bias.data, out.shape)
 
-        def part(lo: int, hi: int) -> None:  # samples lo:hi, independent of the others
-            self.pad(x, padded, lo, hi)
-            im2col(lo, hi)
-            block = out[lo * pixels:hi * pixels]
+        def convolve(x: np.ndarray, padded: np.ndarray, windows: np.ndarray,
+                     columns: np.ndarray, out: np.ndarray) -> None:  # a few samples
+            if p:  # windows is a view of padded
+                padded[:, p:p + x.shape[1], p:p + x.shape[2], :] = x
+            im2col(windows, columns)
             # (W.T @ columns.T).T: the same product, written straight into ``out``, and 8%
             # faster in OpenBLAS for these tall-and-narrow shapes than columns @ W
-            np.matmul(weight.T, columns_t[:, lo * pixels:hi * pixels], out=block.T)
+            np.matmul(weight.T, self.patch_matrix(columns), out=out.reshape(-1, c_out).T)
             if bias is not None:
-                samples[lo:hi] += bias
+                samples = out.reshape(len(out), -1)
+                samples += bias
 
         # several images' patches at a time: copied, then multiplied while still in cache (a
         # one-channel image's few columns are copied in one go: per chunk, the copies cost more)
-        chunk = n if c_in == 1 else max(1, self.chunk_rows // pixels)
+        chunk = n if c_in == 1 else max(1, self.chunk_rows // (h_out * w_out))
 
-        def chunks(_: int, lo: int, hi: int) -> None:
-            for start in range(lo, hi, chunk):
-                part(start, min(start + chunk, hi))
+        def in_chunks(*arrays: np.ndarray) -> None:
+            for start in range(0, len(arrays[0]), chunk):
+                convolve(*(a[start:start + chunk] for a in arrays))
 
-        yield Parts(batch_parts(n), chunks)
-        self._columns_t, self._input_shape = columns_t, x.shape
-        return out.reshape(n, h_out, w_out, c_out)
+        yield self.over_batch(in_chunks, x, padded, windows, columns, out)
+        self._columns, self._input_shape = columns, x.shape
+        return out
+
+    @staticmethod
+    def patch_matrix(columns: np.ndarray) -> np.ndarray:
+        """Samples' columns (a slice of the forward pass's) as the ``(k * k * C_in, pixels)``
+        matrix whose columns are their patches: a view."""
+        if columns.ndim == 4:  # one channel: (n, k * k, h_out, w_out)
+            return columns.transpose(1, 0, 2, 3).reshape(columns.shape[1], -1)
+        return columns.reshape(-1, math.prod(columns.shape[3:])).T
 
     def backward_steps(self, grad_output: np.ndarray) -> Steps:
         grad_output = yield from contiguous(grad_output)
         n, h_out, w_out, c_out = grad_output.shape
-        grad = grad_output.reshape(-1, c_out)
-        pixels = h_out * w_out
         k, s, p = self.kernel_size, self.stride, self.padding
         _, h, w, c_in = self._input_shape
         weight = self.weight.data
-        columns_t = self._columns_t
-        grad_padded = None
+        grad_padded = share = None
         if self.input_grad:
-            grad_padded = self.buffer("grad_padded", (n, h + 2 * p, w + 2 * p, c_in), grad.dtype)
-        bounds = batch_parts(n)
-        partials = self.partials("weight_grad", len(bounds) - 1, (k * k * c_in, c_out),
-                                 grad.dtype, first=self.weight.grad.reshape(-1, c_out))
-        bias_partials = None
+            grad_padded = self.buffer("grad_padded", (n, h + 2 * p, w + 2 * p, c_in),
+                                      grad_output.dtype)
+            share = self.buffer("share", (n, h_out * w_out, c_in), grad_output.dtype)
+        sums = {"weight_grad": self.weight.grad.reshape(-1, c_out)}
         if self.bias is not None:
-            bias_partials = self.partials("bias_grad", len(bounds) - 1, (c_out,), grad.dtype,
-                                          first=self.bias.grad)
+            sums["bias_grad"] = self.bias.grad
 
-        def part(index: int, lo: int, hi: int) -> None:
-            g = grad[lo * pixels:hi * pixels]
-            np.matmul(columns_t[:, lo * pixels:hi * pixels], g, out=partials[index])
-            if bias_partials is not None:
-                self.column_sums(g, out=bias_partials[index])
-            if grad_padded is None:
+        def gradients(g: np.ndarray, columns: np.ndarray, grad_padded: np.ndarray | None,
+                      share: np.ndarray | None, weight_grad: np.ndarray,
+                      bias_grad: np.ndarray | None = None) -> None:
+            g = g.reshape(-1, c_out)
+            np.matmul(self.patch_matrix(columns), g, out=weight_grad)
+            if bias_grad is not None:
+                self.column_sums(g, out=bias_grad)
+            if grad_padded is None or share is None:
                 return
             # col2im, one kernel offset at a time: the gradient of the pixels each patch read
             # at offset (i, j) is one small GEMM, added where they were read (a single GEMM into
             # the whole column matrix costs the same FLOPs, but adding back its strided slices
             # is slow)
-            gp = grad_padded[lo:hi]
-            gp.fill(0)
-            share = self.buffer(f"share_{index}", (g.shape[0], c_in), grad.dtype)
+            grad_padded.fill(0)
+            share = share.reshape(-1, c_in)
             for i in range(k):
                 for j in range(k):
                     np.matmul(g, weight[i, j].T, out=share)
-                    gp[:, i:i + s * (h_out - 1) + 1:s,
-                       j:j + s * (w_out - 1) + 1:s, :] += share.reshape(hi - lo, h_out, w_out, c_in)
+                    grad_padded[:, i:i + s * (h_out - 1) + 1:s, j:j + s * (w_out - 1) + 1:s,
+                                :] += share.reshape(-1, h_out, w_out, c_in)
 
-        def sums() -> None:  # in a fixed order: the same sums for the same split
-            add_up(partials)
-            if bias_partials is not None:
-                add_up(bias_partials)
-
-        yield Parts(bounds, part, then=sums)
+        yield self.over_batch(gradients, grad_output, self._columns, grad_padded, share,
+                              sums=sums)
         if grad_padded is None:
             return None
         return grad_padded[:, p:p + h, p:p + w, :] if p else grad_padded

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from trainkit.nn.module import Module, ShapeError
-from trainkit.nn.parallel import Parts, Steps, value_parts
+from trainkit.nn.parallel import Steps
 
 
 class Dropout(Module):
@@ -39,20 +39,19 @@ class Dropout(Module):
         self.rng.random(out=draws, dtype=np.float32)
         keep = np.greater_equal(draws, np.float32(self.rate), out=self.buffer("keep", x.shape,
                                                                              np.bool_))
-        yield Parts(value_parts(len(x), x.size), lambda _, lo, hi: self._apply(x, keep, lo, hi))
+        yield self.over_batch(self._apply, x, keep, values=x.size)
         return x  # x is the previous layer's fresh output: safe to reuse
 
     def backward_steps(self, grad_output: np.ndarray) -> Steps:
         if not self._active:
             return grad_output
         keep = self.buffer("keep", grad_output.shape, np.bool_)
-        yield Parts(value_parts(len(grad_output), grad_output.size),
-                    lambda _, lo, hi: self._apply(grad_output, keep, lo, hi))
+        yield self.over_batch(self._apply, grad_output, keep, values=grad_output.size)
         return grad_output
 
-    def _apply(self, x: np.ndarray, keep: np.ndarray, lo: int, hi: int) -> None:
-        x[lo:hi] *= keep[lo:hi]
-        x[lo:hi] *= self.scale
+    def _apply(self, x: np.ndarray, keep: np.ndarray) -> None:
+        x *= keep
+        x *= self.scale
 
     def extra_state(self) -> dict[str, Any]:
         return {"rng": copy.deepcopy(self.rng.bit_generator.state)}

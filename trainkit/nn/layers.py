@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-import trainkit.nn.parallel as parallel
 from trainkit.nn.module import Module, Parameter, ShapeError
+from trainkit.nn.parallel import Steps
 
 
 class Linear(Module):
@@ -51,65 +51,36 @@ class Linear(Module):
             raise ShapeError(f"expects {n_in} input features, got {shape}{hint}")
         return (n_out,)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        if parallel.splitting():
-            return parallel.run_steps(self.forward_steps(x))
-        self._x = x  # the whole batch in one product (in an MLP, BLAS's threads split it)
-        out = np.matmul(x, self.weight.data, out=self.buffer("out", (len(x), self.bias.data.size),
-                                                             x.dtype))
-        out += self.bias.data
-        return out
-
-    def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
-        if parallel.splitting():
-            return parallel.run_steps(self.backward_steps(grad_output))
-        x, weight = self._x, self.weight.data
-        np.matmul(x.T, grad_output, out=self.weight.grad)
-        np.add.reduce(grad_output, axis=0, out=self.bias.grad)
-        if not self.input_grad:
-            return None
-        return np.matmul(grad_output, weight.T, out=self.buffer("grad_input", x.shape,
-                                                                 grad_output.dtype))
-
-    def forward_steps(self, x: np.ndarray) -> parallel.Steps:
+    def forward_steps(self, x: np.ndarray) -> Steps:
         self._x = x
         weight, bias = self.weight.data, self.bias.data
-        out = self.buffer("out", (x.shape[0], weight.shape[1]), x.dtype)
+        out = self.buffer("out", (len(x), bias.size), x.dtype)
 
-        def part(_: int, lo: int, hi: int) -> None:
-            np.matmul(x[lo:hi], weight, out=out[lo:hi])
-            out[lo:hi] += bias
+        def affine(x: np.ndarray, out: np.ndarray) -> None:
+            np.matmul(x, weight, out=out)
+            out += bias
 
-        yield parallel.Parts(self._parts(x), part)
+        yield self.over_batch(affine, x, out, multiply_adds=x.size * bias.size)
         return out
 
-    def backward_steps(self, grad_output: np.ndarray) -> parallel.Steps:
+    def backward_steps(self, grad_output: np.ndarray) -> Steps:
         x, weight = self._x, self.weight.data
-        grad_input = None
-        if self.input_grad:
-            grad_input = self.buffer("grad_input", x.shape, grad_output.dtype)
-        # split as a convolution's: each part's weight gradient, then their sum in a fixed order
-        bounds = self._parts(x)
-        partials = self.partials("weight_grad", len(bounds) - 1, weight.shape, grad_output.dtype,
-                                 first=self.weight.grad)
+        assert x is not None, "backward before forward"
+        grad_input = self.buffer("grad_input", x.shape, x.dtype) if self.input_grad else None
 
-        def part(index: int, lo: int, hi: int) -> None:
-            np.matmul(x[lo:hi].T, grad_output[lo:hi], out=partials[index])
+        def gradients(x: np.ndarray, g: np.ndarray, grad_input: np.ndarray | None,
+                      weight_grad: np.ndarray) -> None:
+            np.matmul(x.T, g, out=weight_grad)  # dL/dW = x^T g
             if grad_input is not None:
-                np.matmul(grad_output[lo:hi], weight.T, out=grad_input[lo:hi])
+                np.matmul(g, weight.T, out=grad_input)  # dL/dx = g W^T
 
-        def sums() -> None:
+        def bias_grad() -> None:  # dL/db = the sum of g over the batch
             np.add.reduce(grad_output, axis=0, out=self.bias.grad)
-            parallel.add_up(partials)
 
-        yield parallel.Parts(bounds, part, then=sums)
+        yield self.over_batch(gradients, x, grad_output, grad_input,
+                              sums={"weight_grad": self.weight.grad}, then=bias_grad,
+                              multiply_adds=x.size * weight.shape[1])
         return grad_input
-
-    def _parts(self, x: np.ndarray) -> list[int]:
-        """The whole batch, unless a convnet splits its products (``parallel.gemms_split``)."""
-        if parallel.gemms_split(x.size * self.weight.data.shape[1]):
-            return parallel.batch_parts(len(x))
-        return [0, len(x)]
 
     def describe(self) -> str:
         n_in, n_out = self.weight.data.shape
@@ -143,20 +114,19 @@ class Sigmoid(Module):
 class ReLU(Module):
     """``y = max(x, 0)``; the gradient passes where the input was positive."""
 
-    def forward_steps(self, x: np.ndarray) -> parallel.Steps:
+    def forward_steps(self, x: np.ndarray) -> Steps:
         mask = self._mask = self.buffer("mask", x.shape, np.bool_)
 
-        def work(_: int, lo: int, hi: int) -> None:
-            np.greater(x[lo:hi], 0, out=mask[lo:hi])
-            np.maximum(x[lo:hi], 0, out=x[lo:hi])
+        def relu(x: np.ndarray, mask: np.ndarray) -> None:
+            np.greater(x, 0, out=mask)
+            np.maximum(x, 0, out=x)
 
-        yield parallel.Parts(parallel.value_parts(len(x), x.size), work)
+        yield self.over_batch(relu, x, mask, values=x.size)
         return x
 
-    def backward_steps(self, grad_output: np.ndarray) -> parallel.Steps:
-        g, mask = grad_output, self._mask
-        yield parallel.Parts(parallel.value_parts(len(g), g.size), lambda _, lo, hi: np.multiply(
-            g[lo:hi], mask[lo:hi], out=g[lo:hi]))
+    def backward_steps(self, grad_output: np.ndarray) -> Steps:
+        yield self.over_batch(lambda g, mask: np.multiply(g, mask, out=g), grad_output,
+                              self._mask, values=grad_output.size)
         return grad_output
 
 

@@ -13,12 +13,12 @@ three. ``train()`` and ``eval()`` switch the layers that behave differently whil
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from trainkit.nn.parallel import RUN, Schedule, Steps, run_steps, splitting
+from trainkit.nn.parallel import RUN, Parts, Schedule, Steps, over_batch, run_steps
 
 
 class Parameter:
@@ -37,6 +37,10 @@ class Parameter:
 
 class ShapeError(ValueError):
     """A layer cannot take an input of this shape, or was given impossible sizes."""
+
+
+#: (layer class, backward) -> whether its steps are its own, or calls of its forward/backward.
+_OWN_STEPS: dict[tuple[type, bool], bool] = {}
 
 
 class Module:
@@ -109,13 +113,20 @@ class Module:
             ones = self._ones = np.ones(x.shape[0], dtype=x.dtype)
         return np.matmul(ones[:x.shape[0]], x, out=out)
 
-    def partials(self, name: str, parts: int, shape: tuple[int, ...], dtype=np.float32,
-                 first: np.ndarray | None = None) -> list[np.ndarray]:
-        """One array of ``shape`` per part of a split batch, for each part's share of a sum
-        (``parallel.add_up`` adds them in order). ``first``, when given, is part 0's: the array
-        the sum ends up in, such as a gradient."""
-        arrays = [self.buffer(f"{name}_{i}", shape, dtype) for i in range(first is not None, parts)]
-        return arrays if first is None else [first, *arrays]
+    def over_batch(self, work: Callable[..., object], *arrays: np.ndarray | None,
+                   values: int | None = None, multiply_adds: int | None = None,
+                   sums: Mapping[str, np.ndarray] | None = None,
+                   then: Callable[[], object] | None = None) -> Parts | None:
+        """``work(*arrays, *shares)`` on the batch, to ``yield`` from ``forward_steps``: the
+        model's schedule may cut ``arrays`` by sample (their first axis) and call ``work`` on
+        each part, on its own thread. ``work`` must then touch only the samples it is given.
+        A sum over the batch is declared in ``sums`` (name -> the array it ends in): ``work``
+        writes its part's share into the array passed after ``arrays``, and the shares are
+        added up in order. Say what the work costs (``values`` for element-wise work,
+        ``multiply_adds`` for a product) so that work too small to gain is not cut; a
+        convolution says neither. See ``trainkit.nn.parallel``."""
+        return over_batch(work, *arrays, values=values, multiply_adds=multiply_adds, sums=sums,
+                          owner=self, then=then)
 
     def per_sample_row(self, name: str, vector: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """``vector`` (one value per channel, the last axis of ``shape``) repeated over one whole
@@ -165,12 +176,15 @@ class Module:
         waiting and calling its ``forward`` when that is defined further down the class
         hierarchy (a subclass that overrides ``forward`` is run by its ``forward``)."""
         name = "backward" if backward else "forward"
-        for klass in type(self).__mro__:
-            if f"{name}_steps" in vars(klass):
-                return getattr(self, f"{name}_steps")(array)
-            if name in vars(klass):
-                return getattr(Module, f"{name}_steps")(self, array)
-        raise AssertionError("Module defines both")  # pragma: no cover
+        key = (type(self), backward)
+        own_steps = _OWN_STEPS.get(key)
+        if own_steps is None:
+            own_steps = _OWN_STEPS[key] = next(
+                f"{name}_steps" in vars(klass) for klass in type(self).__mro__
+                if f"{name}_steps" in vars(klass) or name in vars(klass))
+        if own_steps:
+            return getattr(self, f"{name}_steps")(array)
+        return getattr(Module, f"{name}_steps")(self, array)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
@@ -261,10 +275,6 @@ class Sequential(Module):
             self.layers[int(index)].load_extra_state(layer_state)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        if not splitting():  # one part of the batch: layer by layer, the same work
-            for layer in self.layers:
-                x = layer.forward(x)
-            return x
         schedule = Schedule()
         for layer in self.layers:
             x = schedule.drive(layer.steps(False, x))
@@ -273,14 +283,12 @@ class Sequential(Module):
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
         grad: np.ndarray | None = grad_output
-        schedule = Schedule() if splitting() else None
+        schedule = Schedule()
         for layer in reversed(self.layers):
             if grad is None:
                 break
-            grad = layer.backward(grad) if schedule is None else schedule.drive(
-                layer.steps(True, grad))
-        if schedule is not None:
-            schedule.run()
+            grad = schedule.drive(layer.steps(True, grad))
+        schedule.run()
         return grad
 
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from trainkit.nn.module import Module, Parameter, ShapeError
-from trainkit.nn.parallel import RUN, Parts, Steps, add_up, contiguous, value_parts
+from trainkit.nn.parallel import RUN, Steps, contiguous
 
 
 class BatchNorm(Module):
@@ -51,46 +51,47 @@ class BatchNorm(Module):
 
     def forward_steps(self, x: np.ndarray) -> Steps:
         x = yield from contiguous(x)  # so that every reshape below is a view of it
-        shape, n = x.shape, x.shape[0]
-        x2 = x.reshape(-1, shape[-1])  # x is the previous layer's fresh output: safe to reuse
-        rows = x2.shape[0]
-        per_sample = rows // n
-        centred = self.buffer("centred", x2.shape, x2.dtype)
-        # element-wise passes work on one row per sample (``per_sample_row``)
-        xs, cs = x.reshape(n, -1), centred.reshape(n, -1)
-        bounds = value_parts(n, x.size)
+        shape, features = x.shape, x.shape[-1]
+        rows = x.size // features  # the values each feature's statistics are over
+        # element-wise work runs on one row per sample: x.reshape(n, -1) and vectors repeated
+        # over a sample (``per_sample_row``); sums on x.reshape(-1, features)
+        xs = x.reshape(len(x), -1)  # x is the previous layer's fresh output: safe to reuse
+        centred = self.buffer("centred", xs.shape, x.dtype)
         if self.training:
-            # each part of the batch sums its own rows; the parts' sums are added in order
-            sums = self.partials("sums", len(bounds) - 1, (shape[-1],), x.dtype)
-            yield Parts(bounds, lambda i, lo, hi: self.column_sums(
-                x2[lo * per_sample:hi * per_sample], out=sums[i]))
+            total = self.buffer("sums", (features,), x.dtype)
+
+            def column_sums(x: np.ndarray, total: np.ndarray) -> None:
+                self.column_sums(x.reshape(-1, features), out=total)
+
+            yield self.over_batch(column_sums, xs, sums={"sums": total}, values=x.size)
             yield RUN
-            mean = add_up(sums) / np.float32(rows)
+            mean = total / np.float32(rows)
             mean_row = self.per_sample_row("mean_row", mean, shape)
-            squares = xs  # overwritten: only the centred values are needed from here on
 
-            def centre(i: int, lo: int, hi: int) -> None:
-                np.subtract(xs[lo:hi], mean_row, out=cs[lo:hi])
-                np.multiply(cs[lo:hi], cs[lo:hi], out=squares[lo:hi])
-                self.column_sums(x2[lo * per_sample:hi * per_sample], out=sums[i])
+            def centre_and_square(x: np.ndarray, centred: np.ndarray, total: np.ndarray) -> None:
+                np.subtract(x, mean_row, out=centred)
+                np.multiply(centred, centred, out=x)  # x is not needed any more
+                column_sums(x, total)
 
-            yield Parts(bounds, centre)
+            yield self.over_batch(centre_and_square, xs, centred, sums={"sums": total},
+                                  values=x.size)
             yield RUN
-            var = add_up(sums) / np.float32(rows)  # of the squares
+            var = total / np.float32(rows)
             self._update_running(mean, var, rows)
         else:
-            mean, var = self.running_mean, self.running_var
+            mean, var = self.running_mean, self.running_var  # type: ignore[assignment]
             mean_row = self.per_sample_row("mean_row", mean, shape)
-            yield Parts(bounds, lambda _, lo, hi: np.subtract(xs[lo:hi], mean_row, out=cs[lo:hi]))
+            yield self.over_batch(lambda x, centred: np.subtract(x, mean_row, out=centred),
+                                  xs, centred, values=x.size)
         inv_std = 1 / np.sqrt(var + self.eps)
         scale = self.per_sample_row("scale_row", self.gamma.data * inv_std, shape)
         beta = self.per_sample_row("beta_row", self.beta.data, shape)
 
-        def normalise(_: int, lo: int, hi: int) -> None:
-            np.multiply(cs[lo:hi], scale, out=xs[lo:hi])
-            xs[lo:hi] += beta
+        def normalise(centred: np.ndarray, y: np.ndarray) -> None:  # y = x_hat * gamma + beta
+            np.multiply(centred, scale, out=y)
+            y += beta
 
-        yield Parts(bounds, normalise)
+        yield self.over_batch(normalise, centred, xs, values=x.size)
         self._centred, self._inv_std = centred, inv_std
         return x
 
@@ -103,45 +104,40 @@ class BatchNorm(Module):
 
     def backward_steps(self, grad_output: np.ndarray) -> Steps:
         grad_output = yield from contiguous(grad_output)
-        shape, n = grad_output.shape, grad_output.shape[0]
-        g = grad_output.reshape(-1, shape[-1])
-        rows = g.shape[0]
+        shape, features = grad_output.shape, grad_output.shape[-1]
+        rows = grad_output.size // features
+        gs = grad_output.reshape(len(grad_output), -1)
         centred, inv_std = self._centred, self._inv_std
-        product = self.buffer("product", g.shape, g.dtype)
-        gs, cs, ps = grad_output.reshape(n, -1), centred.reshape(n, -1), product.reshape(n, -1)
-        per_sample = rows // n
-        bounds = value_parts(n, g.size)
-        g_sums = self.partials("g_sums", len(bounds) - 1, self.beta.grad.shape, g.dtype,
-                               first=self.beta.grad)
-        product_sums = self.partials("product_sums", len(bounds) - 1, g_sums[0].shape, g.dtype)
+        product = self.buffer("product", gs.shape, gs.dtype)
+        g_centred = self.buffer("g_centred", (features,), gs.dtype)
 
-        def products_and_sums(i: int, lo: int, hi: int) -> None:
-            np.multiply(gs[lo:hi], cs[lo:hi], out=ps[lo:hi])
-            self.column_sums(g[lo * per_sample:hi * per_sample], out=g_sums[i])
-            self.column_sums(product[lo * per_sample:hi * per_sample], out=product_sums[i])
+        def sums(g: np.ndarray, centred: np.ndarray, product: np.ndarray, g_sum: np.ndarray,
+                 g_centred: np.ndarray) -> None:
+            np.multiply(g, centred, out=product)
+            self.column_sums(g.reshape(-1, features), out=g_sum)
+            self.column_sums(product.reshape(-1, features), out=g_centred)
 
-        yield Parts(bounds, products_and_sums)
+        yield self.over_batch(sums, gs, centred, product, values=grad_output.size,
+                              sums={"g_sums": self.beta.grad, "product_sums": g_centred})
         yield RUN
-        add_up(g_sums)  # into beta's gradient
-        g_centred = add_up(product_sums)  # sum(g * (x - mean)) per feature
+        # beta's gradient is sum(g); g_centred is sum(g * (x - mean)) per feature
         np.multiply(g_centred, inv_std, out=self.gamma.grad)  # sum(g * x_hat)
-        scale = self.gamma.data * inv_std
-        scale_row = self.per_sample_row("scale_row", scale, shape)
+        scale_row = self.per_sample_row("scale_row", self.gamma.data * inv_std, shape)
         if not self.training:  # the statistics are constants here
-            yield Parts(bounds, lambda _, lo, hi: np.multiply(gs[lo:hi], scale_row, out=gs[lo:hi]))
+            yield self.over_batch(lambda g: np.multiply(g, scale_row, out=g), gs,
+                                  values=grad_output.size)
             return grad_output
         # dx = gamma * inv_std * (g - mean(g) - (x - mean) * inv_std^2 * mean(g * (x - mean)))
         g_mean = self.per_sample_row("mean_row", self.beta.grad / np.float32(rows), shape)
         k = self.per_sample_row("k_row", inv_std * inv_std * g_centred / np.float32(rows), shape)
 
-        def input_grad(_: int, lo: int, hi: int) -> None:
-            part, prod = gs[lo:hi], ps[lo:hi]
-            np.multiply(cs[lo:hi], k, out=prod)
-            part -= prod
-            part -= g_mean
-            part *= scale_row
+        def input_grad(g: np.ndarray, centred: np.ndarray, product: np.ndarray) -> None:
+            np.multiply(centred, k, out=product)
+            g -= product
+            g -= g_mean
+            g *= scale_row
 
-        yield Parts(bounds, input_grad)
+        yield self.over_batch(input_grad, gs, centred, product, values=grad_output.size)
         return grad_output
 
     def describe(self) -> str:

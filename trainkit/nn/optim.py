@@ -8,11 +8,18 @@ nothing. Hyperparameters are Python floats, which keep float32 arithmetic in flo
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 from trainkit.errors import ConfigError
 from trainkit.lazy import lazy_import
 
-np = lazy_import("numpy")
+if TYPE_CHECKING:
+    import numpy as np
+
+    from trainkit.nn import parallel
+else:  # plugin modules import this module at start-up, before numpy is needed
+    np = lazy_import("numpy")
+    parallel = lazy_import("trainkit.nn.parallel")
 
 
 def check_range(name: str, value: float, low: float, high: float | None = None, *,
@@ -35,9 +42,9 @@ class Optimizer:
 
     state_names: tuple[str, ...] = ()
     #: Whether ``update`` works value by value on the flat arrays (``params``, ``grads``,
-    #: ``_scratch`` and the ``state_names`` buffers), as every built-in optimizer does. A
-    #: convnet's run then splits the update over its threads (``trainkit.nn.parallel``): each
-    #: thread updates a slice, and every value is computed as it would be on one thread.
+    #: ``_scratch`` and the ``state_names`` buffers), as every built-in optimizer does: the
+    #: schedule may then cut them (``trainkit.nn.parallel``), each thread updating a slice, and
+    #: every value is computed as it would be on one thread.
     elementwise: bool = False
 
     def __init__(self, lr: float) -> None:
@@ -56,23 +63,21 @@ class Optimizer:
     def step(self) -> None:
         """Apply one update in place."""
         self.iterations += 1
-        if self.elementwise:
-            from trainkit.nn import parallel
+        if not self.elementwise:
+            self.update(self.iterations)
+            return
+        t, names = self.iterations, ("params", "grads", "_scratch", *self.state_names)
 
-            bounds = parallel.value_parts(self.params.size, self.params.size)
-            if len(bounds) > 2:
-                slices = [self._slice(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
-                t = self.iterations
-                parallel.run_parts(bounds, lambda i, lo, hi: slices[i].update(t))
-                return
-        self.update(self.iterations)
+        def update(*arrays: np.ndarray) -> None:  # the same update on some of the values
+            part = self
+            if arrays[0] is not self.params:
+                part = copy.copy(self)  # today's hyperparameters, on these values
+                for name, array in zip(names, arrays):
+                    setattr(part, name, array)
+            part.update(t)
 
-    def _slice(self, lo: int, hi: int) -> Optimizer:
-        """A shallow copy of this optimizer (today's hyperparameters) on values ``lo:hi``."""
-        part = copy.copy(self)
-        for name in ("params", "grads", "_scratch", *self.state_names):
-            setattr(part, name, getattr(self, name)[lo:hi])
-        return part
+        parallel.run(parallel.over_batch(update, *(getattr(self, name) for name in names),
+                                         values=self.params.size))
 
     def update(self, t: int) -> None:
         raise NotImplementedError

@@ -1,17 +1,21 @@
-"""Layer work split over the batch, on the run's threads.
+"""How a model's work is split over the run's threads: below the layers, never inside them.
 
-numpy runs a copy, a ufunc or (with BLAS on one thread) a GEMM on one core, but it releases the
-GIL while it does, so Python threads really do work on parts of a batch at once. A model with a
-convolution (``Module.splits_batch``) splits all its work this way, GEMMs included, and runs
-BLAS on a single thread (``split_batch``), because a multi-threaded BLAS leaves a worker
-spinning on the second core after every GEMM, right where the element-wise work would run.
+A layer says what its work is, not how it is split: it yields ``Parts`` (a function on some
+samples of the batch, and the arrays it reads and writes, cut by sample) and ``RUN`` where it
+reads the results. The ``Schedule`` decides the cut from the ``Plan`` in force (how many threads,
+and whether the model splits all its work), hands consecutive layers' parts to the threads
+together, and adds up the parts' shares of a sum in a fixed order. Nothing in a layer or an
+optimizer reads the plan: on one thread a part is the whole batch, and the layer's function is
+called once on its arrays, which reads as the maths.
 
-Layers hand their work over as steps (``Module.forward_steps``): ``Parts`` of work on the
-batch, and ``RUN`` where they need its results. A model runs its layers' steps through one
-``Schedule``, which hands consecutive layers' parts to the threads together: each thread takes
-its samples through a convolution, batch norm's sums, pooling and ReLU in one go, and a step
-makes 9 hand-overs (the optimizer's included) instead of about 25, each of which costs 30
-to 150 us before the worker runs.
+Why threads at all: numpy runs a copy, a ufunc or (with BLAS on one thread) a GEMM on one core,
+but it releases the GIL while it does, so Python threads really do work on parts of a batch at
+once. A model with a convolution (``Module.splits_batch``) splits all its work this way, GEMMs
+included, and runs BLAS on a single thread, because a multi-threaded BLAS leaves a worker
+spinning on the second core after every GEMM, right where the element-wise work would run. Each
+thread takes its samples through a convolution, batch norm's sums, pooling and ReLU in one go,
+and a step makes 9 hand-overs (the optimizer's included) instead of about 25, each of which
+costs 30 to 150 us before the worker runs.
 
 The split changes the last bits and nothing else. A sum over the batch (a weight or bias
 gradient, batch norm's statistics) is the sum of its parts' sums, added in a fixed order; and
@@ -23,17 +27,16 @@ done in the order of layer-by-layer calls: the arithmetic of an unsplit step.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import os
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-
-_threads = 1
-_split = False  # whether a model splits all its work over the batch (BLAS then runs on one thread)
-_workers: list[_Worker] = []
-_dispatch = threading.Lock()  # one split at a time: a second caller waits for the workers
-_splitting = threading.local()  # set on a thread running a part: a split inside it runs inline
 
 #: Below this many samples a split costs more than it saves.
 MIN_SAMPLES = 8
@@ -42,6 +45,76 @@ MIN_SAMPLES = 8
 MIN_VALUES = 65_536
 #: Nor for a product of fewer multiply-adds than this (a classifier's 64 x 128 x 10).
 MIN_MULTIPLY_ADDS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How work is split: over ``threads`` threads, and, with ``split_batch`` (a convnet, whose
+    BLAS runs on one thread), all of it; otherwise only convolutions split. ``split_small``
+    splits even work too small to gain from it, down to a sample a part (for checks)."""
+
+    threads: int = 1
+    split_batch: bool = False
+    split_small: bool = False
+
+    def bounds(self, n: int, values: int | None = None,
+               multiply_adds: int | None = None) -> list[int]:
+        """The bounds ``[0, ..., n]`` of the parts a batch of ``n`` samples is cut into, for
+        element-wise work on ``values`` values, a product of ``multiply_adds``, or (neither)
+        a convolution's work."""
+        small = self.split_small
+        if values is not None:
+            split = self.split_batch and (small or values >= MIN_VALUES)
+        elif multiply_adds is not None:
+            split = self.split_batch and (small or multiply_adds >= MIN_MULTIPLY_ADDS)
+        else:
+            split = True
+        parts = max(1, min(self.threads, n // (1 if small else MIN_SAMPLES))) if split else 1
+        return [n * i // parts for i in range(parts + 1)]
+
+
+_plan: contextvars.ContextVar[Plan] = contextvars.ContextVar(
+    "trainkit_plan", default=Plan())  # noqa: B039 (a Plan is frozen)
+
+
+@contextlib.contextmanager
+def planned(threads: int, split_batch: bool = False, split_small: bool = False) -> Iterator[Plan]:
+    """Split work as ``Plan(threads, split_batch, split_small)`` says inside the block (in this
+    thread); the session sets it around a run."""
+    plan = Plan(max(1, int(threads)), bool(split_batch), bool(split_small))
+    _start_workers(plan.threads - 1)
+    token = _plan.set(plan)
+    try:
+        yield plan
+    finally:
+        _plan.reset(token)
+
+
+def current_plan() -> Plan:
+    return _plan.get()
+
+
+def batch_parts(n: int) -> list[int]:
+    """Deprecated (0.1.0's layer steps): the cut of a convolution's work."""
+    from trainkit.deprecated import warn
+
+    warn("parallel.batch_parts, parallel.value_parts")
+    return _plan.get().bounds(n)
+
+
+def value_parts(n: int, values: int) -> list[int]:
+    """Deprecated (0.1.0's layer steps): the cut of element-wise work on ``values`` values."""
+    from trainkit.deprecated import warn
+
+    warn("parallel.batch_parts, parallel.value_parts")
+    return _plan.get().bounds(n, values)
+
+
+# -- the threads ------------------------------------------------------------------------------
+
+_workers: list[_Worker] = []
+_dispatch = threading.Lock()  # one split at a time: a second caller waits for the workers
+_in_part = threading.local()  # set on a thread running a part: a split inside it runs inline
 
 
 class _Worker:
@@ -60,10 +133,11 @@ class _Worker:
         threading.Thread(target=self._loop, name=f"trainkit-batch-{index}", daemon=True).start()
 
     def _loop(self) -> None:
-        _splitting.active = True
+        _in_part.active = True
         while True:
             self._go.acquire()
             try:
+                assert self._task is not None
                 self._task()
             except BaseException as e:  # handed to the caller, which raises it
                 self._error = e
@@ -87,15 +161,7 @@ class _Worker:
                 interrupted = interrupted or e
         error, self._error = self._error, None
         if interrupted is not None or error is not None:
-            raise interrupted or error
-
-
-def set_threads(count: int) -> int:
-    """Use ``count`` threads from now on; returns the previous count."""
-    global _threads
-    previous, _threads = _threads, max(1, int(count))
-    _start_workers(_threads - 1)
-    return previous
+            raise interrupted or error  # type: ignore[misc]
 
 
 def _start_workers(count: int) -> None:
@@ -113,51 +179,19 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_workers)
 
 
-def threads() -> int:
-    return _threads
-
-
-def split_batch(on: bool) -> bool:
-    """Whether the model splits its work over the batch on these threads (a model with a
-    convolution, whose BLAS runs on one thread); returns the previous setting. Convolutions
-    always split; dense layers' GEMMs and element-wise passes only then, because otherwise BLAS's
-    own threads split the GEMMs, and they leave a worker spinning where the element-wise work
-    would run."""
-    global _split
-    previous, _split = _split, bool(on)
-    return previous
-
-
-def splitting() -> bool:
-    """Whether the model's work is split over several threads (``split_batch`` and
-    ``set_threads``)."""
-    return _split and _threads > 1
-
-
-def gemms_split(multiply_adds: int) -> bool:
-    """Whether a layer's product of ``multiply_adds`` is to be split over the batch."""
-    return _split and _threads > 1 and multiply_adds >= MIN_MULTIPLY_ADDS
-
-
-def batch_parts(n: int) -> list[int]:
-    """The bounds ``[0, ..., n]`` of the contiguous parts ``range(n)`` is split into."""
-    parts = max(1, min(_threads, n // MIN_SAMPLES))
-    return [n * i // parts for i in range(parts + 1)]
-
-
 def run_parts(bounds: list[int], work: Callable[[int, int, int], object]) -> None:
     """Call ``work(part index, start, stop)`` for every part, in parallel, this thread taking the
     first part."""
-    if len(bounds) <= 2 or getattr(_splitting, "active", False):
+    if len(bounds) <= 2 or getattr(_in_part, "active", False):
         for i in range(len(bounds) - 1):  # one part, or a split inside a part: on this thread
             work(i, bounds[i], bounds[i + 1])
         return
     with _dispatch:
         _start_workers(len(bounds) - 2)
         helpers = _workers[:len(bounds) - 2]
-        _splitting.active = True
+        _in_part.active = True
         for i, worker in enumerate(helpers, 1):
-            worker.start(lambda i=i: work(i, bounds[i], bounds[i + 1]))
+            worker.start(functools.partial(work, i, bounds[i], bounds[i + 1]))
         error: BaseException | None = None
         try:
             work(0, bounds[0], bounds[1])
@@ -168,40 +202,81 @@ def run_parts(bounds: list[int], work: Callable[[int, int, int], object]) -> Non
                 worker.wait()
             except BaseException as e:
                 error = error or e
-        _splitting.active = False
+        _in_part.active = False
         if error is not None:
             raise error
 
 
-def value_parts(n: int, values: int) -> list[int]:
-    """The parts for element-wise work over ``values`` values: ``batch_parts(n)`` when the model
-    splits its work (``split_batch``) and there are ``MIN_VALUES`` of them, else one part."""
-    return batch_parts(n) if _split and values >= MIN_VALUES else [0, n]
-
-
-def over_batch(n: int, work: Callable[[int, int], object]) -> None:
-    """Call ``work(start, stop)`` on contiguous parts of ``range(n)`` that together cover it,
-    in parallel on up to ``threads()`` threads (this one included)."""
-    run_parts(batch_parts(n), lambda _, lo, hi: work(lo, hi))
-
-
-def add_up(partials: list[np.ndarray]) -> np.ndarray:
-    """``partials[0]`` plus every other part's, added in part order (the same sum for the same
-    split; one part: itself, untouched)."""
-    for partial in partials[1:]:
-        partials[0] += partial
-    return partials[0]
-
+# -- the schedule -----------------------------------------------------------------------------
 
 class Parts:
-    """Work on a batch cut into parts: ``work(part, start, stop)`` for every part of ``bounds``
-    (from ``batch_parts`` or ``value_parts``), then ``then()`` once every part has run."""
+    """``work(*arrays, *shares)`` on every part of the batch: each array cut by sample (its
+    first axis; ``None`` passes as it is), and, for each of ``sums`` (name -> the array the sum
+    ends in), the part's own array for its share of that sum. The schedule adds the shares up in
+    part order, then calls ``then()``. ``values`` (element-wise work) or ``multiply_adds`` (a
+    product) say what the work costs, so that small work is not split; neither: a
+    convolution's, split whenever there are threads. ``owner`` (a ``Module``) holds the shares'
+    buffers."""
 
-    __slots__ = ("bounds", "work", "then")
+    __slots__ = ("work", "arrays", "values", "multiply_adds", "sums", "owner", "then", "bounds",
+                 "_legacy", "_n")
 
-    def __init__(self, bounds: list[int], work: Callable[[int, int, int], object],
+    def __init__(self, work: Callable[..., object], *arrays: np.ndarray | None,
+                 values: int | None = None, multiply_adds: int | None = None,
+                 sums: Mapping[str, np.ndarray] | None = None, owner: Any = None,
                  then: Callable[[], object] | None = None) -> None:
-        self.bounds, self.work, self.then = bounds, work, then
+        self.bounds: list[int] | None = None
+        self._legacy = isinstance(work, list)
+        if self._legacy:  # Parts(bounds, work(part, lo, hi), then): trainkit 0.1.0's form
+            from trainkit.deprecated import warn
+
+            warn("Parts(bounds, work)")
+            self.bounds = list(work)  # type: ignore[call-overload]
+            work, then = arrays[0], (arrays[1] if len(arrays) > 1 else then)  # type: ignore[assignment]
+            arrays = ()
+        self.work, self.arrays, self.then = work, arrays, then
+        self.values, self.multiply_adds = values, multiply_adds
+        self.sums, self.owner = sums or {}, owner
+
+    def cut(self, plan: Plan) -> list[int]:
+        if self.bounds is None:
+            self._n = next(len(a) for a in self.arrays if a is not None)
+            self.bounds = plan.bounds(self._n, self.values, self.multiply_adds)
+        return self.bounds
+
+    def whole(self) -> None:
+        """The work on the whole batch, in one part."""
+        if self._legacy:
+            assert self.bounds is not None
+            self.work(0, self.bounds[0], self.bounds[-1])
+        else:
+            self.work(*self.arrays, *self.sums.values())
+        if self.then is not None:
+            self.then()
+
+    def part(self, index: int, lo: int, hi: int) -> None:
+        if self._legacy:
+            self.work(index, lo, hi)
+            return
+        arrays = self.arrays
+        if hi - lo != self._n:
+            arrays = tuple(None if a is None else a[lo:hi] for a in arrays)
+        shares = [target if index == 0 else self._share(name, index, target)
+                  for name, target in self.sums.items()]
+        self.work(*arrays, *shares)
+
+    def _share(self, name: str, index: int, target: np.ndarray) -> np.ndarray:
+        return self.owner.buffer(f"{name}_{index}", target.shape, target.dtype)
+
+    def finish(self) -> None:
+        """Add the parts' shares up in part order (the same sums for the same cut), then
+        ``then``."""
+        assert self.bounds is not None
+        for name, target in self.sums.items():
+            for index in range(1, len(self.bounds) - 1):
+                target += self._share(name, index, target)
+        if self.then is not None:
+            self.then()
 
 
 class _Run:
@@ -212,65 +287,99 @@ class _Run:
 #: Yielded by a layer's steps when it needs the results of the parts it has handed over.
 RUN = _Run()
 
-#: A layer's pass as steps (``Module.forward_steps``): it yields ``Parts`` and ``RUN`` and
-#: returns its output.
-Steps = Generator["Parts | _Run", None, object]
+#: A layer's pass as steps (``Module.forward_steps``): it yields ``Parts`` and ``RUN`` (and
+#: ``None`` for work done at once) and returns its output.
+Steps = Generator["Parts | _Run | None", None, Any]
 
 
 class Schedule:
     """Runs the steps of a model's layers, one layer after the other, with as few hand-overs to
-    the threads as their work allows.
+    the threads as their work allows, as the plan in force (``planned``) says.
 
     A layer's steps yield ``Parts`` without waiting for them, so the next layer's parts can join
     them: consecutive ``Parts`` cut the same way run together, each thread taking its part of
     the batch through several layers in a row (a part only reads and writes its own samples).
     ``RUN`` runs everything handed over so far, for a layer that reads the results (batch norm's
-    sums). On one thread the work is done in exactly the order of layer-by-layer calls."""
+    sums). Work that is not split runs at once: on one thread the work is done in exactly the
+    order of layer-by-layer calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, plan: Plan | None = None) -> None:
+        self.plan = plan or _plan.get()
+        self._one_thread = self.plan.threads == 1
         self._pending: list[Parts] = []
 
-    def drive(self, steps: Steps) -> object:
+    def drive(self, steps: Steps) -> Any:
         """Run one layer's steps; returns its output (whose last parts may still be pending)."""
         try:
             step = next(steps)
             while True:
                 if step is RUN:
                     self.run()
-                else:
-                    self._add(step)
+                elif step is not None:  # None: work already done (``Module.over_batch``)
+                    self.add(step)  # type: ignore[arg-type]
                 step = next(steps)
         except StopIteration as stop:
             return stop.value
 
-    def _add(self, parts: Parts) -> None:
-        if self._pending and self._pending[0].bounds != parts.bounds:
+    def add(self, parts: Parts) -> None:
+        if self._one_thread and (parts.bounds is None or len(parts.bounds) == 2):
+            parts.whole()  # nothing is cut on one thread, so nothing is ever pending
+            return
+        bounds = parts.cut(self.plan)
+        if self._pending and self._pending[0].bounds != bounds:
             self.run()
         self._pending.append(parts)
+        if len(bounds) == 2:  # one part: nothing to gain by waiting
+            self.run()
 
     def run(self) -> None:
-        """Run every part handed over so far, then their ``then``."""
+        """Run every part handed over so far, then add up their sums."""
         pending, self._pending = self._pending, []
         if not pending:
             return
-        works = [parts.work for parts in pending]
+        bounds = pending[0].bounds
+        assert bounds is not None
+        if len(pending) == 1:
+            run_parts(bounds, pending[0].part)
+        else:
+            def part(index: int, lo: int, hi: int) -> None:
+                for parts in pending:
+                    parts.part(index, lo, hi)
 
-        def part(index: int, lo: int, hi: int) -> None:
-            for work in works:
-                work(index, lo, hi)
-
-        run_parts(pending[0].bounds, part)
+            run_parts(bounds, part)
         for parts in pending:
-            if parts.then is not None:
-                parts.then()
+            parts.finish()
 
 
-def run_steps(steps: Steps) -> object:
+def over_batch(work: Callable[..., object], *arrays: np.ndarray | None,
+               values: int | None = None, multiply_adds: int | None = None,
+               sums: Mapping[str, np.ndarray] | None = None, owner: Any = None,
+               then: Callable[[], object] | None = None) -> Parts | None:
+    """``Parts(work, *arrays, ...)`` for a schedule to run, or, on one thread, where nothing is
+    cut, the work done at once (``None``). ``Module.over_batch`` is the layers' way to it."""
+    if _plan.get().threads == 1:
+        work(*arrays, *(sums or {}).values())
+        if then is not None:
+            then()
+        return None
+    return Parts(work, *arrays, values=values, multiply_adds=multiply_adds, sums=sums,
+                 owner=owner, then=then)
+
+
+def run_steps(steps: Steps) -> Any:
     """Run one layer's steps to the end, parts included; returns its output."""
     schedule = Schedule()
     output = schedule.drive(steps)
     schedule.run()
     return output
+
+
+def run(parts: Parts | None) -> None:
+    """Run ``parts`` now, on the plan in force (``None``: done already)."""
+    if parts is not None:
+        schedule = Schedule()
+        schedule.add(parts)
+        schedule.run()
 
 
 def contiguous(array: np.ndarray) -> Steps:

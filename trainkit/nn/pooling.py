@@ -8,13 +8,11 @@ the first position (in row order) that holds the maximum, as PyTorch does on tie
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from trainkit.nn.conv import describe_shape
 from trainkit.nn.module import Module, ShapeError
-from trainkit.nn.parallel import Parts, Steps, value_parts
+from trainkit.nn.parallel import Steps
 
 
 class _Pool2d(Module):
@@ -50,27 +48,26 @@ class MaxPool2d(_Pool2d):
     """The largest value of each ``k x k`` window, stepping ``stride`` pixels (default ``k``)."""
 
     def forward_steps(self, x: np.ndarray) -> Steps:
-        n = x.shape[0]
         h_out, w_out, c = self.output_shape(x.shape[1:])
-        out = self.buffer("out", (n, h_out, w_out, c), x.dtype)
+        out = self.buffer("out", (len(x), h_out, w_out, c), x.dtype)
         self._x, self._out = x, out
         self._halves = self.kernel_size == self.stride == 2 and not (x.shape[1] % 2 or
                                                                       x.shape[2] % 2)
         if self._halves:
-            yield Parts(value_parts(n, x.size), self._forward_2x2(x, out))
+            yield from self._forward_2x2(x, out)
             return out
 
-        def work(_: int, lo: int, hi: int) -> None:
-            for offset, view in self.windows(x[lo:hi], h_out, w_out):
+        def max_pool(x: np.ndarray, out: np.ndarray) -> None:
+            for offset, view in self.windows(x, h_out, w_out):
                 if offset == 0:
-                    out[lo:hi] = view
+                    out[...] = view
                 else:
-                    np.maximum(out[lo:hi], view, out=out[lo:hi])
+                    np.maximum(out, view, out=out)
 
-        yield Parts(value_parts(n, x.size), work)
+        yield self.over_batch(max_pool, x, out, values=x.size)
         return out
 
-    def _forward_2x2(self, x: np.ndarray, out: np.ndarray) -> Callable[[int, int, int], None]:
+    def _forward_2x2(self, x: np.ndarray, out: np.ndarray) -> Steps:
         """2x2 windows that tile the image: the larger of each pair of rows, then of each pair
         of columns, remembering which side won. Rows first, because a pair of image rows is two
         runs of ``W * C`` contiguous values (a pair of columns is two runs of ``C``), so the pass
@@ -83,23 +80,22 @@ class MaxPool2d(_Pool2d):
         right = self.buffer("right", out.shape, np.bool_)
         tied = self.buffer("tied", out.shape, np.bool_)
 
-        def work(_: int, lo: int, hi: int) -> None:
-            xs, rs, r = x[lo:hi], rows[lo:hi], right[lo:hi]
-            np.greater(xs[:, 1::2], xs[:, 0::2], out=bottom[lo:hi])
-            np.maximum(xs[:, 0::2], xs[:, 1::2], out=rs)
-            left_value, right_value = rs[:, :, 0::2], rs[:, :, 1::2]
-            np.greater(right_value, left_value, out=r)
-            np.maximum(left_value, right_value, out=out[lo:hi])
+        def max_pool(x: np.ndarray, rows: np.ndarray, bottom: np.ndarray, right: np.ndarray,
+                     tied: np.ndarray, out: np.ndarray) -> None:
+            np.greater(x[:, 1::2], x[:, 0::2], out=bottom)
+            np.maximum(x[:, 0::2], x[:, 1::2], out=rows)
+            left_value, right_value = rows[:, :, 0::2], rows[:, :, 1::2]
+            np.greater(right_value, left_value, out=right)
+            np.maximum(left_value, right_value, out=out)
             # a tie between the columns' maxima goes right only when that one comes first (the
             # left one's maximum in the bottom row, the right one's in the top row)
-            t, b = tied[lo:hi], bottom[lo:hi]
-            np.equal(right_value, left_value, out=t)
-            if t.any():
-                t &= b[:, :, 0::2]
-                np.greater(t, b[:, :, 1::2], out=t)
-                r |= t
+            np.equal(right_value, left_value, out=tied)
+            if tied.any():
+                tied &= bottom[:, :, 0::2]
+                np.greater(tied, bottom[:, :, 1::2], out=tied)
+                right |= tied
 
-        return work
+        yield self.over_batch(max_pool, x, rows, bottom, right, tied, out, values=x.size)
 
     def _backward_2x2(self, grad_output: np.ndarray) -> Steps:
         n, h, w, c = self._x.shape
@@ -109,14 +105,15 @@ class MaxPool2d(_Pool2d):
         grad_rows = self.buffer("grad_rows", bottom.shape, dtype)
         grad_input = self.buffer("grad_input", self._x.shape, dtype)
 
-        def work(_: int, lo: int, hi: int) -> None:
-            g, gr, gi = grad_output[lo:hi], grad_rows[lo:hi], grad_input[lo:hi]
-            np.multiply(g, right[lo:hi], out=gr[:, :, 1::2])
-            np.subtract(g, gr[:, :, 1::2], out=gr[:, :, 0::2])
-            np.multiply(gr, bottom[lo:hi], out=gi[:, 1::2])
-            np.subtract(gr, gi[:, 1::2], out=gi[:, 0::2])
+        def route(g: np.ndarray, right: np.ndarray, bottom: np.ndarray, grad_rows: np.ndarray,
+                  grad_input: np.ndarray) -> None:
+            np.multiply(g, right, out=grad_rows[:, :, 1::2])
+            np.subtract(g, grad_rows[:, :, 1::2], out=grad_rows[:, :, 0::2])
+            np.multiply(grad_rows, bottom, out=grad_input[:, 1::2])
+            np.subtract(grad_rows, grad_input[:, 1::2], out=grad_input[:, 0::2])
 
-        yield Parts(value_parts(n, grad_input.size), work)
+        yield self.over_batch(route, grad_output, right, bottom, grad_rows, grad_input,
+                              values=grad_input.size)
         return grad_input
 
     def backward_steps(self, grad_output: np.ndarray) -> Steps:
@@ -130,21 +127,22 @@ class MaxPool2d(_Pool2d):
         taken = self.buffer("taken", shape, np.bool_)
         share = self.buffer("share", shape, grad_output.dtype)
 
-        def work(_: int, lo: int, hi: int) -> None:
-            grad_input[lo:hi].fill(0)
-            for offset, (view, grad_view) in enumerate(zip(
-                    (v for _, v in self.windows(x[lo:hi], shape[1], shape[2])),
-                    (v for _, v in self.windows(grad_input[lo:hi], shape[1], shape[2])))):
-                np.equal(view, out[lo:hi], out=here[lo:hi])
+        def route(x: np.ndarray, out: np.ndarray, g: np.ndarray, grad_input: np.ndarray,
+                  here: np.ndarray, taken: np.ndarray, share: np.ndarray) -> None:
+            grad_input.fill(0)
+            for (offset, view), (_, grad_view) in zip(self.windows(x, shape[1], shape[2]),
+                                                      self.windows(grad_input, shape[1], shape[2])):
+                np.equal(view, out, out=here)
                 if offset == 0:
-                    taken[lo:hi] = here[lo:hi]
+                    taken[...] = here
                 else:  # here and not taken: ties go to the first
-                    np.greater(here[lo:hi], taken[lo:hi], out=here[lo:hi])
-                    taken[lo:hi] |= here[lo:hi]
-                np.multiply(grad_output[lo:hi], here[lo:hi], out=share[lo:hi])
-                grad_view += share[lo:hi]
+                    np.greater(here, taken, out=here)
+                    taken |= here
+                np.multiply(g, here, out=share)
+                grad_view += share
 
-        yield Parts(value_parts(len(x), x.size), work)
+        yield self.over_batch(route, x, out, grad_output, grad_input, here, taken, share,
+                              values=x.size)
         return grad_input
 
 
@@ -152,20 +150,19 @@ class AvgPool2d(_Pool2d):
     """The mean of each ``k x k`` window, stepping ``stride`` pixels (default ``k``)."""
 
     def forward_steps(self, x: np.ndarray) -> Steps:
-        n = x.shape[0]
         h_out, w_out, c = self.output_shape(x.shape[1:])
-        out = self.buffer("out", (n, h_out, w_out, c), x.dtype)
+        out = self.buffer("out", (len(x), h_out, w_out, c), x.dtype)
         self._input_shape = x.shape
 
-        def work(_: int, lo: int, hi: int) -> None:
-            for offset, view in self.windows(x[lo:hi], h_out, w_out):
+        def avg_pool(x: np.ndarray, out: np.ndarray) -> None:
+            for offset, view in self.windows(x, h_out, w_out):
                 if offset == 0:
-                    out[lo:hi] = view
+                    out[...] = view
                 else:
-                    out[lo:hi] += view
-            out[lo:hi] *= np.float32(1 / self.kernel_size**2)
+                    out += view
+            out *= np.float32(1 / self.kernel_size**2)
 
-        yield Parts(value_parts(n, x.size), work)
+        yield self.over_batch(avg_pool, x, out, values=x.size)
         return out
 
     def backward_steps(self, grad_output: np.ndarray) -> Steps:
@@ -173,11 +170,11 @@ class AvgPool2d(_Pool2d):
         share = self.buffer("share", grad_output.shape, grad_output.dtype)
         _, h_out, w_out, _ = grad_output.shape
 
-        def work(_: int, lo: int, hi: int) -> None:
-            grad_input[lo:hi].fill(0)
-            np.multiply(grad_output[lo:hi], np.float32(1 / self.kernel_size**2), out=share[lo:hi])
-            for _, view in self.windows(grad_input[lo:hi], h_out, w_out):
-                view += share[lo:hi]
+        def spread(g: np.ndarray, grad_input: np.ndarray, share: np.ndarray) -> None:
+            grad_input.fill(0)
+            np.multiply(g, np.float32(1 / self.kernel_size**2), out=share)
+            for _, view in self.windows(grad_input, h_out, w_out):
+                view += share
 
-        yield Parts(value_parts(len(grad_input), grad_input.size), work)
+        yield self.over_batch(spread, grad_output, grad_input, share, values=grad_input.size)
         return grad_input

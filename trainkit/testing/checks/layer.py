@@ -175,23 +175,15 @@ def check_layer_round_trip(findings: Findings, build, input_shape, x: np.ndarray
 def check_layer_threads(findings: Findings, build, input_shape, seed: int) -> None:
     """In a sequential model on one thread and on a convnet's two: the model's fused run and
     layer-by-layer calls give the same bits, and the thread counts agree to float32 rounding."""
-    from trainkit.nn import ReLU, Sequential, parallel
+    from trainkit.nn import ReLU, Sequential
 
     x = np.random.default_rng(seed + 1).standard_normal((8, *input_shape)).astype(np.float32)
-    saved = {k: getattr(parallel, k) for k in ("MIN_VALUES", "MIN_MULTIPLY_ADDS", "MIN_SAMPLES")
-             if hasattr(parallel, k)}
     results = {}
-    try:
-        for name in saved:  # split even this small batch's work
-            setattr(parallel, name, 0 if name != "MIN_SAMPLES" else 1)
-        for threads in (1, 2):
-            for fused in (True, False):
-                results[threads, fused] = split_step(
-                    lambda: Sequential(build(), ReLU(), input_shape=input_shape), threads, x,
-                    fused)
-    finally:
-        for name, value in saved.items():
-            setattr(parallel, name, value)
+    for threads in (1, 2):
+        for fused in (True, False):
+            results[threads, fused] = split_step(  # split even this small batch's work
+                lambda: Sequential(build(), ReLU(), input_shape=input_shape), threads, x, fused,
+                split_small=True)
     for threads in (1, 2):
         for a, b, what in zip(results[threads, True], results[threads, False],
                               ("output", "input gradient", "parameter gradients", "states")):
@@ -208,12 +200,12 @@ def check_layer_threads(findings: Findings, build, input_shape, seed: int) -> No
             return
 
 
-def split_step(model_factory, threads: int, x: np.ndarray, fused: bool = True):
+def split_step(model_factory, threads: int, x: np.ndarray, fused: bool = True,
+               split_small: bool = False):
     """One forward and backward pass on ``threads`` threads, as a convnet's run makes it."""
     from trainkit.nn import parallel
 
-    previous, previous_split = parallel.set_threads(threads), parallel.split_batch(True)
-    try:
+    with parallel.planned(threads, split_batch=True, split_small=split_small):
         model = model_factory()
         if fused:
             out = model.forward(x.copy()).copy()
@@ -231,6 +223,4 @@ def split_step(model_factory, threads: int, x: np.ndarray, fused: bool = True):
                 grad_x = layer.backward(grad_x)
         grad_x = None if grad_x is None else np.array(grad_x)
         return out, grad_x, model.grads.copy(), model.states.copy()
-    finally:
-        parallel.set_threads(previous)
-        parallel.split_batch(previous_split)
+

@@ -160,15 +160,15 @@ def check_slices(findings: Findings, factory, options, size, seed) -> None:
     whole, params, grads = bound_optimizer(factory, options, size, seed)
     if not getattr(whole, "elementwise", False):
         return
+    from trainkit.nn import parallel
+
     parts, params_p, grads_p = bound_optimizer(factory, options, size, seed)
-    cut = size // 3
     for step in range(3):
         grads[...] = gradient_at(step, size, seed)
         grads_p[...] = grads
         whole.step()
-        parts.iterations += 1
-        for lo, hi in ((0, cut), (cut, size)):
-            parts._slice(lo, hi).update(parts.iterations)
+        with parallel.planned(3, split_batch=True, split_small=True):  # as a convnet's threads
+            parts.step()
     if not np.array_equal(params, params_p):
         findings.problem("it declares elementwise = True, but updating slices of the flat arrays "
                          "gives other values than one whole update (as a convnet's threads do): "
