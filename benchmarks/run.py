@@ -43,11 +43,11 @@ from trainkit.plugins.optimizers import Adam
 from trainkit.session.threads import (
     available_cores,
     blas_kernels,
-    blas_threads,
     calibrate,
     default_threads,
     model_state_kept,
     training_step_probe,
+    using_threads,
 )
 
 
@@ -114,7 +114,7 @@ def trainkit_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: 
     timer = EpochTimer()
     trainer.plugin_manager.register(timer, name="bench-timer")
     sink = io.StringIO()
-    with blas_threads(threads, network.splits_batch), contextlib.redirect_stderr(sink), \
+    with using_threads(threads, network.splits_batch), contextlib.redirect_stderr(sink), \
             contextlib.redirect_stdout(sink):
         trainer.fit(loader, None, epochs=1 + epochs)
         timer.times.append(time.perf_counter())

@@ -58,7 +58,7 @@ class DDP:
         from trainkit.session.threads import available_cores
 
         # One BLAS thread per core this rank can have: more would oversubscribe the machine.
-        self.preferred_blas_threads = max(1, available_cores() // local_ranks)
+        self.preferred_threads = max(1, available_cores() // local_ranks)
         # this process's own statistics (not state to resume: the leading _ says so)
         self._allreduce_seconds = 0.0
         self._allreduce_calls = 0

@@ -189,7 +189,7 @@ def test_a_resume_reuses_the_recorded_blas_thread_count(synthetic_dir, tmp_path)
                      "--out", str(out),
                      "--plugin", "checkpoint"])
     assert result.exit_code == 0
-    recorded = load_checkpoint(out / "last.npz")[0]["blas_threads"]
+    recorded = load_checkpoint(out / "last.npz")[0]["threads"]
     assert isinstance(recorded, int) and recorded >= 1
     resumed = invoke(["run", "--resume", str(out), "--epochs", "2",
                       "--dataset", "idx", "--data-dir", str(synthetic_dir)])

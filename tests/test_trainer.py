@@ -297,7 +297,7 @@ def test_hooks_receive_the_run_context(synthetic_dir, tmp_path):
     assert result.exit_code == 0, result.output
     (context,) = seen
     assert isinstance(context, RunContext) and context.run_dir.name == "run"
-    assert context.config["epochs"] == 1 and context.blas_threads == 1
+    assert context.config["epochs"] == 1 and context.threads == 1
     assert context.is_main_process
 
 

@@ -22,10 +22,13 @@ class RunContext:
     config: dict[str, Any] = field(default_factory=dict)
     #: ``False`` on a data-parallel process that must write no file
     is_main_process: bool = True
-    #: the threads and BLAS kernels of this run, recorded in checkpoints: results are
-    #: bit-identical only for the same count and kernels
-    blas_threads: int | None = None
+    #: trainkit's thread count for this run, and the BLAS kernels it uses, recorded in
+    #: checkpoints: results are bit-identical only for the same count and kernels
+    threads: int | None = None
     blas_kernels: str | None = None
+    #: the threads BLAS itself runs on: ``threads``, or 1 for a model that splits its whole
+    #: work over trainkit's threads (a convnet)
+    blas_threads: int | None = None
     #: where each component came from (kind, name, plugin, package, version)
     component_sources: list[dict[str, Any]] = field(default_factory=list)
     #: what each class is, in label order, from the dataset (``None`` when not known)
@@ -43,7 +46,7 @@ class RunContext:
 
 
 #: The RunContext fields a Trainer also exposes as attributes.
-CONTEXT_FIELDS = ("run_dir", "config", "is_main_process", "blas_threads", "blas_kernels",
+CONTEXT_FIELDS = ("run_dir", "config", "is_main_process", "threads", "blas_threads", "blas_kernels",
                   "component_sources", "class_names", "image_shape", "input_range")
 
 

@@ -29,7 +29,7 @@ PLUGIN_ATTRIBUTES: dict[str, Attribute] = {a.name: a for a in (
     Attribute("is_main_process", bool, True,
               "False on a data-parallel process that must write no file (set by ddp before the "
               "run starts): no run folder, checkpoint or report"),
-    Attribute("preferred_blas_threads", int, None,
+    Attribute("preferred_threads", int, None,
               "the thread count the plugin needs unless --threads says otherwise (ddp: the "
               "cores of the machine shared among its processes)"),
     Attribute("slow_hooks_expected", bool, False,
@@ -38,10 +38,20 @@ PLUGIN_ATTRIBUTES: dict[str, Attribute] = {a.name: a for a in (
 )}
 
 
+#: Attributes renamed since 0.1.0 (trainkit.deprecated): new name -> old name, still read.
+RENAMED_ATTRIBUTES = {"preferred_threads": "preferred_blas_threads"}
+
+
 def read(plugin: object, attribute: str) -> Any:
     """``plugin``'s value of a contract ``attribute``, or its default when unset."""
     spec = PLUGIN_ATTRIBUTES[attribute]
     value = getattr(plugin, attribute, None)
+    old = RENAMED_ATTRIBUTES.get(attribute)
+    if value is None and old is not None and getattr(plugin, old, None) is not None:
+        from trainkit.deprecated import warn
+
+        warn(old)
+        value = getattr(plugin, old)
     if value is None:
         return spec.default
     if not isinstance(value, spec.type) or (spec.type is int and isinstance(value, bool)):

@@ -122,6 +122,7 @@ class Session:
         layers.append(self.layer)
         config = run_config.merge_configs(*layers)
         if self.resume_from is not None:
+            assert self._saved is not None  # read with the checkpoint
             resume.check_resume_keys(self._saved, config, str(self.resume_from))
             if "out" not in self.layer:
                 config["out"] = str(self.resume_from.parent)
@@ -131,6 +132,7 @@ class Session:
             run_config.check_config_file(file_layer, self.registry, on, str(self.config_file))
         self.run = assembly.resolve(config, self.registry, ambient=self.ambient)
         if self.resume_from is not None:
+            assert self._saved is not None and self.manifest is not None
             self.changes = resume.resume_changes(self._saved, self.run, str(self.resume_from))
             check_epochs_left(self.run.config["epochs"], self.manifest, self.resume_from)
         return self.run
@@ -159,6 +161,8 @@ class Session:
             from trainkit.session.snapshot import restore
 
             trainer = run.trainer
+            assert self.manifest is not None and self._arrays is not None
+            assert self._saved is not None
             restore(trainer, self.manifest, self._arrays, source=str(self.resume_from))
             if self._saved.get("lr") != trainer.context.config.get("lr"):  # a new lr is applied
                 trainer.optimizer.lr = trainer.context.config["lr"]
@@ -194,6 +198,7 @@ class Session:
         of the later epochs move aside, never overwritten, and a line says where."""
         from trainkit.session.run_folder import set_aside_later_files
 
+        assert self.manifest is not None and self.resume_from is not None
         epoch, step = int(self.manifest["epoch"]), int(self.manifest["global_step"])
         aside = set_aside_later_files(run.run_dir, self.resume_from, epoch, step)
         if aside is not None:
@@ -203,7 +208,7 @@ class Session:
 
     def _train(self, run: assembly.BuiltRun) -> Outcome:
         from trainkit.session.status import write_status
-        from trainkit.session.threads import blas_kernels, blas_threads
+        from trainkit.session.threads import blas_kernels, using_threads
 
         trainer = run.trainer
         main = trainer.context.is_main_process
@@ -216,8 +221,10 @@ class Session:
         if main:
             write_status(run, "running")
         try:
-            with blas_threads(threads_wanted, split_batch) as threads:
-                trainer.context.blas_threads, trainer.context.blas_kernels = threads, blas_kernels()
+            with using_threads(threads_wanted, split_batch) as threads:
+                context = trainer.context
+                context.threads, context.blas_kernels = threads, blas_kernels()
+                context.blas_threads = 1 if split_batch else threads
                 self.announce(run, threads, say)
                 try:
                     trainer.fit(run.train_loader, run.val_loader, epochs=run.config["epochs"],
@@ -266,9 +273,10 @@ class Session:
                 f"process can use: BLAS threads then wait for each other, and training can be "
                 f"many times slower", True)
         if wanted is None and self.manifest is not None:
-            wanted = self.manifest.get("blas_threads")
-        preferred = [contract.read(p, "preferred_blas_threads") for p in run.plugins.values()
-                     if contract.read(p, "preferred_blas_threads")]
+            # before 0.2.0, "blas_threads" held trainkit's count
+            wanted = self.manifest.get("threads", self.manifest.get("blas_threads"))
+        preferred = [contract.read(p, "preferred_threads") for p in run.plugins.values()
+                     if contract.read(p, "preferred_threads")]
         if wanted is None and preferred:
             wanted = min(preferred)
         if wanted is None:

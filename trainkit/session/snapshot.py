@@ -50,6 +50,7 @@ def capture(trainer, leave_out: tuple[str, ...] = ()) -> tuple[dict[str, np.ndar
         "global_step": trainer.state.global_step,
         "state": trainer.state.to_json(),
         "data_rng_state": copy.deepcopy(loader.rng.bit_generator.state) if loader else None,
+        "threads": trainer.context.threads,
         "blas_threads": trainer.context.blas_threads,
         "blas_kernels": trainer.context.blas_kernels,
         "optimizer": optimizer_scalars,

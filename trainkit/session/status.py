@@ -26,6 +26,7 @@ def write_status(run: BuiltRun, status: str) -> None:
         "epochs": run.config["epochs"],
         "stop_message": trainer.stop_message,
         "test": trainer.test_logs,
+        "threads": trainer.context.threads,
         "blas_threads": trainer.context.blas_threads,
         "blas_kernels": trainer.context.blas_kernels,
         "updated": _dt.datetime.now().isoformat(timespec="seconds"),

@@ -67,7 +67,7 @@ def calibrate(step: Callable[[], object], candidates: Sequence[int] | None = Non
         return candidates[0]
     timings: dict[int, list[float]] = {c: [] for c in candidates}
     for count in candidates:  # fewest threads first: idle BLAS workers cannot disturb them
-        with blas_threads(count, split_batch):
+        with using_threads(count, split_batch):
             if count == candidates[0]:
                 time.sleep(settle)  # workers of earlier BLAS calls spin for a while: let them stop
             step()  # wake the thread pool up
@@ -93,7 +93,7 @@ def model_state_kept(model) -> Iterator[None]:
     try:
         yield
     finally:
-        if saved is not None:
+        if saved is not None and states is not None:
             states[...] = saved
         if extra is not None:
             model.load_extra_state(extra)
@@ -130,23 +130,19 @@ def training_step_probe(model, loss, batch_size: int, input_size: int,
 
 
 @contextlib.contextmanager
-def blas_threads(count: int, split_batch: bool = False) -> Iterator[int]:
+def using_threads(count: int, split_batch: bool = False) -> Iterator[int]:
     """Run the block on ``count`` threads: BLAS on ``count`` threads (a convolution splits its
     work over as many, ``trainkit.nn.parallel``). With ``split_batch`` (a model whose layers
     split their whole work, GEMMs and element-wise passes included, over the batch: a convnet)
-    BLAS runs on one thread and the layers' own ``count`` threads do all the work: no idle BLAS
+    BLAS runs on one thread and trainkit's ``count`` threads do all the work: no idle BLAS
     worker then spins on the cores those threads need."""
     from threadpoolctl import threadpool_limits
 
     from trainkit.nn import parallel
 
-    previous, previous_split = parallel.set_threads(count), parallel.split_batch(split_batch)
-    try:
-        with threadpool_limits(limits=1 if split_batch else count, user_api="blas"):
-            yield count
-    finally:
-        parallel.set_threads(previous)
-        parallel.split_batch(previous_split)
+    with parallel.planned(count, split_batch), \
+            threadpool_limits(limits=1 if split_batch else count, user_api="blas"):
+        yield count
 
 
 def blas_kernels() -> str | None:
