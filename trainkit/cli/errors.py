@@ -19,7 +19,7 @@ class cli_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> bool:  # type: ignore[exit-return]
         if exc is None or not isinstance(exc, (TrainkitError, OSError)):
             return False
         if self.verbose:

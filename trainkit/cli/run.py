@@ -154,7 +154,7 @@ def session_options() -> list[click.Parameter]:
 
 def component_options(app: AppState, owners) -> list[click.Parameter]:
     """One option per component option name, shared by every component that takes it."""
-    registry, params = app.registry, []
+    registry, params = app.registry, list[click.Parameter]()
     for option_name, owned_by in owners.items():
         first_kind, first_name = owned_by[0]
         spec = next(s for s in registry.get(first_kind, first_name).options
@@ -214,6 +214,10 @@ def given_options(ctx: click.Context, kwargs: dict[str, Any]) -> dict[str, Any]:
     return given
 
 
+def echo(message: str, error: bool = False) -> None:
+    click.echo(message, err=error)
+
+
 def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: set[str],
                 plugin_params: dict[str, tuple[str, str]]) -> None:
     """Turn the arguments into a config layer, run a Session, map its outcome to an exit code."""
@@ -228,8 +232,7 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
                if ctx.get_parameter_source(name) is ParameterSource.ENVIRONMENT}
     session = Session(layer, config_file=kwargs.get("config"), resume=kwargs.get("resume"),
                       overwrite=bool(kwargs.get("overwrite")), pm=app.pm, registry=app.registry,
-                      report=lambda message, error=False: click.echo(message, err=error),
-                      ambient=ambient & component_options)
+                      report=echo, ambient=ambient & component_options)
     with cli_errors(app.verbose):
         run = session.resolve()
         for param_name, (plugin, _) in plugin_params.items():

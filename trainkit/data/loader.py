@@ -126,7 +126,7 @@ class DataLoader:
         #: at most this many batches (global ones, when sharded) an epoch, for smoke runs
         self.limit_batches: int | None = None
         self.global_batch_size = 0
-        self.epoch_rng_state: dict[str, Any] = copy.deepcopy(self.rng.bit_generator.state)
+        self.epoch_rng_state: dict[str, Any] = copy.deepcopy(dict(self.rng.bit_generator.state))
 
     def shard(self, rank: int, world: int) -> None:
         """Data parallelism: every epoch's order is cut into global batches of
@@ -153,7 +153,7 @@ class DataLoader:
 
     def new_epoch(self) -> np.ndarray:
         """Remember the generator's state, then draw this epoch's sample order."""
-        self.epoch_rng_state = copy.deepcopy(self.rng.bit_generator.state)
+        self.epoch_rng_state = copy.deepcopy(dict(self.rng.bit_generator.state))
         if self.shuffle:
             return self.rng.permutation(len(self.labels))
         return np.arange(len(self.labels))

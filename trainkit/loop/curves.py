@@ -48,7 +48,7 @@ def curves_figure(rows: Sequence[dict[str, float]], *, width: float = 5.0, heigh
         axes.legend()
     figure.tight_layout()
     # a notebook shows a figure inline through this, with or without pyplot's inline backend
-    figure._repr_png_ = lambda: png_bytes(figure)
+    figure._repr_png_ = lambda: png_bytes(figure)  # type: ignore[attr-defined]
     return figure
 
 

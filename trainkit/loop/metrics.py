@@ -30,11 +30,14 @@ batch into it, checkpoints write it (a resumed epoch logs what an uninterrupted 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainkit.lazy import lazy_import
 
-np = lazy_import("numpy")  # plugin modules import this module at start-up, before numpy is needed
+if TYPE_CHECKING:
+    import numpy as np
+else:  # plugin modules import this module at start-up, before numpy is needed
+    np = lazy_import("numpy")
 
 __all__ = ["BatchLogs", "BatchMean", "ConfusionMatrix", "Metric", "MetricSet", "as_metric",
            "averaged", "batch_mean", "class_report", "class_scores"]
@@ -114,13 +117,13 @@ class MetricSet:
 
     def __init__(self, metrics: Sequence[Any]) -> None:
         self.metrics: list[Metric] = [as_metric(m) for m in metrics]
-        self.slices: list[slice] | None = None
+        self.slices: list[slice] = []  # set by bind
         self.size = 0
         self.num_classes: int | None = None
 
     @property
     def bound(self) -> bool:
-        return self.slices is not None
+        return self.num_classes is not None
 
     def bind(self, num_classes: int) -> None:
         """Lay the states out for a model with ``num_classes`` outputs."""
@@ -193,7 +196,8 @@ class BatchLogs(Mapping):
     __slots__ = ("_metric_set", "_state", "_values")
 
     def __init__(self, metric_set: MetricSet, state: np.ndarray) -> None:
-        self._metric_set, self._state, self._values = metric_set, state, {}
+        self._metric_set, self._state = metric_set, state
+        self._values: dict[str, float] = {}
 
     def __getitem__(self, key: str) -> float:
         values = self._values

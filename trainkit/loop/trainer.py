@@ -75,7 +75,8 @@ class Trainer:
             self.plugins = {contract.read(p, "name") or f"{type(p).__name__}-{id(p):x}": p
                             for p in plugins}
         #: the run's facts (run folder, config, main process, BLAS): see trainkit.loop.context
-        self.context = context or RunContext(run_dir=run_dir, config=config or {},
+        self.context = context or RunContext(run_dir=Path(run_dir) if run_dir else None,
+                                             config=config or {},
                                              is_main_process=is_main_process)
         #: The current batch's metric state (``[samples, loss * samples, metric states...]``),
         #: set before ``on_before_optimizer_step``: a data-parallel plugin sums it across
@@ -87,7 +88,10 @@ class Trainer:
         self.state = TrainState()
         self.history = EpochLog()
         self.epochs = 0
-        self.train_loader = self.val_loader = self.test_loader = None  # DataLoaders during fit
+        # the DataLoaders during fit
+        self.train_loader: DataLoader | None = None
+        self.val_loader: DataLoader | None = None
+        self.test_loader: DataLoader | None = None
         #: The test split's scores, once ``fit`` has scored it (``test_loss``, ``test_acc``, ...).
         self.test_logs: dict[str, float] | None = None
         self.stop_reason: str | None = None
@@ -229,6 +233,7 @@ class Trainer:
 
     def _test(self) -> None:
         self.call_hook("on_test_start")
+        assert self.test_loader is not None
         logs = self.evaluate(self.test_loader, prefix="test_")
         self.call_hook("on_test_end", logs=logs)
         self.test_logs = logs
@@ -244,6 +249,7 @@ class Trainer:
 
     def _run_epoch(self, epoch: int) -> None:
         state, loader = self.state, self.train_loader
+        assert loader is not None
         if state.step_in_epoch and state.epoch_rng_state is not None:
             order = loader.resume_epoch(state.epoch_rng_state)  # continue a resumed epoch
             if len(state.sums):
@@ -285,6 +291,7 @@ class Trainer:
         started = time.perf_counter()
         self.call_hook("on_epoch_end", epoch=epoch, logs=logs)
         self.loop_seconds += time.perf_counter() - started
+        assert self.profiler is not None
         for warning in self.profiler.slow_warnings(self.loop_seconds):
             self.say(warning, "warning")
 

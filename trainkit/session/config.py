@@ -92,7 +92,7 @@ def enabled_plugins(config: dict[str, Any], registry: Registry) -> list[str]:
     for key in ("plugin", "no_plugin"):
         for name in config.get(key) or []:
             registry.get("plugin", name)
-    for_model = registry.model_plugins().get(config.get("model"), [])
+    for_model = registry.model_plugins().get(str(config.get("model")), [])
     for name in for_model:
         registry.get("plugin", name)
     off = config.get("no_plugin") or []

@@ -41,7 +41,7 @@ class Sweep:
 
         self.folder.mkdir(parents=True, exist_ok=True)
         study = open_study(self.spec, self.storage, self.study_name, self.seed_offset())
-        trials, retry = self.worker_trials, []
+        trials, retry = self.worker_trials, list[tuple[int, dict]]()
         if trials is None:
             trials = self.spec.trials * self.workers
             if self.resume:

@@ -7,6 +7,7 @@ what is missing."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from trainkit.sweep.storage import GRACE_BEATS, import_optuna
@@ -33,7 +34,7 @@ def trials_to_retry(study) -> list[tuple[int, dict[str, Any]]]:
     return [(t.number, t.params) for t in trials if cut_short(t) and t.number not in again]
 
 
-def enqueue_retries(study, retry: list[tuple[int, dict[str, Any]]]) -> None:
+def enqueue_retries(study, retry: Sequence[tuple[int, dict[str, Any]]]) -> None:
     """Queue the parameters of trials cut short, each new trial recording which it reruns."""
     for number, params in retry:
         study.enqueue_trial(params, user_attrs={"retry_of": number}, skip_if_exists=False)

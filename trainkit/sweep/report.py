@@ -90,7 +90,8 @@ def write_plots(study, folder: Path) -> list[Path]:
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     written = []
-    drawings = [("optimization_history.png", plots.plot_optimization_history)]
+    drawings: list[tuple[str, Any]] = [("optimization_history.png",
+                                        plots.plot_optimization_history)]
     if len(complete) >= 2 and len({k for t in complete for k in t.params}) >= 1:
         drawings.append(("param_importances.png", plots.plot_param_importances))
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,7 @@ def write_plots(study, folder: Path) -> list[Path]:
                 axes = draw(study, target_name=study.user_attrs.get("monitor", "value"))
             except (ValueError, RuntimeError, ZeroDivisionError):  # nothing to judge yet
                 continue
-        figure = axes.figure
+        figure: Any = axes.figure
         figure.set_size_inches(8, 5)
         figure.tight_layout()
         figure.savefig(folder / filename, dpi=100)

@@ -55,6 +55,7 @@ class Searched:
                for v in (self.low, self.high, self.step or 1)):
             return trial.suggest_int(self.key, self.low, self.high, step=self.step or 1,
                                      log=self.log)
+        assert self.low is not None and self.high is not None
         return trial.suggest_float(self.key, float(self.low), float(self.high), log=self.log,
                                    step=self.step)
 
@@ -228,6 +229,7 @@ def distribution(key: str, target: tuple[str | None, str], value: Any, where: st
     for name, bound in (("low", low), ("high", high)):
         if isinstance(bound, bool) or not isinstance(bound, (int, float)):
             raise ConfigError(f"{where}: {name} must be a number, got {bound!r}")
+    assert low is not None and high is not None  # numbers, checked above
     if low >= high:
         raise ConfigError(f"{where}: low ({low}) must be below high ({high})")
     if log is not None and not isinstance(log, bool):

@@ -87,7 +87,7 @@ def open_storage(url: str, heartbeat: int = HEARTBEAT_SECONDS):
             raise ConfigError(f"storage {url!r} needs a database driver: {driver_for(url)}",
                               "storage") from None
         except ValueError as e:  # a bad URL: say which
-            error = e
+            error: Exception = e
             break
         except Exception as e:  # noqa: BLE001 (SQL errors: a race, or a server that is down)
             error = e

@@ -32,8 +32,9 @@ import random
 import socket
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from trainkit import hookimpl
 from trainkit.errors import ConfigError, TrainkitError
@@ -123,7 +124,7 @@ class Worker:
         self.interrupted = False
         self.training = None  # the trainer of the trial under way, while it trains
 
-    def run(self, trials: int, retry: list[tuple[int, dict[str, Any]]] = ()) -> None:
+    def run(self, trials: int, retry: Sequence[tuple[int, dict[str, Any]]] = ()) -> None:
         """Run ``trials`` trials (``retry``'s parameters first). Ctrl+C never lands inside
         Optuna's bookkeeping: it is taken here, passed to the training trial as a stop at the
         next batch (its emergency checkpoint is written), and ends the sweep after it; a second
@@ -229,7 +230,7 @@ class Worker:
             return contextlib.nullcontext()
         return TrialHeartbeat(trial, self.spec.heartbeat)
 
-    def fail(self, trial, reason: str, params: dict[str, Any]):
+    def fail(self, trial, reason: str, params: dict[str, Any]) -> NoReturn:
         trial.set_user_attr("fail_reason", reason)
         self.say(f"sweep: {self.name(trial)} failed {self.describe(params)}: {reason}")
         raise TrialFailed(reason)

@@ -20,6 +20,7 @@ nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -62,7 +63,7 @@ def trainkit_cli(tmp_path):
     """``trainkit_cli(["run", "--epochs", "2"], plugins=[MyPlugin()])`` -> CliResult, in the
     test's temporary folder, with the ``tiny`` dataset registered."""
 
-    def invoke(args: list[str], *, plugins: list[Any] = (), modules: list[str] = (),
+    def invoke(args: list[str], *, plugins: Sequence[Any] = (), modules: Sequence[str] = (),
                env: dict[str, str] | None = None) -> CliResult:
         return run_cli(list(args), plugins=list(plugins), modules=list(modules), cwd=tmp_path,
                        env=env)

@@ -68,7 +68,8 @@ class Observer:
     name = "check-observer"
 
     def __init__(self, plugin: str) -> None:
-        self.plugin, self.state, self.found = plugin, {}, False
+        self.plugin, self.found = plugin, False
+        self.state: dict[str, Any] = {}
 
     @hookimpl(trylast=True)
     def on_fit_end(self, trainer):
@@ -148,7 +149,7 @@ def check_plugin(factory: Any, *, name: str | None = None,
     name = registered_name(factory, name)
     report = ConformanceReport(name)
     own = tempfile.mkdtemp(prefix="trainkit-check-") if folder is None else None
-    root = Path(folder or own)
+    root = Path(folder or own or ".")
     try:
         extra = [] if installed_as(name, factory) else [Registers(name, factory)]
         specs = option_specs(factory)

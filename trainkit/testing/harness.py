@@ -4,6 +4,7 @@ object that records every hook called on it. Nothing heavy is imported until use
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ class CliResult:
         return f"CliResult(exit_code={self.exit_code}, run_dir={self.run_dir})"
 
 
-def run_cli(args: list[str], *, plugins: list[Any] = (), modules: list[str] = (),
+def run_cli(args: list[str], *, plugins: Sequence[Any] = (), modules: Sequence[str] = (),
             cwd: Path | None = None, env: dict[str, str] | None = None,
             tiny: bool = True) -> CliResult:
     """``trainkit ARGS`` in-process through click's runner, with ``plugins`` (objects) and
