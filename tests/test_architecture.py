@@ -158,7 +158,7 @@ def test_no_layer_or_optimizer_reads_how_the_work_is_split():
     """The maths in front, the threading below: only ``nn/parallel.py`` knows the plan (the
     thread count, whether the model splits its work) and the threads; a layer declares its work
     with ``over_batch`` and never cuts the batch or branches on a setting."""
-    below = re.compile(r"\b(current_plan|_plan|planned|Plan|run_parts|threading|batch_parts|"
+    below = re.compile(r"\b(current_plan|_plan|planned|Plan|on_threads|threading|batch_parts|"
                        r"value_parts|splitting|set_threads|split_batch)\b")
     found = []
     for path in sorted((REPO / "trainkit" / "nn").glob("*.py")):
@@ -169,3 +169,10 @@ def test_no_layer_or_optimizer_reads_how_the_work_is_split():
     found += [f"plugins/{p.name}:{n}" for p in (REPO / "plugins").glob("optimizers.py")
               for n, line in enumerate(p.read_text().splitlines(), 1) if below.search(line)]
     assert not found, "\n".join(found)
+
+
+def test_the_profiler_times_run_hooks_only():
+    from trainkit.hookspecs import RUN_HOOKS
+    from trainkit.loop.profiler import TIMED_HOOKS
+
+    assert set(TIMED_HOOKS) <= set(RUN_HOOKS)

@@ -101,11 +101,15 @@ def test_a_layer_written_with_0_1_0s_steps_still_runs_with_a_warning():
         with parallel.planned(threads, split_batch=True, split_small=True), \
                 warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            out = Sequential(Double(), Double()).forward(x.copy())
+            model = Sequential(Double(), Double())
+            out = model.forward(x.copy())
+            grad = model.backward(np.ones_like(x))
         np.testing.assert_array_equal(out, 4 * x)
+        np.testing.assert_array_equal(grad, np.full_like(x, 4))
         said = {str(w.message).split(" is deprecated")[0] for w in caught
                 if w.category is DeprecationWarning}
-        assert said == {"Parts(bounds, work)", "parallel.batch_parts, parallel.value_parts"}
+        assert said == {"Parts(bounds, work)", "parallel.batch_parts, parallel.value_parts",
+                        "parallel.RUN"}
 
 
 def test_a_plugins_old_thread_preference_is_still_read_with_a_warning():

@@ -307,7 +307,7 @@ def test_a_part_that_fails_raises_in_the_caller_and_the_next_split_still_runs(mo
     samples = np.arange(30)
 
     def over_batch(work):  # a convolution's work: split whenever there are threads
-        parallel.run(parallel.Parts(lambda part: work(part[0], part[-1] + 1), samples))
+        parallel.execute(parallel.Parts(lambda part: work(part[0], part[-1] + 1), samples))
 
     with parallel.planned(3):
         def fail_in_the_last_part(lo, hi):
@@ -324,7 +324,7 @@ def test_a_part_that_fails_raises_in_the_caller_and_the_next_split_still_runs(mo
 
         def split_inside(lo, hi):
             bounds = parallel.Plan(3).bounds(hi - lo)
-            parallel.run_parts(bounds, lambda _, a, b: inner.append((lo + a, lo + b)))
+            parallel.on_threads(bounds, lambda _, a, b: inner.append((lo + a, lo + b)))
 
         def in_another_thread():  # a plan holds in the thread that sets it
             with parallel.planned(3):

@@ -98,7 +98,7 @@ def sweep_command(app: AppState, layer: dict[str, Any], kwargs: dict[str, Any]) 
     sweep = Sweep(spec, folder, storage, study, workers=kwargs["workers"],
                   resume=kwargs["resume"], worker_index=kwargs["worker_index"],
                   worker_trials=kwargs["worker_trials"], storage_given=bool(kwargs["storage"]))
-    completed = sweep.run(click.echo)
+    completed = sweep.optimize(click.echo)
     if kwargs["worker_trials"] is None:  # the parent (or only) process reports
         if not completed:
             click.echo(f"sweep: interrupted; continue with: trainkit sweep {spec_path} --resume"

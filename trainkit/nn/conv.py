@@ -20,7 +20,6 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from trainkit.nn.module import Module, Parameter, ShapeError
-from trainkit.nn.parallel import Steps, contiguous
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -36,6 +35,7 @@ class Conv2d(Module):
     leaves the bias out (a batch norm right after it would cancel it anyway).
     """
 
+    scheduled = True  # forward and backward hand their work to the schedule
     splits_batch = True
     #: Output pixels whose patches are copied and multiplied at a time: each chunk's columns
     #: are still in cache for their GEMM (a step of the default convnet 3-4% faster than one
@@ -92,7 +92,7 @@ class Conv2d(Module):
             padded = self._padded[shape] = np.zeros(shape, dtype=x.dtype)
         return padded
 
-    def forward_steps(self, x: np.ndarray) -> Steps:
+    def forward(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
         k, s, p = self.kernel_size, self.stride, self.padding
         h_out, w_out, c_out = self.output_shape(x.shape[1:])
@@ -146,7 +146,7 @@ class Conv2d(Module):
             for start in range(0, len(arrays[0]), chunk):
                 convolve(*(a[start:start + chunk] for a in arrays))
 
-        yield self.over_batch(in_chunks, x, padded, windows, columns, out)
+        self.over_batch(in_chunks, x, padded, windows, columns, out)
         self._columns, self._input_shape = columns, x.shape
         return out
 
@@ -158,8 +158,8 @@ class Conv2d(Module):
             return columns.transpose(1, 0, 2, 3).reshape(columns.shape[1], -1)
         return columns.reshape(-1, math.prod(columns.shape[3:])).T
 
-    def backward_steps(self, grad_output: np.ndarray) -> Steps:
-        grad_output = yield from contiguous(grad_output)
+    def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
+        grad_output = self.contiguous(grad_output)
         n, h_out, w_out, c_out = grad_output.shape
         k, s, p = self.kernel_size, self.stride, self.padding
         _, h, w, c_in = self._input_shape
@@ -194,7 +194,7 @@ class Conv2d(Module):
                     grad_padded[:, i:i + s * (h_out - 1) + 1:s, j:j + s * (w_out - 1) + 1:s,
                                 :] += share.reshape(-1, h_out, w_out, c_in)
 
-        yield self.over_batch(gradients, grad_output, self._columns, grad_padded, share,
+        self.over_batch(gradients, grad_output, self._columns, grad_padded, share,
                               sums=sums)
         if grad_padded is None:
             return None

@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 
 from trainkit.nn.module import Module, ShapeError
-from trainkit.nn.parallel import Steps
 
 
 class Dropout(Module):
     """While training, keep each value with probability ``1 - rate`` and scale it by
     ``1 / (1 - rate)``, so evaluation (which keeps every value, unscaled) sees the same mean."""
+
+    scheduled = True  # forward and backward hand their work to the schedule
 
     def __init__(self, rate: float, rng: np.random.Generator) -> None:
         if not 0 <= rate < 1:
@@ -29,7 +30,7 @@ class Dropout(Module):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return input_shape
 
-    def forward_steps(self, x: np.ndarray) -> Steps:
+    def forward(self, x: np.ndarray) -> np.ndarray:
         self._active = self.training and self.rate > 0
         if not self._active:
             return x
@@ -39,14 +40,14 @@ class Dropout(Module):
         self.rng.random(out=draws, dtype=np.float32)
         keep = np.greater_equal(draws, np.float32(self.rate), out=self.buffer("keep", x.shape,
                                                                              np.bool_))
-        yield self.over_batch(self._apply, x, keep, values=x.size)
+        self.over_batch(self._apply, x, keep, values=x.size)
         return x  # x is the previous layer's fresh output: safe to reuse
 
-    def backward_steps(self, grad_output: np.ndarray) -> Steps:
+    def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
         if not self._active:
             return grad_output
         keep = self.buffer("keep", grad_output.shape, np.bool_)
-        yield self.over_batch(self._apply, grad_output, keep, values=grad_output.size)
+        self.over_batch(self._apply, grad_output, keep, values=grad_output.size)
         return grad_output
 
     def _apply(self, x: np.ndarray, keep: np.ndarray) -> None:

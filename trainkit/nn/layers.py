@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import numpy as np
 
 from trainkit.nn.module import Module, Parameter, ShapeError
-from trainkit.nn.parallel import Steps
 
 
 class Linear(Module):
@@ -19,6 +18,8 @@ class Linear(Module):
     ``input_grad=False`` (the first layer of a network) skips the input gradient nobody uses.
     ``init`` is ``"glorot"`` (uniform, for sigmoid/tanh) or ``"he"`` (uniform, for ReLU).
     """
+
+    scheduled = True  # forward and backward hand their work to the schedule
 
     def __init__(
         self,
@@ -51,7 +52,7 @@ class Linear(Module):
             raise ShapeError(f"expects {n_in} input features, got {shape}{hint}")
         return (n_out,)
 
-    def forward_steps(self, x: np.ndarray) -> Steps:
+    def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x
         weight, bias = self.weight.data, self.bias.data
         out = self.buffer("out", (len(x), bias.size), x.dtype)
@@ -60,10 +61,10 @@ class Linear(Module):
             np.matmul(x, weight, out=out)
             out += bias
 
-        yield self.over_batch(affine, x, out, multiply_adds=x.size * bias.size)
+        self.over_batch(affine, x, out, multiply_adds=x.size * bias.size)
         return out
 
-    def backward_steps(self, grad_output: np.ndarray) -> Steps:
+    def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
         x, weight = self._x, self.weight.data
         assert x is not None, "backward before forward"
         grad_input = self.buffer("grad_input", x.shape, x.dtype) if self.input_grad else None
@@ -77,7 +78,7 @@ class Linear(Module):
         def bias_grad() -> None:  # dL/db = the sum of g over the batch
             np.add.reduce(grad_output, axis=0, out=self.bias.grad)
 
-        yield self.over_batch(gradients, x, grad_output, grad_input,
+        self.over_batch(gradients, x, grad_output, grad_input,
                               sums={"weight_grad": self.weight.grad}, then=bias_grad,
                               multiply_adds=x.size * weight.shape[1])
         return grad_input
@@ -114,18 +115,20 @@ class Sigmoid(Module):
 class ReLU(Module):
     """``y = max(x, 0)``; the gradient passes where the input was positive."""
 
-    def forward_steps(self, x: np.ndarray) -> Steps:
+    scheduled = True  # forward and backward hand their work to the schedule
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
         mask = self._mask = self.buffer("mask", x.shape, np.bool_)
 
         def relu(x: np.ndarray, mask: np.ndarray) -> None:
             np.greater(x, 0, out=mask)
             np.maximum(x, 0, out=x)
 
-        yield self.over_batch(relu, x, mask, values=x.size)
+        self.over_batch(relu, x, mask, values=x.size)
         return x
 
-    def backward_steps(self, grad_output: np.ndarray) -> Steps:
-        yield self.over_batch(lambda g, mask: np.multiply(g, mask, out=g), grad_output,
+    def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
+        self.over_batch(lambda g, mask: np.multiply(g, mask, out=g), grad_output,
                               self._mask, values=grad_output.size)
         return grad_output
 

@@ -13,12 +13,12 @@ three. ``train()`` and ``eval()`` switch the layers that behave differently whil
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from trainkit.nn.parallel import RUN, Parts, Schedule, Steps, over_batch, run_steps
+from trainkit.nn.parallel import complete, contiguous, over_batch, scheduled, wait
 
 
 class Parameter:
@@ -39,8 +39,9 @@ class ShapeError(ValueError):
     """A layer cannot take an input of this shape, or was given impossible sizes."""
 
 
-#: (layer class, backward) -> whether its steps are its own, or calls of its forward/backward.
-_OWN_STEPS: dict[tuple[type, bool], bool] = {}
+#: (layer class, "forward" or "backward") -> whether that pass hands its work to the schedule
+#: (``scheduled``), and whether it is 0.1.0's steps.
+_HOW: dict[tuple[type, str], tuple[bool, bool]] = {}
 
 
 class Module:
@@ -113,20 +114,27 @@ class Module:
             ones = self._ones = np.ones(x.shape[0], dtype=x.dtype)
         return np.matmul(ones[:x.shape[0]], x, out=out)
 
-    def over_batch(self, work: Callable[..., object], *arrays: np.ndarray | None,
-                   values: int | None = None, multiply_adds: int | None = None,
-                   sums: Mapping[str, np.ndarray] | None = None,
-                   then: Callable[[], object] | None = None) -> Parts | None:
-        """``work(*arrays, *shares)`` on the batch, to ``yield`` from ``forward_steps``: the
-        model's schedule may cut ``arrays`` by sample (their first axis) and call ``work`` on
-        each part, on its own thread. ``work`` must then touch only the samples it is given.
-        A sum over the batch is declared in ``sums`` (name -> the array it ends in): ``work``
-        writes its part's share into the array passed after ``arrays``, and the shares are
-        added up in order. Say what the work costs (``values`` for element-wise work,
-        ``multiply_adds`` for a product) so that work too small to gain is not cut; a
-        convolution says neither. See ``trainkit.nn.parallel``."""
-        return over_batch(work, *arrays, values=values, multiply_adds=multiply_adds, sums=sums,
-                          owner=self, then=then)
+    #: ``self.over_batch(work, *arrays, values=None, multiply_adds=None, sums=None,
+    #: then=None)``: ``work(*arrays, *shares)`` on the batch (``trainkit.nn.parallel``). On one
+    #: thread it is called now, on the whole arrays; in a model split over threads the schedule
+    #: may cut ``arrays`` by sample (their first axis) and call ``work`` on each part on its own
+    #: thread, later, together with the next layers' work: ``work`` touches only the arrays it
+    #: is given, and the layer calls ``self.wait()`` before it reads what ``work`` wrote. A sum
+    #: over the batch is declared in ``sums`` (name -> the array it ends in): ``work`` writes
+    #: its part's share into the array passed after ``arrays``, and the shares are added in
+    #: order. ``values`` (element-wise work) or ``multiply_adds`` (a product) say what the work
+    #: costs, so that work too small to gain is not cut; a convolution says neither. A class
+    #: whose ``forward`` and ``backward`` use it says ``scheduled = True``.
+    over_batch = over_batch
+
+    def wait(self) -> None:
+        """Finish the work handed over so far (``over_batch``), before reading its results."""
+        wait()
+
+    def contiguous(self, array: np.ndarray) -> np.ndarray:
+        """``array`` C-contiguous, so that reshaping it gives a view (a copy waits for the work
+        that writes it)."""
+        return contiguous(array)
 
     def per_sample_row(self, name: str, vector: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """``vector`` (one value per channel, the last axis of ``shape``) repeated over one whole
@@ -146,45 +154,34 @@ class Module:
         return iter(())
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        if type(self).forward_steps is Module.forward_steps:
-            raise NotImplementedError(f"{type(self).__name__} defines neither forward nor "
-                                      f"forward_steps")
-        return run_steps(self.forward_steps(x))
+        steps = getattr(self, "forward_steps", None)  # a layer written for 0.1.0
+        if steps is None:
+            raise NotImplementedError(f"{type(self).__name__} defines no forward")
+        return complete(steps(x))
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
-        if type(self).backward_steps is Module.backward_steps:
-            raise NotImplementedError(f"{type(self).__name__} defines neither backward nor "
-                                      f"backward_steps")
-        return run_steps(self.backward_steps(grad_output))
+        steps = getattr(self, "backward_steps", None)
+        if steps is None:
+            raise NotImplementedError(f"{type(self).__name__} defines no backward")
+        return complete(steps(grad_output))
 
-    def forward_steps(self, x: np.ndarray) -> Steps:
-        """The forward pass as steps (``trainkit.nn.parallel.Schedule``): a generator that yields
-        ``Parts`` of work on the batch and ``RUN`` (to wait for them), and returns the output.
-        A model runs its layers' steps one after the other, so that the parts of consecutive
-        layers run together on the threads. Any layer may define ``forward`` instead: its
-        steps are then to wait for what came before, and call it."""
-        yield RUN
-        return self.forward(x)
-
-    def backward_steps(self, grad_output: np.ndarray) -> Steps:
-        """The backward pass as steps, like ``forward_steps``."""
-        yield RUN
-        return self.backward(grad_output)
-
-    def steps(self, backward: bool, array: np.ndarray) -> Steps:
-        """The steps of this layer's forward (or backward) pass: its own ``forward_steps``, or
-        waiting and calling its ``forward`` when that is defined further down the class
-        hierarchy (a subclass that overrides ``forward`` is run by its ``forward``)."""
+    def in_model(self, backward: bool, array: np.ndarray) -> np.ndarray | None:
+        """This layer's forward (or backward) pass inside a model's: a pass that is not
+        ``scheduled`` waits for the work before it first (a subclass that overrides a
+        scheduled layer's ``forward`` without saying ``scheduled = True`` waits)."""
         name = "backward" if backward else "forward"
-        key = (type(self), backward)
-        own_steps = _OWN_STEPS.get(key)
-        if own_steps is None:
-            own_steps = _OWN_STEPS[key] = next(
-                f"{name}_steps" in vars(klass) for klass in type(self).__mro__
-                if f"{name}_steps" in vars(klass) or name in vars(klass))
-        if own_steps:
-            return getattr(self, f"{name}_steps")(array)
-        return getattr(Module, f"{name}_steps")(self, array)
+        how = _HOW.get((type(self), name))
+        if how is None:
+            klass = next(k for k in type(self).__mro__
+                         if name in vars(k) or f"{name}_steps" in vars(k))
+            steps = f"{name}_steps" in vars(klass)  # 0.1.0's steps, driven by Module's pass
+            how = _HOW[type(self), name] = (steps or vars(klass).get("scheduled", False), steps)
+        scheduled, steps = how
+        if not scheduled:
+            wait()
+        if steps:
+            return getattr(Module, name)(self, array)
+        return getattr(self, name)(array)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
@@ -275,20 +272,18 @@ class Sequential(Module):
             self.layers[int(index)].load_extra_state(layer_state)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        schedule = Schedule()
-        for layer in self.layers:
-            x = schedule.drive(layer.steps(False, x))
-        schedule.run()
+        with scheduled():
+            for layer in self.layers:
+                x = layer.in_model(False, x)  # type: ignore[assignment]  # forward: an array
         return x
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
         grad: np.ndarray | None = grad_output
-        schedule = Schedule()
-        for layer in reversed(self.layers):
-            if grad is None:
-                break
-            grad = schedule.drive(layer.steps(True, grad))
-        schedule.run()
+        with scheduled():
+            for layer in reversed(self.layers):
+                if grad is None:
+                    break
+                grad = layer.in_model(True, grad)
         return grad
 
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -14,11 +14,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from trainkit.nn.module import Module, Parameter, ShapeError
-from trainkit.nn.parallel import RUN, Steps, contiguous
 
 
 class BatchNorm(Module):
     """``y = gamma * (x - mean) / sqrt(var + eps) + beta`` per feature (the last axis)."""
+
+    scheduled = True  # forward and backward hand their work to the schedule
 
     def __init__(self, num_features: int, *, momentum: float = 0.1, eps: float = 1e-5) -> None:
         if num_features < 1:
@@ -49,8 +50,8 @@ class BatchNorm(Module):
                              f"{'x'.join(map(str, input_shape)) or 'a scalar'}")
         return input_shape
 
-    def forward_steps(self, x: np.ndarray) -> Steps:
-        x = yield from contiguous(x)  # so that every reshape below is a view of it
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self.contiguous(x)  # so that every reshape below is a view of it
         shape, features = x.shape, x.shape[-1]
         rows = x.size // features  # the values each feature's statistics are over
         # element-wise work runs on one row per sample: x.reshape(n, -1) and vectors repeated
@@ -63,8 +64,8 @@ class BatchNorm(Module):
             def column_sums(x: np.ndarray, total: np.ndarray) -> None:
                 self.column_sums(x.reshape(-1, features), out=total)
 
-            yield self.over_batch(column_sums, xs, sums={"sums": total}, values=x.size)
-            yield RUN
+            self.over_batch(column_sums, xs, sums={"sums": total}, values=x.size)
+            self.wait()
             mean = total / np.float32(rows)
             mean_row = self.per_sample_row("mean_row", mean, shape)
 
@@ -73,15 +74,15 @@ class BatchNorm(Module):
                 np.multiply(centred, centred, out=x)  # x is not needed any more
                 column_sums(x, total)
 
-            yield self.over_batch(centre_and_square, xs, centred, sums={"sums": total},
+            self.over_batch(centre_and_square, xs, centred, sums={"sums": total},
                                   values=x.size)
-            yield RUN
+            self.wait()
             var = total / np.float32(rows)
             self._update_running(mean, var, rows)
         else:
             mean, var = self.running_mean, self.running_var  # type: ignore[assignment]
             mean_row = self.per_sample_row("mean_row", mean, shape)
-            yield self.over_batch(lambda x, centred: np.subtract(x, mean_row, out=centred),
+            self.over_batch(lambda x, centred: np.subtract(x, mean_row, out=centred),
                                   xs, centred, values=x.size)
         inv_std = 1 / np.sqrt(var + self.eps)
         scale = self.per_sample_row("scale_row", self.gamma.data * inv_std, shape)
@@ -91,7 +92,7 @@ class BatchNorm(Module):
             np.multiply(centred, scale, out=y)
             y += beta
 
-        yield self.over_batch(normalise, centred, xs, values=x.size)
+        self.over_batch(normalise, centred, xs, values=x.size)
         self._centred, self._inv_std = centred, inv_std
         return x
 
@@ -102,8 +103,8 @@ class BatchNorm(Module):
         self.running_var *= keep
         self.running_var += (self.momentum * np.float32(rows / max(rows - 1, 1))) * var
 
-    def backward_steps(self, grad_output: np.ndarray) -> Steps:
-        grad_output = yield from contiguous(grad_output)
+    def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
+        grad_output = self.contiguous(grad_output)
         shape, features = grad_output.shape, grad_output.shape[-1]
         rows = grad_output.size // features
         gs = grad_output.reshape(len(grad_output), -1)
@@ -117,14 +118,14 @@ class BatchNorm(Module):
             self.column_sums(g.reshape(-1, features), out=g_sum)
             self.column_sums(product.reshape(-1, features), out=g_centred)
 
-        yield self.over_batch(sums, gs, centred, product, values=grad_output.size,
+        self.over_batch(sums, gs, centred, product, values=grad_output.size,
                               sums={"g_sums": self.beta.grad, "product_sums": g_centred})
-        yield RUN
+        self.wait()
         # beta's gradient is sum(g); g_centred is sum(g * (x - mean)) per feature
         np.multiply(g_centred, inv_std, out=self.gamma.grad)  # sum(g * x_hat)
         scale_row = self.per_sample_row("scale_row", self.gamma.data * inv_std, shape)
         if not self.training:  # the statistics are constants here
-            yield self.over_batch(lambda g: np.multiply(g, scale_row, out=g), gs,
+            self.over_batch(lambda g: np.multiply(g, scale_row, out=g), gs,
                                   values=grad_output.size)
             return grad_output
         # dx = gamma * inv_std * (g - mean(g) - (x - mean) * inv_std^2 * mean(g * (x - mean)))
@@ -137,7 +138,7 @@ class BatchNorm(Module):
             g -= g_mean
             g *= scale_row
 
-        yield self.over_batch(input_grad, gs, centred, product, values=grad_output.size)
+        self.over_batch(input_grad, gs, centred, product, values=grad_output.size)
         return grad_output
 
     def describe(self) -> str:

@@ -76,8 +76,8 @@ class Optimizer:
                     setattr(part, name, array)
             part.update(t)
 
-        parallel.run(parallel.over_batch(update, *(getattr(self, name) for name in names),
-                                         values=self.params.size))
+        parallel.over_batch(None, update, *(getattr(self, name) for name in names),
+                            values=self.params.size)
 
     def update(self, t: int) -> None:
         raise NotImplementedError

@@ -1,12 +1,12 @@
 """How a model's work is split over the run's threads: below the layers, never inside them.
 
-A layer says what its work is, not how it is split: it yields ``Parts`` (a function on some
-samples of the batch, and the arrays it reads and writes, cut by sample) and ``RUN`` where it
-reads the results. The ``Schedule`` decides the cut from the ``Plan`` in force (how many threads,
-and whether the model splits all its work), hands consecutive layers' parts to the threads
-together, and adds up the parts' shares of a sum in a fixed order. Nothing in a layer or an
-optimizer reads the plan: on one thread a part is the whole batch, and the layer's function is
-called once on its arrays, which reads as the maths.
+A layer says what its work is, not how it is split: ``over_batch(work, *arrays)`` (a function
+of the arrays it reads and writes, which may be cut by sample) and ``wait()`` where it reads
+the results. The ``Schedule`` decides the cut from the ``Plan`` in force (how many threads, and
+whether the model splits all its work), hands consecutive layers' parts to the threads together,
+and adds up the parts' shares of a sum in a fixed order. Nothing in a layer or an optimizer
+reads the plan: on one thread the layer's function is called once on the whole arrays, at once,
+and the layer reads as the maths.
 
 Why threads at all: numpy runs a copy, a ufunc or (with BLAS on one thread) a GEMM on one core,
 but it releases the GIL while it does, so Python threads really do work on parts of a batch at
@@ -179,7 +179,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_workers)
 
 
-def run_parts(bounds: list[int], work: Callable[[int, int, int], object]) -> None:
+def on_threads(bounds: list[int], work: Callable[[int, int, int], object]) -> None:
     """Call ``work(part index, start, stop)`` for every part, in parallel, this thread taking the
     first part."""
     if len(bounds) <= 2 or getattr(_in_part, "active", False):
@@ -244,16 +244,6 @@ class Parts:
             self.bounds = plan.bounds(self._n, self.values, self.multiply_adds)
         return self.bounds
 
-    def whole(self) -> None:
-        """The work on the whole batch, in one part."""
-        if self._legacy:
-            assert self.bounds is not None
-            self.work(0, self.bounds[0], self.bounds[-1])
-        else:
-            self.work(*self.arrays, *self.sums.values())
-        if self.then is not None:
-            self.then()
-
     def part(self, index: int, lo: int, hi: int) -> None:
         if self._legacy:
             self.work(index, lo, hi)
@@ -279,60 +269,53 @@ class Parts:
             self.then()
 
 
-class _Run:
+class _Wait:
     def __repr__(self) -> str:
-        return "RUN"
+        return "WAIT"
 
 
-#: Yielded by a layer's steps when it needs the results of the parts it has handed over.
-RUN = _Run()
+#: Yielded by 0.1.0's layer steps (generators) when they need the results of their parts.
+WAIT = _Wait()
 
-#: A layer's pass as steps (``Module.forward_steps``): it yields ``Parts`` and ``RUN`` (and
-#: ``None`` for work done at once) and returns its output.
-Steps = Generator["Parts | _Run | None", None, Any]
+
+def __getattr__(name: str) -> Any:
+    if name == "RUN":  # 0.1.0's name for WAIT
+        from trainkit.deprecated import warn
+
+        warn("parallel.RUN")
+        return WAIT
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: 0.1.0's layer pass as steps (``forward_steps``): a generator that yields ``Parts`` and
+#: ``WAIT`` and returns its output.
+Steps = Generator["Parts | _Wait | None", None, Any]
 
 
 class Schedule:
-    """Runs the steps of a model's layers, one layer after the other, with as few hand-overs to
-    the threads as their work allows, as the plan in force (``planned``) says.
+    """Runs a model's layers' work with as few hand-overs to the threads as it allows, as the
+    plan in force (``planned``) says.
 
-    A layer's steps yield ``Parts`` without waiting for them, so the next layer's parts can join
-    them: consecutive ``Parts`` cut the same way run together, each thread taking its part of
-    the batch through several layers in a row (a part only reads and writes its own samples).
-    ``RUN`` runs everything handed over so far, for a layer that reads the results (batch norm's
-    sums). Work that is not split runs at once: on one thread the work is done in exactly the
-    order of layer-by-layer calls."""
+    While a model's pass runs (``scheduled``), ``over_batch`` hands the schedule its work
+    without running it, so the next layer's work can join it: consecutive ``Parts`` cut the same
+    way run together, each thread taking its part of the batch through several layers in a row
+    (a part only reads and writes its own samples). ``wait`` runs everything handed over so
+    far, for a layer that reads the results (batch norm's sums). Work that is not cut runs at
+    once: on one thread the work is done in exactly the order of layer-by-layer calls."""
 
     def __init__(self, plan: Plan | None = None) -> None:
         self.plan = plan or _plan.get()
-        self._one_thread = self.plan.threads == 1
         self._pending: list[Parts] = []
 
-    def drive(self, steps: Steps) -> Any:
-        """Run one layer's steps; returns its output (whose last parts may still be pending)."""
-        try:
-            step = next(steps)
-            while True:
-                if step is RUN:
-                    self.run()
-                elif step is not None:  # None: work already done (``Module.over_batch``)
-                    self.add(step)  # type: ignore[arg-type]
-                step = next(steps)
-        except StopIteration as stop:
-            return stop.value
-
     def add(self, parts: Parts) -> None:
-        if self._one_thread and (parts.bounds is None or len(parts.bounds) == 2):
-            parts.whole()  # nothing is cut on one thread, so nothing is ever pending
-            return
         bounds = parts.cut(self.plan)
         if self._pending and self._pending[0].bounds != bounds:
-            self.run()
+            self.flush()
         self._pending.append(parts)
         if len(bounds) == 2:  # one part: nothing to gain by waiting
-            self.run()
+            self.flush()
 
-    def run(self) -> None:
+    def flush(self) -> None:
         """Run every part handed over so far, then add up their sums."""
         pending, self._pending = self._pending, []
         if not pending:
@@ -340,52 +323,106 @@ class Schedule:
         bounds = pending[0].bounds
         assert bounds is not None
         if len(pending) == 1:
-            run_parts(bounds, pending[0].part)
+            on_threads(bounds, pending[0].part)
         else:
             def part(index: int, lo: int, hi: int) -> None:
                 for parts in pending:
                     parts.part(index, lo, hi)
 
-            run_parts(bounds, part)
+            on_threads(bounds, part)
         for parts in pending:
             parts.finish()
 
+    def drive(self, steps: Steps) -> Any:
+        """Run a 0.1.0 layer's steps; returns its output (its last parts may be pending)."""
+        try:
+            step = next(steps)
+            while True:
+                if step is WAIT:
+                    self.flush()
+                elif step is not None:
+                    self.add(step)  # type: ignore[arg-type]
+                step = next(steps)
+        except StopIteration as stop:
+            return stop.value
 
-def over_batch(work: Callable[..., object], *arrays: np.ndarray | None,
+
+_schedule: contextvars.ContextVar[Schedule | None] = contextvars.ContextVar(
+    "trainkit_schedule", default=None)
+
+
+class scheduled:
+    """``with scheduled():`` a model's pass: work handed over inside the block may wait for the
+    work after it, and all of it is done when the block ends. (A class: a generator-based
+    context manager costs a model's pass a few microseconds more.)"""
+
+    __slots__ = ("schedule", "_token")
+
+    def __enter__(self) -> Schedule:
+        self.schedule = Schedule()
+        self._token = _schedule.set(self.schedule)
+        return self.schedule
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        try:
+            if error is None:
+                self.schedule.flush()
+        finally:
+            _schedule.reset(self._token)
+
+
+def over_batch(owner: Any, work: Callable[..., object], *arrays: np.ndarray | None,
                values: int | None = None, multiply_adds: int | None = None,
-               sums: Mapping[str, np.ndarray] | None = None, owner: Any = None,
-               then: Callable[[], object] | None = None) -> Parts | None:
-    """``Parts(work, *arrays, ...)`` for a schedule to run, or, on one thread, where nothing is
-    cut, the work done at once (``None``). ``Module.over_batch`` is the layers' way to it."""
-    if _plan.get().threads == 1:
+               sums: Mapping[str, np.ndarray] | None = None,
+               then: Callable[[], object] | None = None) -> None:
+    """Hand ``Parts(work, *arrays, ...)`` to the model's schedule, or run it now when there is
+    none; on one thread, where nothing is cut, the work is done at once. ``owner`` (a
+    ``Module``) holds the buffers for the parts' shares of ``sums``; it is ``Module.over_batch``,
+    the layers' way to it."""
+    schedule = _schedule.get()
+    plan = schedule.plan if schedule is not None else _plan.get()
+    if plan.threads == 1:
         work(*arrays, *(sums or {}).values())
         if then is not None:
             then()
-        return None
-    return Parts(work, *arrays, values=values, multiply_adds=multiply_adds, sums=sums,
-                 owner=owner, then=then)
+        return
+    parts = Parts(work, *arrays, values=values, multiply_adds=multiply_adds, sums=sums,
+                  owner=owner, then=then)
+    if schedule is not None:
+        schedule.add(parts)
+    else:
+        execute(parts)
 
 
-def run_steps(steps: Steps) -> Any:
-    """Run one layer's steps to the end, parts included; returns its output."""
+def wait() -> None:
+    """Finish the work handed over so far, before reading what it wrote."""
+    schedule = _schedule.get()
+    if schedule is not None:
+        schedule.flush()
+
+
+def complete(steps: Steps) -> Any:
+    """Run a 0.1.0 layer's steps on the model's schedule (or, alone, to the end)."""
+    schedule = _schedule.get()
+    if schedule is not None:
+        return schedule.drive(steps)
     schedule = Schedule()
     output = schedule.drive(steps)
-    schedule.run()
+    schedule.flush()
     return output
 
 
-def run(parts: Parts | None) -> None:
-    """Run ``parts`` now, on the plan in force (``None``: done already)."""
-    if parts is not None:
-        schedule = Schedule()
-        schedule.add(parts)
-        schedule.run()
+def execute(parts: Parts) -> None:
+    """Run ``parts`` now, on the plan in force."""
+    schedule = Schedule()
+    schedule.add(parts)
+    schedule.flush()
 
 
-def contiguous(array: np.ndarray) -> Steps:
-    """Steps (for ``yield from``) that return ``array`` C-contiguous, so that reshaping it gives
-    a view: a copy has to wait for the parts that write it (``RUN``)."""
+def contiguous(array: np.ndarray) -> np.ndarray:
+    """``array`` C-contiguous, so that reshaping it gives a view: a copy waits for the work
+    that writes it."""
     if not array.flags.c_contiguous:
-        yield RUN
+        wait()
         array = np.ascontiguousarray(array)
     return array

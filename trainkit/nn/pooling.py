@@ -12,7 +12,6 @@ import numpy as np
 
 from trainkit.nn.conv import describe_shape
 from trainkit.nn.module import Module, ShapeError
-from trainkit.nn.parallel import Steps
 
 
 class _Pool2d(Module):
@@ -47,14 +46,16 @@ class _Pool2d(Module):
 class MaxPool2d(_Pool2d):
     """The largest value of each ``k x k`` window, stepping ``stride`` pixels (default ``k``)."""
 
-    def forward_steps(self, x: np.ndarray) -> Steps:
+    scheduled = True  # forward and backward hand their work to the schedule
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
         h_out, w_out, c = self.output_shape(x.shape[1:])
         out = self.buffer("out", (len(x), h_out, w_out, c), x.dtype)
         self._x, self._out = x, out
         self._halves = self.kernel_size == self.stride == 2 and not (x.shape[1] % 2 or
                                                                       x.shape[2] % 2)
         if self._halves:
-            yield from self._forward_2x2(x, out)
+            self._forward_2x2(x, out)
             return out
 
         def max_pool(x: np.ndarray, out: np.ndarray) -> None:
@@ -64,10 +65,10 @@ class MaxPool2d(_Pool2d):
                 else:
                     np.maximum(out, view, out=out)
 
-        yield self.over_batch(max_pool, x, out, values=x.size)
+        self.over_batch(max_pool, x, out, values=x.size)
         return out
 
-    def _forward_2x2(self, x: np.ndarray, out: np.ndarray) -> Steps:
+    def _forward_2x2(self, x: np.ndarray, out: np.ndarray) -> None:
         """2x2 windows that tile the image: the larger of each pair of rows, then of each pair
         of columns, remembering which side won. Rows first, because a pair of image rows is two
         runs of ``W * C`` contiguous values (a pair of columns is two runs of ``C``), so the pass
@@ -95,9 +96,9 @@ class MaxPool2d(_Pool2d):
                 np.greater(tied, bottom[:, :, 1::2], out=tied)
                 right |= tied
 
-        yield self.over_batch(max_pool, x, rows, bottom, right, tied, out, values=x.size)
+        self.over_batch(max_pool, x, rows, bottom, right, tied, out, values=x.size)
 
-    def _backward_2x2(self, grad_output: np.ndarray) -> Steps:
+    def _backward_2x2(self, grad_output: np.ndarray) -> np.ndarray:
         n, h, w, c = self._x.shape
         dtype = grad_output.dtype
         right = self.buffer("right", grad_output.shape, np.bool_)
@@ -112,14 +113,14 @@ class MaxPool2d(_Pool2d):
             np.multiply(grad_rows, bottom, out=grad_input[:, 1::2])
             np.subtract(grad_rows, grad_input[:, 1::2], out=grad_input[:, 0::2])
 
-        yield self.over_batch(route, grad_output, right, bottom, grad_rows, grad_input,
+        self.over_batch(route, grad_output, right, bottom, grad_rows, grad_input,
                               values=grad_input.size)
         return grad_input
 
-    def backward_steps(self, grad_output: np.ndarray) -> Steps:
+    def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
         """The gradient goes to the first position of each window that holds its maximum."""
         if self._halves:
-            return (yield from self._backward_2x2(grad_output))
+            return self._backward_2x2(grad_output)
         x, out = self._x, self._out
         grad_input = self.buffer("grad_input", x.shape, grad_output.dtype)
         shape = grad_output.shape
@@ -141,7 +142,7 @@ class MaxPool2d(_Pool2d):
                 np.multiply(g, here, out=share)
                 grad_view += share
 
-        yield self.over_batch(route, x, out, grad_output, grad_input, here, taken, share,
+        self.over_batch(route, x, out, grad_output, grad_input, here, taken, share,
                               values=x.size)
         return grad_input
 
@@ -149,7 +150,9 @@ class MaxPool2d(_Pool2d):
 class AvgPool2d(_Pool2d):
     """The mean of each ``k x k`` window, stepping ``stride`` pixels (default ``k``)."""
 
-    def forward_steps(self, x: np.ndarray) -> Steps:
+    scheduled = True  # forward and backward hand their work to the schedule
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
         h_out, w_out, c = self.output_shape(x.shape[1:])
         out = self.buffer("out", (len(x), h_out, w_out, c), x.dtype)
         self._input_shape = x.shape
@@ -162,10 +165,10 @@ class AvgPool2d(_Pool2d):
                     out += view
             out *= np.float32(1 / self.kernel_size**2)
 
-        yield self.over_batch(avg_pool, x, out, values=x.size)
+        self.over_batch(avg_pool, x, out, values=x.size)
         return out
 
-    def backward_steps(self, grad_output: np.ndarray) -> Steps:
+    def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
         grad_input = self.buffer("grad_input", self._input_shape, grad_output.dtype)
         share = self.buffer("share", grad_output.shape, grad_output.dtype)
         _, h_out, w_out, _ = grad_output.shape
@@ -176,5 +179,5 @@ class AvgPool2d(_Pool2d):
             for _, view in self.windows(grad_input, h_out, w_out):
                 view += share
 
-        yield self.over_batch(spread, grad_output, grad_input, share, values=grad_input.size)
+        self.over_batch(spread, grad_output, grad_input, share, values=grad_input.size)
         return grad_input

@@ -34,7 +34,7 @@ class Sweep:
     #: else it is the sweep folder's own SQLite file
     storage_given: bool = False
 
-    def run(self, say=print) -> bool:
+    def optimize(self, say=print) -> bool:
         """Run the sweep; ``False`` when Ctrl+C cut it short."""
         from trainkit.sweep.recovery import record_request
         from trainkit.sweep.study import Worker, open_study
@@ -52,7 +52,7 @@ class Sweep:
             if self.workers > 1:
                 return self.run_workers(study, trials, retry, say)
         worker = Worker(self.spec, study, self.folder, threads=None, say=say)
-        worker.run(trials, retry)
+        worker.optimize(trials, retry)
         return not worker.interrupted
 
     def seed_offset(self) -> int:

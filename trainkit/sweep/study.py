@@ -124,7 +124,7 @@ class Worker:
         self.interrupted = False
         self.training = None  # the trainer of the trial under way, while it trains
 
-    def run(self, trials: int, retry: Sequence[tuple[int, dict[str, Any]]] = ()) -> None:
+    def optimize(self, trials: int, retry: Sequence[tuple[int, dict[str, Any]]] = ()) -> None:
         """Run ``trials`` trials (``retry``'s parameters first). Ctrl+C never lands inside
         Optuna's bookkeeping: it is taken here, passed to the training trial as a stop at the
         next batch (its emergency checkpoint is written), and ends the sweep after it; a second

@@ -197,7 +197,7 @@ class Checks:
         self.name, self.extra, self.specs = name, extra, specs
         self.options, self.root, self.report = options, root, report
 
-    def run(self, out: str, *args: str, plugins=(), env=None, cwd=None):
+    def train(self, out: str, *args: str, plugins=(), env=None, cwd=None):
         observer = Observer(self.name)
         result = run_cli(["run", "--plugin", self.name, "--epochs", str(EPOCHS), "--batch-size",
                           str(BATCH), "--out", out, *args],
@@ -208,7 +208,7 @@ class Checks:
         self.report.problems.append(text)
 
     def run_all(self, ddp: bool | None) -> None:
-        whole, seen = self.run("whole")
+        whole, seen = self.train("whole")
         if whole.exit_code != 0:
             self.problem(f"a full run failed (exit {whole.exit_code}): {last_line(whole)}")
             return
@@ -216,20 +216,20 @@ class Checks:
             self.problem(f"the run did not use a plugin named {self.name!r}")
             return
         self.report.ran.append("a full run")
-        again, seen_again = self.run("again")
+        again, seen_again = self.train("again")
         self.resume(whole, seen, again, seen_again)
         self.another_fails()
         self.options_three_ways()
         self.data_parallel(ddp)
 
     def resume(self, whole, seen, again, seen_again) -> None:
-        cut, _ = self.run("cut", plugins=[InterruptAt(INTERRUPT_AT_STEP)])
+        cut, _ = self.train("cut", plugins=[InterruptAt(INTERRUPT_AT_STEP)])
         if cut.exit_code != 130:
             self.problem(f"a run interrupted mid-epoch (as by Ctrl+C) should end with exit 130 "
                          f"and an emergency checkpoint; it ended with {cut.exit_code}: "
                          f"{last_line(cut)}")
             return
-        resumed, seen_resumed = self.run("cut", "--resume", "cut")
+        resumed, seen_resumed = self.train("cut", "--resume", "cut")
         if resumed.exit_code != 0:
             self.problem(f"resuming an interrupted run failed (exit {resumed.exit_code}): "
                          f"{last_line(resumed)}")
@@ -260,7 +260,7 @@ class Checks:
                          "plugin changes training with state a checkpoint does not hold")
 
     def another_fails(self) -> None:
-        failed, _ = self.run("fails", plugins=[FailsAtEpoch2()])
+        failed, _ = self.train("fails", plugins=[FailsAtEpoch2()])
         text = failed.output
         if failed.exit_code != 1 or "check-fails" not in text:
             self.problem(f"when another plugin fails, the run should end naming that plugin "
@@ -305,7 +305,7 @@ class Checks:
                 "a config file": (["--config", str(self.root / "options.toml")], None),
                 "the environment": ([], env)}
         for way, (args, environment) in ways.items():
-            result, _ = self.run(f"options-{way.split()[-1]}", "--epochs", "1", *args,
+            result, _ = self.train(f"options-{way.split()[-1]}", "--epochs", "1", *args,
                                  env=environment)
             if result.exit_code != 0:
                 self.problem(f"options given through {way} failed (exit {result.exit_code}): "

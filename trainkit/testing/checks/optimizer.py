@@ -112,7 +112,7 @@ def gradient_at(step: int, size: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, step]).standard_normal(size).astype(np.float32)
 
 
-def run_steps(optimizer, params, grads, first: int, last: int, size: int, seed: int) -> None:
+def train_steps(optimizer, params, grads, first: int, last: int, size: int, seed: int) -> None:
     for step in range(first, last):
         grads[...] = gradient_at(step, size, seed) + 0.1 * params
         optimizer.step()
@@ -120,10 +120,10 @@ def run_steps(optimizer, params, grads, first: int, last: int, size: int, seed: 
 
 def check_optimizer_resume(findings: Findings, factory, options, size, steps, seed) -> None:
     whole, params, grads = bound_optimizer(factory, options, size, seed)
-    run_steps(whole, params, grads, 0, steps, size, seed)
+    train_steps(whole, params, grads, 0, steps, size, seed)
     first, params1, grads1 = bound_optimizer(factory, options, size, seed)
     half = steps // 2
-    run_steps(first, params1, grads1, 0, half, size, seed)
+    train_steps(first, params1, grads1, 0, half, size, seed)
     with tempfile.TemporaryDirectory() as folder:  # through a file, as a checkpoint does
         path = Path(folder) / "state.npz"
         state = first.state_dict()
@@ -134,7 +134,7 @@ def check_optimizer_resume(findings: Findings, factory, options, size, steps, se
     resumed, params2, grads2 = bound_optimizer(factory, options, size, seed)
     params2[...] = loaded.pop("params")
     resumed.load_state_dict({k: (v.item() if v.ndim == 0 else v) for k, v in loaded.items()})
-    run_steps(resumed, params2, grads2, half, steps, size, seed)
+    train_steps(resumed, params2, grads2, half, steps, size, seed)
     if not np.array_equal(params, params2):
         findings.problem(f"{steps - half} steps after a resume from state_dict() the parameters "
                          f"differ from an uninterrupted run's (by "
@@ -145,12 +145,12 @@ def check_optimizer_resume(findings: Findings, factory, options, size, steps, se
 def check_lr_change(findings: Findings, factory, options, size, seed) -> None:
     a, params_a, grads_a = bound_optimizer(factory, options, size, seed)
     b, params_b, grads_b = bound_optimizer(factory, options, size, seed)
-    run_steps(a, params_a, grads_a, 0, 2, size, seed)
-    run_steps(b, params_b, grads_b, 0, 2, size, seed)
+    train_steps(a, params_a, grads_a, 0, 2, size, seed)
+    train_steps(b, params_b, grads_b, 0, 2, size, seed)
     before = params_b.copy()
     b.lr = a.lr * 0.5
-    run_steps(a, params_a, grads_a, 2, 3, size, seed)
-    run_steps(b, params_b, grads_b, 2, 3, size, seed)
+    train_steps(a, params_a, grads_a, 2, 3, size, seed)
+    train_steps(b, params_b, grads_b, 2, 3, size, seed)
     if np.array_equal(params_a, params_b) or np.array_equal(params_b, before):
         findings.problem("an lr changed between two steps (as a schedule changes it) is not "
                          "applied on the next step: read self.lr in update(), every step")
