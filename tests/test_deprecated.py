@@ -82,7 +82,7 @@ def test_a_layer_written_with_0_1_0s_steps_still_runs_with_a_warning():
     """A 0.1.0 layer cut its batch itself: ``Parts(bounds, work(part, lo, hi))``."""
     import numpy as np
 
-    from trainkit.nn import Module, Sequential, parallel
+    from trainkit.nn import Module, Sequential, parallel, schedule
 
     class Double(Module):
         def forward_steps(self, x):
@@ -93,12 +93,13 @@ def test_a_layer_written_with_0_1_0s_steps_still_runs_with_a_warning():
             return x
 
         def backward_steps(self, grad_output):
+            grad_output = (yield from parallel.contiguous(grad_output.T)).T
             yield parallel.RUN
             return grad_output * 2
 
     x = np.arange(64, dtype=np.float32).reshape(16, 4)
     for threads in (1, 2):
-        with parallel.planned(threads, split_batch=True, split_small=True), \
+        with schedule.planned(threads, split_batch=True, split_small=True), \
                 warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             model = Sequential(Double(), Double())

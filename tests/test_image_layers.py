@@ -247,10 +247,10 @@ def small_convnet():
 
 @pytest.fixture
 def split_every_pass(monkeypatch):
-    from trainkit.nn import parallel
+    from trainkit.nn import schedule
 
-    monkeypatch.setattr(parallel, "MIN_VALUES", 0)  # split even this small batch's passes
-    monkeypatch.setattr(parallel, "MIN_MULTIPLY_ADDS", 0)  # and its dense layers' products
+    monkeypatch.setattr(schedule, "MIN_VALUES", 0)  # split even this small batch's passes
+    monkeypatch.setattr(schedule, "MIN_MULTIPLY_ADDS", 0)  # and its dense layers' products
 
 
 def test_splitting_the_batch_over_threads_changes_only_the_last_bits(split_every_pass):
@@ -301,15 +301,15 @@ def test_a_model_runs_its_layers_parts_together_with_the_bits_of_layer_by_layer_
 
 
 def test_a_part_that_fails_raises_in_the_caller_and_the_next_split_still_runs(monkeypatch):
-    from trainkit.nn import parallel
+    from trainkit.nn import schedule, workers
 
-    monkeypatch.setattr(parallel, "MIN_SAMPLES", 1)
+    monkeypatch.setattr(schedule, "MIN_SAMPLES", 1)
     samples = np.arange(30)
 
     def over_batch(work):  # a convolution's work: split whenever there are threads
-        parallel.execute(parallel.Parts(lambda part: work(part[0], part[-1] + 1), samples))
+        schedule.execute(schedule.Parts(lambda part: work(part[0], part[-1] + 1), samples))
 
-    with parallel.planned(3):
+    with schedule.planned(3):
         def fail_in_the_last_part(lo, hi):
             if hi == 30:
                 raise ValueError("part failed")
@@ -323,11 +323,11 @@ def test_a_part_that_fails_raises_in_the_caller_and_the_next_split_still_runs(mo
         inner = []
 
         def split_inside(lo, hi):
-            bounds = parallel.Plan(3).bounds(hi - lo)
-            parallel.on_threads(bounds, lambda _, a, b: inner.append((lo + a, lo + b)))
+            bounds = schedule.Plan(3).bounds(hi - lo)
+            workers.on_threads(bounds, lambda _, a, b: inner.append((lo + a, lo + b)))
 
         def in_another_thread():  # a plan holds in the thread that sets it
-            with parallel.planned(3):
+            with schedule.planned(3):
                 over_batch(split_inside)
 
         nested = threading.Thread(target=in_another_thread, daemon=True)

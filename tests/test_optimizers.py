@@ -144,15 +144,15 @@ def test_state_dict_round_trip_restores_the_updates_exactly():
                                             (Adam, {}), (AdamW, {})])
 def test_a_convnets_threads_split_the_update_without_changing_a_bit(opt_cls, kwargs,
                                                                      monkeypatch):
-    from trainkit.nn import parallel
+    from trainkit.nn import schedule
 
-    monkeypatch.setattr(parallel, "MIN_VALUES", 0)
+    monkeypatch.setattr(schedule, "MIN_VALUES", 0)
     rng = np.random.default_rng(0)
     start, gradients = rng.normal(size=1000).astype(np.float32), [
         rng.normal(size=1000).astype(np.float32) for _ in range(4)]
 
     def train(threads):
-        with parallel.planned(threads, split_batch=True):
+        with schedule.planned(threads, split_batch=True):
             opt = opt_cls(**kwargs)
             params, grads = start.copy(), np.empty_like(start)
             opt.bind(params, grads)

@@ -3,6 +3,7 @@
 The public API for plugin authors and Python users::
 
     from trainkit import hookimpl, Trainer, DataLoader, get_plugin_manager
+    model = trainkit.load("runs/mnist")  # a trained model: model.predict(images)
 
 Heavy modules load only when used: ``import trainkit`` imports pluggy and nothing numeric.
 """
@@ -42,6 +43,7 @@ __all__ = [
     "get_plugin_manager",
     "hookimpl",
     "hookspec",
+    "load",
     "load_checkpoint",
     "save_checkpoint",
 ]
@@ -52,6 +54,7 @@ _LAZY = {
     "History": "trainkit.loop.state",  # deprecated: EpochLog
     "DataLoader": "trainkit.data.loader",
     "get_plugin_manager": "trainkit.plugin.manager",
+    "load": "trainkit.session.inference",
     "load_checkpoint": "trainkit.persist.checkpoint_io",
     "save_checkpoint": "trainkit.persist.checkpoint_io",
 }
@@ -61,6 +64,7 @@ if TYPE_CHECKING:
     from trainkit.loop.trainer import EpochLog, Trainer
     from trainkit.persist.checkpoint_io import load_checkpoint, save_checkpoint
     from trainkit.plugin.manager import get_plugin_manager
+    from trainkit.session.inference import load
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,5 @@
-"""The ``trainkit`` command line: ``run``, ``evaluate``, ``predict``, ``plugins``, and commands
-plugins add.
+"""The ``trainkit`` command line: ``run``, ``evaluate``, ``predict``, ``summary``, ``export``,
+``plugins``, and commands plugins add.
 
 The plugin manager is built before any command is parsed (``app.py``), so that plugins can add
 options and commands. Inside the library, errors are trainkit exceptions; at this boundary, and
@@ -22,6 +22,7 @@ from trainkit.cli.options import PLUGIN_MODULE_HELP, STRICT_PLUGINS_HELP, VERBOS
 from trainkit.cli.plugins import plugins_command
 from trainkit.cli.predict import predict_command
 from trainkit.cli.run import EXIT_INTERRUPTED, make_run_command
+from trainkit.cli.summary import make_summary_command
 from trainkit.cli.sweep import make_sweep_command
 
 __all__ = ["EXIT_INTERRUPTED", "main", "make_cli"]
@@ -48,7 +49,8 @@ def make_cli(plugins: Sequence[object] = ()) -> click.Group:
     cli.add_command(new_plugin_command)
     cli.extra_plugins = list(plugins)  # type: ignore[attr-defined]
     cli.command_factories = {  # type: ignore[attr-defined]
-        "run": make_run_command, "evaluate": make_evaluate_command, "sweep": make_sweep_command}
+        "run": make_run_command, "evaluate": make_evaluate_command, "sweep": make_sweep_command,
+        "summary": make_summary_command}
     return cli
 
 

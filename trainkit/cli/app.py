@@ -111,10 +111,11 @@ def add_plugin_commands(pm, group: click.Group, strict: bool) -> None:
 RUN_SHORT_HELP = "Train a model."
 EVALUATE_SHORT_HELP = "Score a checkpoint: metrics and a per-class report."
 SWEEP_SHORT_HELP = "Search hyperparameters on Optuna, each trial a run."
+SUMMARY_SHORT_HELP = "A model's layers: output shapes, parameters, multiply-adds."
 #: Commands whose options come from the registered components: built once the plugins are
 #: loaded, by a factory ``make_cli`` sets (``command_factories``); listed with these helps.
 DYNAMIC_COMMANDS = {"run": RUN_SHORT_HELP, "evaluate": EVALUATE_SHORT_HELP,
-                    "sweep": SWEEP_SHORT_HELP}
+                    "sweep": SWEEP_SHORT_HELP, "summary": SUMMARY_SHORT_HELP}
 
 
 class TrainkitGroup(click.Group):

@@ -102,7 +102,7 @@ def click_type(spec) -> Any:
 #: The help of the options the group and ``run`` share (``trainkit -v run`` = ``trainkit run -v``).
 PLUGIN_MODULE_HELP = "Load a plugin module by import path, or block a plugin (no:NAME)."
 STRICT_PLUGINS_HELP = "Fail when a plugin cannot be loaded instead of skipping it."
-VERBOSE_HELP = "Show tracebacks of errors."
+VERBOSE_HELP = "Show tracebacks of errors (and, training, the model's summary)."
 
 
 def flag_of(name: str) -> str:

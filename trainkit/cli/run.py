@@ -232,7 +232,7 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
                if ctx.get_parameter_source(name) is ParameterSource.ENVIRONMENT}
     session = Session(layer, config_file=kwargs.get("config"), resume=kwargs.get("resume"),
                       overwrite=bool(kwargs.get("overwrite")), pm=app.pm, registry=app.registry,
-                      report=echo, ambient=ambient & component_options)
+                      report=echo, ambient=ambient & component_options, verbose=app.verbose)
     with cli_errors(app.verbose):
         run = session.resolve()
         for param_name, (plugin, _) in plugin_params.items():

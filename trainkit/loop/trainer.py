@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -88,10 +88,7 @@ class Trainer:
         self.state = TrainState()
         self.history = EpochLog()
         self.epochs = 0
-        # the DataLoaders during fit
-        self.train_loader: DataLoader | None = None
-        self.val_loader: DataLoader | None = None
-        self.test_loader: DataLoader | None = None
+        self.train_loader = self.val_loader = self.test_loader = cast("DataLoader | None", None)
         #: The test split's scores, once ``fit`` has scored it (``test_loss``, ``test_acc``, ...).
         self.test_logs: dict[str, float] | None = None
         self.stop_reason: str | None = None
@@ -101,7 +98,7 @@ class Trainer:
         self.interrupts = Interrupts(self.say)
         self._pending_plugin_state: dict[str, Any] | None = None
         self._pending_data_rng: dict[str, Any] | None = None
-        self.profiler: HookProfiler | None = None  # the last fit's hook timings
+        self.profiler = HookProfiler()  # the last fit's hook timings
         self.loop_seconds = 0.0  # time spent in training epochs in the last fit
         self._hooks = HookCaller(plugin_manager)
         optimizer.bind(model.params, model.grads)
@@ -193,13 +190,13 @@ class Trainer:
                 self._pending_plugin_state = None
             self.call_hook("on_fit_start")
             while self.state.epoch < epochs and self.stop_reason is None:
-                self._run_epoch(self.state.epoch + 1)
+                self._run_epoch(self.state.epoch + 1, train)
                 if self.interrupts.should_stop():
                     raise KeyboardInterrupt
             reason = self.stop_reason or "completed"
             self.call_hook("on_train_end", reason=reason)
-            if self.test_loader is not None and reason != "nan":
-                self._test()
+            if test is not None and reason != "nan":
+                self._test(test)
         except BaseException as e:
             in_flight = e
             reason = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
@@ -231,10 +228,9 @@ class Trainer:
         chose. A metric of the same name already there is kept instead."""
         self.scoring.add(metric)
 
-    def _test(self) -> None:
+    def _test(self, loader: DataLoader) -> None:
         self.call_hook("on_test_start")
-        assert self.test_loader is not None
-        logs = self.evaluate(self.test_loader, prefix="test_")
+        logs = self.evaluate(loader, prefix="test_")
         self.call_hook("on_test_end", logs=logs)
         self.test_logs = logs
         if self.history.rows:
@@ -247,9 +243,8 @@ class Trainer:
             self.say(f"trainkit: warning: while handling {type(error).__name__}: {hook_error}",
                      "warning")
 
-    def _run_epoch(self, epoch: int) -> None:
-        state, loader = self.state, self.train_loader
-        assert loader is not None
+    def _run_epoch(self, epoch: int, loader: DataLoader) -> None:
+        state = self.state
         if state.step_in_epoch and state.epoch_rng_state is not None:
             order = loader.resume_epoch(state.epoch_rng_state)  # continue a resumed epoch
             if len(state.sums):
@@ -291,7 +286,6 @@ class Trainer:
         started = time.perf_counter()
         self.call_hook("on_epoch_end", epoch=epoch, logs=logs)
         self.loop_seconds += time.perf_counter() - started
-        assert self.profiler is not None
         for warning in self.profiler.slow_warnings(self.loop_seconds):
             self.say(warning, "warning")
 

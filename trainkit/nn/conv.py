@@ -7,7 +7,7 @@ column matrix ``(N * H_out * W_out, k * k * C_in)``, and ``columns @ weight`` is
 cache). The backward pass is one GEMM for the weights and, for the input
 gradient, one small GEMM per kernel offset added back where its pixels were read (col2im). The
 first layer of a network skips that input gradient. Everything is done per part of the batch
-(``trainkit.nn.parallel``): on several threads, each part runs its own GEMMs, and the weight
+(``trainkit.nn.schedule``): on several threads, each part runs its own GEMMs, and the weight
 gradient is the sum of the parts' products, added in a fixed order.
 """
 
@@ -64,6 +64,11 @@ class Conv2d(Module):
         yield self.weight
         if self.bias is not None:
             yield self.bias
+
+    def multiply_adds(self, input_shape: tuple[int, ...]) -> int:
+        """Per sample: every weight, once for every output pixel."""
+        h_out, w_out, _ = self.output_shape(input_shape)
+        return h_out * w_out * self.weight.data.size
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         k, s, p = self.kernel_size, self.stride, self.padding

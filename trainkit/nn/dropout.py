@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from trainkit.nn.module import Module, ShapeError
+from trainkit.nn.module import Module, ShapeError, no_products
 
 
 class Dropout(Module):
@@ -20,6 +20,7 @@ class Dropout(Module):
     ``1 / (1 - rate)``, so evaluation (which keeps every value, unscaled) sees the same mean."""
 
     scheduled = True  # forward and backward hand their work to the schedule
+    multiply_adds = no_products
 
     def __init__(self, rate: float, rng: np.random.Generator) -> None:
         if not 0 <= rate < 1:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from trainkit.nn.module import Module, Parameter, ShapeError
+from trainkit.nn.module import Module, Parameter, ShapeError, no_products
 
 
 class Linear(Module):
@@ -43,6 +43,10 @@ class Linear(Module):
     def parameters(self) -> Iterator[Parameter]:
         yield self.weight
         yield self.bias
+
+    def multiply_adds(self, input_shape: tuple[int, ...]) -> int:
+        """Per sample: one for every weight."""
+        return self.weight.data.size
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         n_in, n_out = self.weight.data.shape
@@ -96,6 +100,8 @@ class Sigmoid(Module):
     cost: outputs below ~3e-8 round to 0 in float32, where the gradient ``y (1 - y)`` is ~0 anyway.
     """
 
+    multiply_adds = no_products
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         x *= 0.5  # x is the previous layer's fresh output: safe to reuse
         np.tanh(x, out=x)
@@ -116,6 +122,7 @@ class ReLU(Module):
     """``y = max(x, 0)``; the gradient passes where the input was positive."""
 
     scheduled = True  # forward and backward hand their work to the schedule
+    multiply_adds = no_products
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         mask = self._mask = self.buffer("mask", x.shape, np.bool_)
@@ -135,6 +142,8 @@ class ReLU(Module):
 
 class Tanh(Module):
     """``y = tanh(x)``; ``dy/dx = 1 - y^2``."""
+
+    multiply_adds = no_products
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._out = np.tanh(x, out=x)

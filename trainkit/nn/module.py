@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from trainkit.nn.parallel import complete, contiguous, over_batch, scheduled, wait
+from trainkit.nn.schedule import complete, contiguous, over_batch, scheduled, wait
+
+
+def no_products(self: Any, input_shape: tuple[int, ...]) -> int:
+    """``multiply_adds`` of a layer that multiplies nothing it learned (an activation, pooling,
+    reshaping): ``multiply_adds = no_products`` in its class."""
+    return 0
 
 
 class Parameter:
@@ -58,7 +64,7 @@ class Module:
     _buffers: dict[tuple[str, tuple[int, ...], Any], np.ndarray]
     training: bool = True
     #: True for a layer that splits all its work, GEMMs included, over the batch on the run's
-    #: threads (``trainkit.nn.parallel``): a model with one runs BLAS single-threaded.
+    #: threads (``trainkit.nn.schedule``): a model with one runs BLAS single-threaded.
     splits_batch: bool = False
 
     def train(self, mode: bool = True) -> Module:
@@ -115,7 +121,7 @@ class Module:
         return np.matmul(ones[:x.shape[0]], x, out=out)
 
     #: ``self.over_batch(work, *arrays, values=None, multiply_adds=None, sums=None,
-    #: then=None)``: ``work(*arrays, *shares)`` on the batch (``trainkit.nn.parallel``). On one
+    #: then=None)``: ``work(*arrays, *shares)`` on the batch (``trainkit.nn.schedule``). On one
     #: thread it is called now, on the whole arrays; in a model split over threads the schedule
     #: may cut ``arrays`` by sample (their first axis) and call ``work`` on each part on its own
     #: thread, later, together with the next layers' work: ``work`` touches only the arrays it
@@ -236,6 +242,13 @@ class Sequential(Module):
     @property
     def splits_batch(self) -> bool:  # type: ignore[override]
         return any(layer.splits_batch for layer in self.layers)
+
+    def summary(self, batch_size: int = 64, input_shape: tuple[int, ...] | None = None) -> Any:
+        """Every layer's output shape, parameters, multiply-adds and activations, and the
+        totals (``trainkit.nn.summary``): print it, or read its fields."""
+        from trainkit.nn.summary import summarize
+
+        return summarize(self, input_shape, batch_size)
 
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
         for index, layer in enumerate(self.layers):

@@ -9,6 +9,7 @@ checkpoints, never trained (``state_arrays``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -42,6 +43,10 @@ class BatchNorm(Module):
 
     def set_state_array(self, name: str, array: np.ndarray) -> None:
         setattr(self, name, array)
+
+    def multiply_adds(self, input_shape: tuple[int, ...]) -> int:
+        """Per sample, in evaluation: ``x * scale + shift`` for every value."""
+        return math.prod(input_shape)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         features = self.gamma.data.size

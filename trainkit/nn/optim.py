@@ -16,10 +16,10 @@ from trainkit.lazy import lazy_import
 if TYPE_CHECKING:
     import numpy as np
 
-    from trainkit.nn import parallel
+    from trainkit.nn import schedule
 else:  # plugin modules import this module at start-up, before numpy is needed
     np = lazy_import("numpy")
-    parallel = lazy_import("trainkit.nn.parallel")
+    schedule = lazy_import("trainkit.nn.schedule")
 
 
 def check_range(name: str, value: float, low: float, high: float | None = None, *,
@@ -43,7 +43,7 @@ class Optimizer:
     state_names: tuple[str, ...] = ()
     #: Whether ``update`` works value by value on the flat arrays (``params``, ``grads``,
     #: ``_scratch`` and the ``state_names`` buffers), as every built-in optimizer does: the
-    #: schedule may then cut them (``trainkit.nn.parallel``), each thread updating a slice, and
+    #: schedule may then cut them (``trainkit.nn.schedule``), each thread updating a slice, and
     #: every value is computed as it would be on one thread.
     elementwise: bool = False
 
@@ -76,7 +76,7 @@ class Optimizer:
                     setattr(part, name, array)
             part.update(t)
 
-        parallel.over_batch(None, update, *(getattr(self, name) for name in names),
+        schedule.over_batch(None, update, *(getattr(self, name) for name in names),
                             values=self.params.size)
 
     def update(self, t: int) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainkit.nn.conv import describe_shape
-from trainkit.nn.module import Module, ShapeError
+from trainkit.nn.module import Module, ShapeError, no_products
 
 
 class _Pool2d(Module):
@@ -47,6 +47,7 @@ class MaxPool2d(_Pool2d):
     """The largest value of each ``k x k`` window, stepping ``stride`` pixels (default ``k``)."""
 
     scheduled = True  # forward and backward hand their work to the schedule
+    multiply_adds = no_products
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         h_out, w_out, c = self.output_shape(x.shape[1:])
@@ -151,6 +152,7 @@ class AvgPool2d(_Pool2d):
     """The mean of each ``k x k`` window, stepping ``stride`` pixels (default ``k``)."""
 
     scheduled = True  # forward and backward hand their work to the schedule
+    multiply_adds = no_products
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         h_out, w_out, c = self.output_shape(x.shape[1:])

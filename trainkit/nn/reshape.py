@@ -6,13 +6,14 @@ import math
 
 import numpy as np
 
-from trainkit.nn.module import Module
+from trainkit.nn.module import Module, no_products
 
 
 class Flatten(Module):
     """Every sample's values in one row (a view when the input is contiguous)."""
 
     scheduled = True  # forward and backward hand their work to the schedule
+    multiply_adds = no_products
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (math.prod(input_shape),)

@@ -12,6 +12,7 @@ unless ``assume_scaled`` says the user knows better. NaN and inf are refused alw
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,15 @@ import numpy as np
 
 from trainkit.errors import CheckpointError, DataError
 
-__all__ = ["TrainedModel", "load_trained_model", "read_inputs", "softmax"]
+__all__ = ["TrainedModel", "load", "load_trained_model", "read_inputs", "softmax"]
 
 
 @dataclass
 class TrainedModel:
-    """A model with its weights, in evaluation mode, and what it was trained on."""
+    """A model with its weights, in evaluation mode, and what it was trained on
+    (``trainkit.load``): ``predict(x)`` gives classes, ``predict_proba(x)`` probabilities, for
+    inputs checked and scaled as ``trainkit predict`` does; ``class_names``, ``input_shape``,
+    ``summary()`` and ``export(path, format)`` say what it is and take it elsewhere."""
 
     model: Any
     image_shape: tuple[int, ...]
@@ -34,6 +38,36 @@ class TrainedModel:
     manifest: dict[str, Any] = field(default_factory=dict)
     #: the range of the training inputs as the model saw them (checkpoints before it: [0, 1])
     input_range: tuple[float, float] = (0.0, 1.0)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One input's shape as the dataset stored it (``(28, 28)`` for MNIST)."""
+        return self.image_shape
+
+    def predict(self, x: Any, batch_size: int = 256, assume_scaled: bool = False) -> np.ndarray:
+        """The class index of every input in ``x`` (``class_names[i]`` names it): uint8 pixels,
+        or floats in the range training saw (``assume_scaled`` takes them as they are)."""
+        return self.logits(x, batch_size, assume_scaled).argmax(axis=1)
+
+    def predict_proba(self, x: Any, batch_size: int = 256,
+                      assume_scaled: bool = False) -> np.ndarray:
+        """Every class's probability for every input in ``x``, ``(N, classes)`` float32."""
+        return softmax(self.logits(x, batch_size, assume_scaled))
+
+    def logits(self, x: Any, batch_size: int = 256, assume_scaled: bool = False) -> np.ndarray:
+        """The model's outputs for the inputs in ``x``, checked and scaled as in training."""
+        raw = np.asarray(x)
+        images = check_inputs(raw, self.image_shape, "the inputs")
+        if raw.dtype != np.uint8:
+            check_range(images, None if assume_scaled else self.input_range, "the inputs")
+        return self.scores(images, batch_size)
+
+    def export(self, path: str | Path, format: str = "onnx", probabilities: bool = False) -> Path:
+        """Write the model for use elsewhere (``trainkit.export``): ``"onnx"`` or
+        ``"safetensors"``."""
+        from trainkit.export import export
+
+        return export(self, Path(path), format, probabilities=probabilities)
 
     def scores(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """The model's outputs (logits) for ``images`` (already checked and scaled), float32."""
@@ -48,11 +82,35 @@ class TrainedModel:
         return np.concatenate(outputs)
 
 
+    def summary(self, batch_size: int = 64) -> Any:
+        """The model's layers (``trainkit.nn.summary``)."""
+        from trainkit.nn.summary import summarize
+
+        shape = getattr(self.model, "input_shape", None) or (int(np.prod(self.image_shape)),)
+        return summarize(self.model, shape, batch_size)
+
+
 def softmax(scores: np.ndarray) -> np.ndarray:
     """Class probabilities from logits, row by row (float32, stable)."""
     shifted = scores - scores.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def load(path: str | Path, plugins: Sequence[object] = ()) -> TrainedModel:
+    """The trained model of ``path`` (a checkpoint file, a run folder, or ``"last"``: the newest
+    run under ``runs/``), in evaluation mode, with the installed plugins (and ``plugins``) for
+    its components."""
+    from trainkit.plugin.manager import get_plugin_manager
+    from trainkit.plugin.registry import Registry
+    from trainkit.session.run_folder import resolve_resume_path
+
+    pm = get_plugin_manager()
+    for plugin in plugins:
+        pm.register_given(plugin)
+    if str(path) == "last":
+        path = resolve_resume_path("last", None)
+    return load_trained_model(Path(path), Registry.collect(pm), pm)
 
 
 def load_trained_model(checkpoint: Path, registry, pm) -> TrainedModel:

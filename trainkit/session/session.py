@@ -70,12 +70,14 @@ class Session:
     ``--print-config``); ``config_file`` a TOML file under it; ``resume`` a checkpoint, a run
     folder or ``"last"`` to continue; ``overwrite`` clears a run folder that holds an earlier
     run; ``plugins`` are extra plugin objects registered next to the installed ones (or pass
-    ``pm`` and ``registry`` already built, as the CLI does)."""
+    ``pm`` and ``registry`` already built, as the CLI does); ``verbose`` prints the model's
+    summary when training starts."""
 
     def __init__(self, config: dict[str, Any] | None = None, *, config_file: Path | str | None = None,
                  resume: Path | str | None = None, overwrite: bool = False,
                  plugins: Sequence[object] = (), pm=None, registry=None,
-                 report: Report = print_report, ambient: Collection[str] = ()) -> None:
+                 report: Report = print_report, ambient: Collection[str] = (),
+                 verbose: bool = False) -> None:
         if pm is None:
             from trainkit.plugin.manager import get_plugin_manager
             from trainkit.plugin.registry import Registry
@@ -88,7 +90,7 @@ class Session:
         self.layer = dict(config or {})
         self.config_file = Path(config_file) if config_file is not None else None
         self.resume, self.overwrite, self.report = resume, overwrite, report
-        self.ambient = frozenset(ambient)
+        self.ambient, self.verbose = frozenset(ambient), verbose
         self.run: assembly.Run | None = None  # resolved (resolve)
         self.built: assembly.BuiltRun | None = None  # its data, model and trainer (build)
         self.resume_from: Path | None = None
@@ -167,6 +169,21 @@ class Session:
             if self._saved.get("lr") != trainer.context.config.get("lr"):  # a new lr is applied
                 trainer.optimizer.lr = trainer.context.config["lr"]
         return run
+
+    def model_summary(self) -> Any:
+        """The model this session would train, layer by layer (``trainkit.nn.summary``); the
+        dataset is read for its input shape and classes, nothing is written."""
+        import numpy as np
+
+        from trainkit.nn.summary import summarize
+
+        run = self.run or self.resolve()
+        splits = run.dataset.load()
+        layer_types = {name: c.factory for name, c in self.registry.components["layer"].items()}
+        model = assembly.build_model(run.model_factory, splits, np.random.default_rng(0),
+                                     layer_types)
+        shape = getattr(model, "input_shape", None) or (splits.input_size,)
+        return summarize(model, shape, run.config["batch_size"])
 
     def continuing(self, out: Path) -> bool:
         """True when this session resumes the run of its own run folder."""
@@ -310,6 +327,11 @@ class Session:
             f"{config['dataset']} with {config['optimizer']}, "
             f"{plural(config['epochs'], 'epoch')} in all, batch {config['batch_size']}, "
             f"{on_threads}; run folder {run.run_dir}", False)
+        if self.verbose:
+            from trainkit.nn.summary import summarize
+
+            shape = getattr(trainer.model, "input_shape", None) or (run.splits.input_size,)
+            say(summarize(trainer.model, shape, config["batch_size"]).table(), False)
 
 
 def describe_threads(threads: int, split_batch: bool) -> str:

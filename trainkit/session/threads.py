@@ -6,7 +6,7 @@ so a count that followed the machine's load would make the same command give dif
 on a busy minute. The default therefore depends on nothing that moves:
 
 - a model that splits its work over the batch on trainkit's own threads (a convnet,
-  ``trainkit.nn.parallel``) uses every core. Its threads wait for each other on locks, not in
+  ``trainkit.nn.schedule``) uses every core. Its threads wait for each other on locks, not in
   spin loops, so beside a CPU-bound process they still beat one thread;
 - any other model (an MLP, whose only parallelism is BLAS's) uses one thread. OpenBLAS's
   threads spin while they wait for each other: beside one CPU-bound process on two cores they
@@ -132,15 +132,15 @@ def training_step_probe(model, loss, batch_size: int, input_size: int,
 @contextlib.contextmanager
 def using_threads(count: int, split_batch: bool = False) -> Iterator[int]:
     """Run the block on ``count`` threads: BLAS on ``count`` threads (a convolution splits its
-    work over as many, ``trainkit.nn.parallel``). With ``split_batch`` (a model whose layers
+    work over as many, ``trainkit.nn.schedule``). With ``split_batch`` (a model whose layers
     split their whole work, GEMMs and element-wise passes included, over the batch: a convnet)
     BLAS runs on one thread and trainkit's ``count`` threads do all the work: no idle BLAS
     worker then spins on the cores those threads need."""
     from threadpoolctl import threadpool_limits
 
-    from trainkit.nn import parallel
+    from trainkit.nn import schedule
 
-    with parallel.planned(count, split_batch), \
+    with schedule.planned(count, split_batch), \
             threadpool_limits(limits=1 if split_batch else count, user_api="blas"):
         yield count
 

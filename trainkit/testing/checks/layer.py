@@ -203,9 +203,9 @@ def check_layer_threads(findings: Findings, build, input_shape, seed: int) -> No
 def split_step(model_factory, threads: int, x: np.ndarray, fused: bool = True,
                split_small: bool = False):
     """One forward and backward pass on ``threads`` threads, as a convnet's run makes it."""
-    from trainkit.nn import parallel
+    from trainkit.nn import schedule
 
-    with parallel.planned(threads, split_batch=True, split_small=split_small):
+    with schedule.planned(threads, split_batch=True, split_small=split_small):
         model = model_factory()
         if fused:
             out = model.forward(x.copy()).copy()

@@ -160,14 +160,14 @@ def check_slices(findings: Findings, factory, options, size, seed) -> None:
     whole, params, grads = bound_optimizer(factory, options, size, seed)
     if not getattr(whole, "elementwise", False):
         return
-    from trainkit.nn import parallel
+    from trainkit.nn import schedule
 
     parts, params_p, grads_p = bound_optimizer(factory, options, size, seed)
     for step in range(3):
         grads[...] = gradient_at(step, size, seed)
         grads_p[...] = grads
         whole.step()
-        with parallel.planned(3, split_batch=True, split_small=True):  # as a convnet's threads
+        with schedule.planned(3, split_batch=True, split_small=True):  # as a convnet's threads
             parts.step()
     if not np.array_equal(params, params_p):
         findings.problem("it declares elementwise = True, but updating slices of the flat arrays "
