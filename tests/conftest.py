@@ -58,6 +58,12 @@ def mnist_dir() -> Path:
     return real_dataset_dir("mnist")
 
 
+@pytest.fixture(scope="session")
+def mnist_dir_once() -> Path:
+    """The folder of the real MNIST files, for module-scoped fixtures."""
+    return real_dataset_dir("mnist")
+
+
 @pytest.fixture
 def data_root() -> Path:
     """A folder with a subfolder per real dataset (mnist/, fashion-mnist/), as the README sets

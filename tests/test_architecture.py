@@ -92,6 +92,7 @@ LAYERS = [
     ("base", ["trainkit.errors", "trainkit.lazy", "trainkit.markers", "trainkit.deprecated"]),
     ("persist", ["trainkit.persist"]),
     ("numerics", ["trainkit.nn", "trainkit.data"]),
+    ("export", ["trainkit.export"]),
     ("plugin", ["trainkit.plugin", "trainkit.hookspecs"]),
     ("loop", ["trainkit.loop"]),
     ("session", ["trainkit.session"]),

@@ -40,6 +40,11 @@ class CheckpointError(TrainkitError):
     """A checkpoint could not be written, or is not safe or valid to load."""
 
 
+class ExportError(TrainkitError):
+    """A model cannot be written in the format asked for (a layer it cannot express, a
+    missing extra)."""
+
+
 class PluginProblem(Exception):
     """What is wrong with a plugin, in words its author can act on (the message is all)."""
 

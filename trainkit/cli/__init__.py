@@ -17,6 +17,7 @@ import click
 from trainkit import __version__
 from trainkit.cli.app import TrainkitGroup
 from trainkit.cli.evaluate import make_evaluate_command
+from trainkit.cli.export import export_command
 from trainkit.cli.new_plugin import new_plugin_command
 from trainkit.cli.options import PLUGIN_MODULE_HELP, STRICT_PLUGINS_HELP, VERBOSE_HELP
 from trainkit.cli.plugins import plugins_command
@@ -46,6 +47,7 @@ def make_cli(plugins: Sequence[object] = ()) -> click.Group:
 
     cli.add_command(plugins_command)
     cli.add_command(predict_command)
+    cli.add_command(export_command)
     cli.add_command(new_plugin_command)
     cli.extra_plugins = list(plugins)  # type: ignore[attr-defined]
     cli.command_factories = {  # type: ignore[attr-defined]

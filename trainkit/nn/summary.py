@@ -99,9 +99,8 @@ def summarize(model: Any, input_shape: tuple[int, ...] | None = None,
               batch_size: int = 64) -> ModelSummary:
     """The summary of ``model`` for inputs of ``input_shape`` (one sample's; by default the
     model's ``input_shape``, or its first dense layer's inputs). A model that is not a
-    ``Sequential`` is one row."""
-    from trainkit.nn.module import ShapeError
-
+    ``Sequential`` is one row. A layer that cannot take its input raises its ``ShapeError``,
+    naming the layer."""
     layers = getattr(model, "layers", None)
     if input_shape is None:
         input_shape = getattr(model, "input_shape", None)
@@ -110,7 +109,7 @@ def summarize(model: Any, input_shape: tuple[int, ...] | None = None,
         if weight is not None and weight.ndim == 2:
             input_shape = (weight.shape[0],)
     if input_shape is None:
-        raise ShapeError("the summary needs the shape of one input: pass input_shape")
+        raise ValueError("the summary needs the shape of one input: pass input_shape")
     summary = ModelSummary(tuple(input_shape), batch_size)
     shape = tuple(input_shape)
     for position, layer in enumerate(layers if layers is not None else [model], 1):
@@ -118,8 +117,8 @@ def summarize(model: Any, input_shape: tuple[int, ...] | None = None,
         try:
             adds = int(counts(shape)) if callable(counts) else None
             out = output_shape(layer, shape)
-        except ShapeError as e:
-            raise ShapeError(f"layer {position} ({describe(layer)}): {e}") from None
+        except ValueError as e:  # a ShapeError
+            raise type(e)(f"layer {position} ({describe(layer)}): {e}") from None
         summary.rows.append(LayerRow(
             position, type(layer).__name__, describe(layer), out,
             sum(p.data.size for p in layer.parameters()),

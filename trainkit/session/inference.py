@@ -62,12 +62,14 @@ class TrainedModel:
             check_range(images, None if assume_scaled else self.input_range, "the inputs")
         return self.scores(images, batch_size)
 
-    def export(self, path: str | Path, format: str = "onnx", probabilities: bool = False) -> Path:
-        """Write the model for use elsewhere (``trainkit.export``): ``"onnx"`` or
-        ``"safetensors"``."""
+    def export(self, path: str | Path, format: str = "onnx", *, probabilities: bool = False,
+               float_input: bool = False) -> Path:
+        """Write the model for use elsewhere (``trainkit.export``): ``"onnx"`` (checked with
+        ``onnx.checker``) or ``"safetensors"``."""
         from trainkit.export import export
 
-        return export(self, Path(path), format, probabilities=probabilities)
+        return export(self, Path(path), format, probabilities=probabilities,
+                      float_input=float_input)
 
     def scores(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """The model's outputs (logits) for ``images`` (already checked and scaled), float32."""
