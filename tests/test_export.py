@@ -265,3 +265,26 @@ def test_verbose_shows_the_summary_when_training_starts(synthetic_dir):
                      "--epochs", "1", "--limit-batches", "2", "--out", "out"])
     assert result.exit_code == 0, result.output
     assert "multiply-adds per sample: 79,400" in result.output
+
+
+def test_the_documented_plugin_layer_exports_as_documented(trained, test_images, tmp_path):
+    """docs/plugins.md's Scale layer, read from the docs, in a convnet: ONNX Runtime agrees."""
+    import re
+    import textwrap
+
+    from trainkit.nn import Module, Parameter
+
+    ort = pytest.importorskip("onnxruntime")
+    docs = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text()
+    source = re.search(r"```python\n(\s*class Scale\(Module\):.*?)```", docs, re.S).group(1)
+    namespace = {"np": np, "math": math, "Module": Module, "Parameter": Parameter}
+    exec(textwrap.dedent(source), namespace)
+    scale = namespace["Scale"](32)
+    scale.factor.data[:] = np.linspace(0.5, 1.5, 32, dtype=np.float32)
+    model = trainkit.load(trained["cnn"])
+    model.model.layers.insert(2, scale)  # after the first batch norm: channels-first in ONNX
+    assert "Scale" in model.summary().table()
+    model.export(tmp_path / "scaled.onnx")
+    session = ort.InferenceSession(str(tmp_path / "scaled.onnx"))
+    (logits,) = session.run(["logits"], {"input": test_images[:200]})
+    np.testing.assert_allclose(logits, model.logits(test_images[:200]), atol=1e-4, rtol=0)
