@@ -229,6 +229,9 @@ def test_a_plugin_layer_exports_through_its_to_onnx_or_is_named(tmp_path, traine
     halved = model.logits(np.zeros((1, 28, 28), np.uint8))
     assert np.isfinite(halved).all()
     model.model.layers[1] = Halve()
+    row = model.summary().rows[1]  # a layer that says nothing of itself: shape, parameters
+    assert (row.description, row.output_shape, row.parameters, row.multiply_adds) == \
+        ("Halve", (100,), 0, None)  # after the hidden layer
     with pytest.raises(ExportError, match=r"layer 2 \(Halve\) cannot be exported to ONNX"):
         model.export(tmp_path / "no.onnx")
     assert not (tmp_path / "no.onnx").exists()
