@@ -35,8 +35,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     images = read_idx(args.data_dir / "t10k-images-idx3-ubyte.gz")
-    print(f"| run | model | max abs logit diff | classes differing | trainkit s/10k | "
-          f"ONNX Runtime s/10k | ORT / trainkit |")
+    print("| run | model | max abs logit diff | classes differing | trainkit s/10k | "
+          "ONNX Runtime s/10k | ORT / trainkit |")
     print("|---|---|---|---|---|---|---|")
     for run in args.runs:
         model = trainkit.load(run)

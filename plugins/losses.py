@@ -1,8 +1,10 @@
-"""Losses: cross-entropy from logits, mean squared error and binary cross-entropy.
+"""Losses: cross-entropy from logits, binary cross-entropy from logits, and for regression mean
+squared error, mean absolute error and Huber.
 
 Each keeps forward and backward side by side. ``forward`` returns the mean loss over the batch as a
 Python float and remembers what ``backward`` needs; ``backward`` returns d(loss)/d(outputs).
-Targets are integer class labels; the losses that need one-hot targets build them.
+Targets are integer class labels (the losses that need one-hot targets build them), or a
+regression's real values.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class CrossEntropy:
     work happens in one buffer that ``backward`` returns.
     """
 
+    tasks = ("classification",)
+
     def __init__(self) -> None:
         self._buffers: dict[tuple[tuple[int, ...], str], tuple[np.ndarray, ...]] = {}
 
@@ -73,26 +77,82 @@ class CrossEntropy:
         return grad
 
 
+def targets_like(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The targets as the outputs' float32 array: a regression's real values as they are
+    (``(N,)`` for one output), a classification's integer labels one-hot."""
+    if np.issubdtype(targets.dtype, np.floating):
+        return np.reshape(targets, outputs.shape).astype(outputs.dtype, copy=False)
+    return one_hot(targets, outputs.shape[1])
+
+
 class MeanSquaredError:
-    """Mean over all elements of ``(outputs - onehot(y))**2``; gradient ``2 (outputs - t) / size``."""
+    """Mean over all elements of ``(outputs - t)**2``, where ``t`` are a regression's targets
+    (or one-hot classes); gradient ``2 (outputs - t) / size``."""
 
     def forward(self, outputs: np.ndarray, targets: np.ndarray) -> float:
-        self._diff = outputs - one_hot(targets, outputs.shape[1])
+        self._diff = outputs - targets_like(outputs, targets)
         return float(np.mean(self._diff * self._diff))
 
     def backward(self) -> np.ndarray:
         return self._diff * self._diff.dtype.type(2.0 / self._diff.size)
 
 
+class MeanAbsoluteError:
+    """Mean over all elements of ``|outputs - t|``; gradient ``sign(outputs - t) / size``
+    (0 where they are equal, as PyTorch's ``L1Loss``)."""
+
+    def forward(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        self._diff = outputs - targets_like(outputs, targets)
+        return float(np.mean(np.abs(self._diff)))
+
+    def backward(self) -> np.ndarray:
+        return np.sign(self._diff) * self._diff.dtype.type(1.0 / self._diff.size)
+
+
+class Huber:
+    """PyTorch's ``HuberLoss``: per element ``e**2 / 2`` where ``|e| < delta``, else
+    ``delta (|e| - delta / 2)``, the mean over all elements; quadratic near the target, linear
+    (robust to outliers) far from it.
+
+    Args:
+        delta: where the loss turns from quadratic to linear.
+    """
+
+    def __init__(self, delta: float = 1.0) -> None:
+        from trainkit.nn.optim import check_range
+
+        check_range("delta", delta, 0.0, low_open=True)
+        self.delta = float(delta)
+
+    def forward(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        e = self._diff = outputs - targets_like(outputs, targets)
+        small = np.abs(e) < self.delta
+        loss = np.where(small, 0.5 * e * e, self.delta * (np.abs(e) - 0.5 * self.delta))
+        return float(np.mean(loss))
+
+    def backward(self) -> np.ndarray:
+        e = self._diff
+        grad = np.clip(e, -self.delta, self.delta)
+        grad *= grad.dtype.type(1.0 / grad.size)
+        return grad
+
+
 class BinaryCrossEntropy:
-    """Binary cross-entropy from logits, one sigmoid per output, mean over all elements.
+    """Binary cross-entropy from logits, one sigmoid per output, mean over all elements. With
+    one output (a binary task) the targets are the classes 0 and 1; with several, one-hot.
 
     ``max(z, 0) - z t + log(1 + exp(-|z|))`` is stable for any logit; the gradient is
     ``(sigmoid(z) - t) / size``.
     """
 
+    tasks = ("binary", "classification")
+
     def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
-        t = one_hot(targets, logits.shape[1])
+        if logits.shape[1] == 1:  # the binary task: the output is class 1's logit
+            check_labels(targets, 2)
+            t = np.reshape(targets, logits.shape).astype(logits.dtype)
+        else:
+            t = one_hot(targets, logits.shape[1])
         loss = np.maximum(logits, 0) - logits * t + np.log1p(np.exp(-np.abs(logits)))
         self._logits, self._t = logits, t
         return float(loss.mean())
@@ -105,8 +165,23 @@ class BinaryCrossEntropy:
         return grad
 
 
+class TaskLoss:
+    """The loss the dataset's task calls for: cross-entropy for classes, binary-cross-entropy
+    for a yes or no, mse for real values (the default)."""
+
+    CHOICE = {"classification": "cross-entropy", "binary": "binary-cross-entropy",
+              "regression": "mse"}
+
+    def choose(self, task: str) -> str:
+        return self.CHOICE[task]
+
+
 @hookimpl
 def register_losses(register):
+    register("auto", TaskLoss)
     register("cross-entropy", CrossEntropy)
     register("mse", MeanSquaredError)
+    register("mae", MeanAbsoluteError)
+    register("huber", Huber)
+    register("binary-cross-entropy", BinaryCrossEntropy)
     register("bce", BinaryCrossEntropy)

@@ -84,6 +84,7 @@ def test_the_onnx_model_says_what_it_takes_and_knows_its_classes(trained, tmp_pa
     trainkit.load(trained["cnn"]).export(tmp_path / "m.onnx")
     model = onnx.load(str(tmp_path / "m.onnx"))
     onnx.checker.check_model(model, full_check=True)
+    assert model.ir_version == 8  # what every ONNX Runtime since 1.14 reads (opset 17's)
     (source,) = model.graph.input
     assert source.name == "input"
     assert source.type.tensor_type.elem_type == onnx.TensorProto.UINT8

@@ -73,6 +73,8 @@ def format_report(report: dict[str, Any]) -> str:
     note = " (the test split: the run validated on it)" if report["validated_on_test"] else ""
     lines = [f"{report['checkpoint']} (epoch {report['epoch']}) on {report['dataset']} "
              f"{split}{note}: {scores}", ""]
+    if "classes" not in report:  # a regression: the scores are the report
+        return lines[0]
     width = max(12, *(len(name) for name in report["classes"]))
     lines.append(f"{'':>{width}}  {'precision':>9}  {'recall':>9}  {'f1':>9}  {'support':>9}")
     for name, row in report["classes"].items():

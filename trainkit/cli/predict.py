@@ -40,20 +40,34 @@ def predict_command(app: AppState, checkpoint: Path, inputs: Path, output: Path 
     and with --probabilities one column per class.
     """
     from trainkit.errors import ConfigError
-    from trainkit.session.inference import load_trained_model, read_inputs, softmax
+    from trainkit.session.inference import (
+        load_trained_model,
+        predictions,
+        read_inputs,
+    )
+    from trainkit.session.inference import (
+        probabilities as class_probabilities,
+    )
 
     with cli_errors(verbose or app.verbose):
         if output is not None and output.suffix not in (".csv", ".npy"):
             raise ConfigError(f"{output}: the output must end in .csv or .npy", "output")
         trained = load_trained_model(checkpoint, app.registry, app.pm)
         images, names = read_inputs(inputs, trained.image_shape,
-                                    None if assume_scaled else trained.input_range)
+                                    None if assume_scaled else trained.input_range,
+                                    trained.preprocessing)
         scores = trained.scores(images, batch_size)
-        classes = scores.argmax(axis=1)
-        chances = softmax(scores) if probabilities else None
-        write_predictions(output, names, classes, trained.class_names, chances)
+        predicted = predictions(scores, trained.task)
+        if trained.task == "regression":
+            if probabilities:
+                raise ConfigError("--probabilities: the model gives values (a regression), "
+                                  "not classes", "probabilities")
+            write_values(output, names, predicted)
+        else:
+            chances = class_probabilities(scores, trained.task) if probabilities else None
+            write_predictions(output, names, predicted, trained.class_names, chances)
         if output is not None:
-            click.echo(f"trainkit: {len(classes):,} predictions of {trained.source} written to "
+            click.echo(f"trainkit: {len(predicted):,} predictions of {trained.source} written to "
                        f"{output}", err=True)
 
 
@@ -75,6 +89,35 @@ def write_predictions(output, names, classes, class_names, chances) -> None:
         from trainkit.persist.atomic import atomic_write
 
         atomic_write(output, text)
+
+
+def write_values(output, names, values) -> None:
+    """A regression's values: a ``.npy`` array, else CSV (``input,value`` or one column per
+    output)."""
+    import csv
+    import io
+
+    import numpy as np
+
+    if output is not None and output.suffix == ".npy":
+        from trainkit.persist.atomic import atomic_file
+
+        with atomic_file(output) as f:
+            np.save(f, np.asarray(values, np.float32), allow_pickle=False)
+        return
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    columns = values.reshape(len(values), -1)
+    writer.writerow(["input", *(["value"] if columns.shape[1] == 1 else
+                                [f"value_{i}" for i in range(columns.shape[1])])])
+    for name, row in zip(names, columns):
+        writer.writerow([name, *(f"{v:.9g}" for v in row)])
+    if output is None:
+        click.echo(out.getvalue(), nl=False)
+    else:
+        from trainkit.persist.atomic import atomic_write
+
+        atomic_write(output, out.getvalue())
 
 
 def predictions_csv(names, classes, class_names, chances=None) -> str:

@@ -19,9 +19,16 @@ import numpy as np
 Batch = tuple[np.ndarray, np.ndarray]
 
 
+#: What a model learns from a dataset: one of ``num_classes`` integer classes (its outputs are
+#: the classes' logits), a yes or no (``binary``: classes 0 and 1, one output, a logit), or real
+#: values (``regression``: the targets' width of outputs).
+TASKS = ("classification", "binary", "regression")
+
+
 @dataclass
 class DatasetSplits:
-    """A dataset's train and test arrays. Images are ``(N, ...)``; labels are integer classes."""
+    """A dataset's train and test arrays. Inputs are ``(N, ...)``; targets (``*_labels``) are
+    integer classes, or for ``task="regression"`` real values ``(N,)`` or ``(N, outputs)``."""
 
     name: str
     train_images: np.ndarray
@@ -31,21 +38,55 @@ class DatasetSplits:
     num_classes: int
     #: what each class is, in label order (MNIST: "0".."9"; Fashion-MNIST: "T-shirt/top", ...)
     class_names: tuple[str, ...] | None = None
+    task: str = "classification"
+    #: how raw inputs become the model's (a table's schema, ``trainkit.data.tables``): JSON,
+    #: kept in checkpoints so that ``predict`` transforms new inputs the same way
+    preprocessing: dict | None = None
 
     def __post_init__(self) -> None:
+        from trainkit.errors import DataError
+
+        if self.task not in TASKS:
+            raise DataError(f"dataset {self.name}: task {self.task!r} is none of "
+                            f"{', '.join(TASKS)}")
+        if self.task == "binary":
+            self.num_classes = 2
+        if self.task == "regression":
+            self.num_classes, self.class_names = 0, ()
         if self.class_names is None:
             self.class_names = tuple(str(i) for i in range(self.num_classes))
         self.check_labels()
 
+    @property
+    def outputs(self) -> int:
+        """How many numbers the model gives per sample for this task."""
+        if self.task == "binary":
+            return 1
+        if self.task == "regression":
+            return 1 if np.ndim(self.train_labels) == 1 else int(np.shape(self.train_labels)[1])
+        return self.num_classes
+
     def check_labels(self) -> None:
-        """Every label must be an integer class from 0 to ``num_classes - 1``: checked once,
-        here, so that a label outside them is a one-line error naming the dataset and the value,
-        never an IndexError from the loss in the middle of the first epoch."""
+        """Every label must be an integer class from 0 to ``num_classes - 1`` (a regression's
+        targets: finite numbers): checked once, here, so that a label outside them is a
+        one-line error naming the dataset and the value, never an IndexError from the loss in
+        the middle of the first epoch."""
         from trainkit.errors import DataError
 
         for split, labels in (("training", self.train_labels), ("test", self.test_labels)):
             labels = np.asarray(labels)
             if not labels.size:
+                continue
+            if self.task == "regression":
+                if not np.issubdtype(labels.dtype, np.number) or labels.ndim > 2:
+                    raise DataError(f"dataset {self.name}: its {split} targets are "
+                                    f"{labels.dtype} of shape {labels.shape}, not numbers "
+                                    f"(N,) or (N, outputs)")
+                if not np.isfinite(labels).all():
+                    row = int(np.flatnonzero(~np.isfinite(labels).reshape(len(labels), -1)
+                                             .all(axis=1))[0])
+                    raise DataError(f"dataset {self.name}: {split} target of sample {row} is "
+                                    f"not a finite number")
                 continue
             if not np.issubdtype(labels.dtype, np.integer):
                 raise DataError(f"dataset {self.name}: its {split} labels are {labels.dtype}, "
@@ -115,7 +156,9 @@ class DataLoader:
             raise ValueError(f"samples of {self.images.shape[1]} values cannot take the shape "
                              f"{sample_shape}")
         self.sample_shape = tuple(sample_shape) if sample_shape is not None else None
-        self.labels = labels.astype(np.intp, copy=False)
+        # classes as indices; a regression's targets as float32, as the outputs they meet
+        kind = np.float32 if np.issubdtype(labels.dtype, np.floating) else np.intp
+        self.labels = labels.astype(kind, copy=False)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.rng = rng if rng is not None else np.random.default_rng(0)

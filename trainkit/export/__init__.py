@@ -58,6 +58,8 @@ def metadata(trained: Any) -> dict[str, str]:
         "input_range": json.dumps([low, high]),
         "input_scaling": ("uint8 pixels are divided by 255; float inputs are taken as they are, "
                           f"in [{low:g}, {high:g}]"),
+        "task": trained.task,
+        "preprocessing": json.dumps(trained.preprocessing),
     }
 
 

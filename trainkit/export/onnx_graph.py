@@ -28,8 +28,10 @@ import numpy as np
 from trainkit.errors import ExportError
 from trainkit.export import metadata, missing_extra
 
-#: ONNX Runtime has run opset 17 since 1.14 (2023).
-OPSET = 17
+#: ONNX Runtime has run opset 17 since 1.14 (2023); IR version 8 is the one that opset came
+#: with. The onnx package writes its own newest IR version unless told: ONNX Runtimes older
+#: than that package then refuse the file.
+OPSET, IR_VERSION = 17, 8
 
 
 class OnnxGraph:
@@ -114,6 +116,11 @@ def flatten(layer: Any, graph: OnnxGraph, x: str) -> str:
     return x
 
 
+def rescale(layer: Any, graph: OnnxGraph, x: str) -> str:  # a regression's target units
+    x = graph.node("Mul", [x, graph.constant("scale", layer.scale)])
+    return graph.node("Add", [x, graph.constant("shift", layer.shift)])
+
+
 def element_wise(op: str) -> Callable[[Any, OnnxGraph, str], str]:
     return lambda layer, graph, x: graph.node(op, [x])
 
@@ -128,6 +135,7 @@ def built_in_converters() -> dict[type, Callable[[Any, OnnxGraph, str], str]]:
         Linear,
         MaxPool2d,
         ReLU,
+        Rescale,
         Sigmoid,
         Tanh,
     )
@@ -135,7 +143,7 @@ def built_in_converters() -> dict[type, Callable[[Any, OnnxGraph, str], str]]:
     return {Linear: linear, Conv2d: conv2d, MaxPool2d: pool("MaxPool"),
             AvgPool2d: pool("AveragePool"), BatchNorm: batch_norm, Flatten: flatten,
             ReLU: element_wise("Relu"), Sigmoid: element_wise("Sigmoid"),
-            Tanh: element_wise("Tanh"), Dropout: lambda layer, graph, x: x}
+            Tanh: element_wise("Tanh"), Dropout: lambda layer, graph, x: x, Rescale: rescale}
 
 
 def to_bytes(trained: Any, *, probabilities: bool = False, float_input: bool = False) -> bytes:
@@ -167,11 +175,16 @@ def to_bytes(trained: Any, *, probabilities: bool = False, float_input: bool = F
                               f"ONNX: its class {type(layer).__name__} has no to_onnx(graph, x) "
                               f"method (docs/plugins.md shows one)")
         graph.shape = tuple(layer.output_shape(graph.shape))
-    outputs = output_nodes(graph, x, len(trained.class_names), probabilities)
+    if probabilities and trained.task == "regression":
+        raise ExportError(f"{trained.source}: a regression gives values: it has no "
+                          f"probabilities to export")
+    width = int(graph.shape[0]) if graph.shape else len(trained.class_names)
+    outputs = output_nodes(graph, x, width, probabilities, trained.task)
     onnx_model = onnx.helper.make_model(
         onnx.helper.make_graph(graph.nodes, "trainkit", [source_input], outputs,
                                graph.initializers),
-        opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="trainkit")
+        opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="trainkit",
+        ir_version=IR_VERSION)
     onnx.helper.set_model_props(onnx_model, metadata(trained))
     try:
         onnx.checker.check_model(onnx_model, full_check=True)
@@ -185,6 +198,9 @@ def input_nodes(graph: OnnxGraph, trained: Any, float_input: bool) -> tuple[str,
     """The graph's input (the dataset's inputs, a dynamic batch) and the nodes that scale and
     shape it as training did; returns the name of the model's input tensor and the input."""
     onnx = graph.onnx
+    table = trained.preprocessing
+    if table is not None and table.get("kind") == "table":
+        return table_input(graph, trained, table)
     pixels = tuple(trained.input_range) == (0.0, 1.0) and not float_input
     kind = onnx.TensorProto.UINT8 if pixels else onnx.TensorProto.FLOAT
     source = onnx.helper.make_tensor_value_info("input", kind, ["N", *trained.image_shape])
@@ -201,14 +217,44 @@ def input_nodes(graph: OnnxGraph, trained: Any, float_input: bool) -> tuple[str,
     return graph.node("Reshape", [x, graph.constant("shape", target)]), source
 
 
-def output_nodes(graph: OnnxGraph, x: str, classes: int, probabilities: bool) -> list[Any]:
+def table_input(graph: OnnxGraph, trained: Any, table: dict[str, Any]) -> tuple[str, Any]:
+    """A table's input: its numeric feature columns, in order, standardised inside the graph
+    as training did (a table with category columns takes the encoded features, the schema in
+    the metadata)."""
+    onnx = graph.onnx
+    columns = table["columns"]
+    width = int(graph.shape[0])
+    source = onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["N", width])
+    if not all(c["kind"] == "numeric" for c in columns) or table.get("fill_missing") != "none":
+        source.doc_string = ("the table's encoded features (trainkit.data.tables' schema, in "
+                             "the metadata as preprocessing)")
+        return "input", source
+    source.doc_string = ("the table's feature columns as numbers, in this order: "
+                         + ", ".join(c["name"] for c in columns)
+                         + "; standardised inside the graph with the training rows' mean and "
+                           "standard deviation")
+    x = graph.node("Sub", ["input", graph.constant("mean", [c["mean"] for c in columns])])
+    return graph.node("Div", [x, graph.constant("std", [c["std"] for c in columns])]), source
+
+
+def output_nodes(graph: OnnxGraph, x: str, width: int, probabilities: bool,
+                 task: str = "classification") -> list[Any]:
+    """``logits`` (a regression's values: ``values``), and ``probabilities``: a softmax, or
+    for a binary logit ``[1 - p, p]``."""
     helper, kind = graph.onnx.helper, graph.onnx.TensorProto.FLOAT
-    graph.nodes.append(helper.make_node("Identity", [x], ["logits"], name="logits"))
-    outputs = [helper.make_tensor_value_info("logits", kind, ["N", classes])]
-    if probabilities:
-        graph.nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1,
+    name = "values" if task == "regression" else "logits"
+    graph.nodes.append(helper.make_node("Identity", [x], [name], name=name))
+    outputs = [helper.make_tensor_value_info(name, kind, ["N", width])]
+    if probabilities and task == "binary":
+        p = graph.node("Sigmoid", [name])
+        q = graph.node("Sub", [graph.constant("one", np.ones(1, np.float32)), p])
+        graph.nodes.append(helper.make_node("Concat", [q, p], ["probabilities"], axis=1,
                                             name="probabilities"))
-        outputs.append(helper.make_tensor_value_info("probabilities", kind, ["N", classes]))
+        outputs.append(helper.make_tensor_value_info("probabilities", kind, ["N", 2]))
+    elif probabilities:
+        graph.nodes.append(helper.make_node("Softmax", [name], ["probabilities"], axis=1,
+                                            name="probabilities"))
+        outputs.append(helper.make_tensor_value_info("probabilities", kind, ["N", width]))
     return outputs
 
 

@@ -33,6 +33,12 @@ class RunContext:
     component_sources: list[dict[str, Any]] = field(default_factory=list)
     #: what each class is, in label order, from the dataset (``None`` when not known)
     class_names: tuple[str, ...] | None = None
+    #: classification, binary or regression (``trainkit.data.loader.TASKS``)
+    task: str = "classification"
+    #: the numbers the model gives per sample (classes, 1 for a binary task, targets' width)
+    outputs: int | None = None
+    #: how raw inputs become the model's (a table's schema), JSON; None for arrays and images
+    preprocessing: dict[str, Any] | None = None
     #: one input's shape as the dataset stores it (``(28, 28)`` for MNIST): what ``predict``
     #: checks new inputs against
     image_shape: tuple[int, ...] | None = None

@@ -232,6 +232,19 @@ def safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
                      where=np.asarray(denominator) > 0)
 
 
+def predicted_classes(outputs: np.ndarray) -> np.ndarray:
+    """Each sample's predicted class: the largest output, or for one output (a binary task's
+    logit) 1 where it is above 0."""
+    if outputs.shape[1] == 1:
+        return (outputs[:, 0] > 0).astype(np.intp)
+    return outputs.argmax(axis=1)
+
+
+def classes_of(outputs: int) -> int:
+    """How many classes a model of ``outputs`` outputs tells apart (one output: two)."""
+    return 2 if outputs == 1 else outputs
+
+
 class ConfusionMatrix(Metric):
     """Counts of (true class, predicted class): row i, column j counts the samples of class i
     predicted as j. Rows sum to the class supports; the trace is the number of hits. Its value is
@@ -241,11 +254,11 @@ class ConfusionMatrix(Metric):
     logged = False  # its value is an array
 
     def state_size(self, num_classes: int) -> int:
-        return num_classes * num_classes
+        return classes_of(num_classes) ** 2
 
     def update(self, state, outputs, targets) -> None:
-        k = outputs.shape[1]  # one bincount of (true, predicted) pairs: a few microseconds
-        state += np.bincount(targets * k + outputs.argmax(axis=1), minlength=k * k)
+        k = classes_of(outputs.shape[1])  # one bincount of (true, predicted) pairs
+        state += np.bincount(targets * k + predicted_classes(outputs), minlength=k * k)
 
     def compute(self, state, samples):
         k = int(round(len(state) ** 0.5))

@@ -18,6 +18,12 @@ import numpy as np
 from trainkit.loop.metrics import MetricSet, as_metric, logged
 
 
+def gathered(metric: Any) -> bool:
+    """Whether ``metric`` needs every score of a pass (``gathered = True``: ``rows`` and
+    ``compute_gathered``) instead of a state that adds up."""
+    return bool(getattr(metric, "gathered", False))
+
+
 def set_mode(model: Any, training: bool) -> None:
     """Training or evaluation mode, for models that have modes (every ``trainkit.nn.Module``)."""
     switch = getattr(model, "train", None)
@@ -40,8 +46,11 @@ class Scoring:
     """The metrics of one Trainer (see the module's docstring)."""
 
     def __init__(self, metrics: Sequence[Any]) -> None:
+        metrics = [as_metric(m) for m in metrics]
         #: the training steps' state layout; ``metrics`` are its metrics (batch means wrapped)
-        self.metric_set = MetricSet(metrics)
+        self.metric_set = MetricSet([m for m in metrics if not gathered(m)])
+        #: metrics that need every score of a pass, not a sum (ROC AUC): evaluation passes only
+        self.gathered = [m for m in metrics if gathered(m)]
         self.extra: list[Any] = []  # added for evaluation passes only
         self._evaluation_set: MetricSet | None = None
 
@@ -56,7 +65,8 @@ class Scoring:
         names = list(train)
         if validation:
             names += [f"val_{name}" for name in (*train, *(m.name for m in self.extra
-                                                           if logged(m)))]
+                                                           if logged(m)),
+                                                 *(m.name for m in self.gathered))]
         return [*names, "lr"]
 
     def add(self, metric: Any) -> None:
@@ -96,9 +106,21 @@ class Scoring:
         self.bind(model, data.make_batch)
         metric_set = self.evaluation_set()
         state = metric_set.new_state()
+        if self.gathered and getattr(data, "world", 1) > 1:
+            from trainkit.errors import ConfigError
+
+            raise ConfigError(f"metric {self.gathered[0].name} needs every score in one "
+                              f"process; it cannot be computed under ddp yet", "metric")
+        rows: list[list[np.ndarray]] = [[] for _ in self.gathered]
         with mode(model, False):
             for x, y in data.batches(np.arange(len(data.labels))):
                 outputs = model.forward(x)
                 metric_set.update(state, outputs, y, loss.forward(outputs, y))
+                for kept, metric in zip(rows, self.gathered):
+                    kept.append(metric.rows(outputs, y))
         summed(state)
-        return metric_set.summary(state, prefix)
+        logs, results = metric_set.summary(state, prefix)
+        for kept, metric in zip(rows, self.gathered):
+            value = metric.compute_gathered(np.concatenate(kept))
+            logs[f"{prefix}{metric.name}"] = results[f"{prefix}{metric.name}"] = value
+        return logs, results

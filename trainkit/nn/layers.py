@@ -157,4 +157,36 @@ class Tanh(Module):
         return grad_output
 
 
+class Rescale(Module):
+    """``y = x * scale + shift`` per output, with constants that are state, not parameters: a
+    regression model ends in one set to its training targets' standard deviation and mean, so
+    the network learns standardised targets while losses, metrics and predictions are in the
+    targets' own units."""
+
+    multiply_adds = no_products
+
+    def __init__(self, shift: np.ndarray, scale: np.ndarray) -> None:
+        self.shift = np.asarray(shift, np.float32).reshape(-1).copy()
+        self.scale = np.asarray(scale, np.float32).reshape(-1).copy()
+
+    def state_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
+        yield "shift", self.shift
+        yield "scale", self.scale
+
+    def set_state_array(self, name: str, array: np.ndarray) -> None:
+        setattr(self, name, array)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x *= self.scale
+        x += self.shift
+        return x
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        grad_output *= self.scale
+        return grad_output
+
+    def describe(self) -> str:
+        return f"Rescale({self.scale.size})"
+
+
 ACTIVATIONS: dict[str, type[Module]] = {"sigmoid": Sigmoid, "relu": ReLU, "tanh": Tanh}

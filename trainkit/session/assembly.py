@@ -217,9 +217,28 @@ def build_model(factory, splits, rng, layer_types: dict[str, Any] | None = None)
     if "layer_types" in accepts:
         kwargs["layer_types"] = layer_types
     try:
-        return factory.build(splits.input_size, splits.num_classes, rng, **kwargs)
+        model = factory.build(splits.input_size, splits.outputs, rng, **kwargs)
     except ShapeError as e:
         raise ConfigError(str(e), "model") from None
+    if splits.task == "regression":
+        model = to_target_units(model, splits.train_labels, splits.outputs)
+    return model
+
+
+def to_target_units(model: Any, targets: Any, outputs: int) -> Any:
+    """A regression model ending in a ``Rescale`` to its targets' mean and standard deviation
+    (``Sequential`` models; another model is left as it is)."""
+    import numpy as np
+
+    from trainkit.nn import Rescale, Sequential
+
+    if not isinstance(model, Sequential):
+        return model
+    t = np.asarray(targets, np.float64).reshape(len(targets), outputs)
+    shift = t.mean(axis=0) if len(t) else np.zeros(outputs)  # no targets: a checkpoint's come
+    spread = t.std(axis=0) if len(t) else np.ones(outputs)
+    return Sequential(*model.layers, Rescale(shift, np.where(spread > 0, spread, 1.0)),
+                      input_shape=model.input_shape)
 
 
 def build(run: Run, pm) -> BuiltRun:
@@ -261,14 +280,51 @@ def build(run: Run, pm) -> BuiltRun:
     context = RunContext(run_dir=run_dir, config=effective_config(run),
                          is_main_process=run.is_main_process,
                          component_sources=component_sources(run, pm),
-                         class_names=splits.class_names,
+                         class_names=splits.class_names, task=splits.task,
+                         outputs=splits.outputs,
+                         preprocessing=splits.preprocessing,
                          image_shape=tuple(int(d) for d in splits.train_images.shape[1:]),
                          input_range=splits.input_range)
-    trainer = Trainer(model, run.loss, run.optimizer, run.metrics, run.plugins,
+    loss, metrics = for_task(run, splits)
+    trainer = Trainer(model, loss, run.optimizer, metrics, run.plugins,
                       plugin_manager=pm, context=context)
     resolved = {f.name: getattr(run, f.name) for f in fields(Run)}
+    resolved.update(loss=loss, metrics=metrics)
     return BuiltRun(**resolved, splits=splits, trainer=trainer, train_loader=train_loader,
                     val_loader=val_loader, test_loader=test_loader, run_dir=run_dir)
+
+
+def for_task(run: Run, splits: DatasetSplits) -> tuple[Any, list[Any]]:
+    """The run's loss and metrics for the dataset's task: a component that stands for the
+    task's choice (``choose(task)``: the ``auto`` loss and metrics) is replaced by it, and one
+    that names the tasks it serves (``tasks``) is refused for another, saying what to use."""
+    task, registry = splits.task, run.registry
+
+    def make(kind: str, name: str) -> Any:
+        return instantiate(registry.get(kind, name).factory, run.config)
+
+    choose = getattr(run.loss, "choose", None)
+    loss = make("loss", choose(task)) if choose is not None else run.loss
+    metrics: list[Any] = []
+    for metric in run.metrics:
+        choose = getattr(metric, "choose", None)
+        metrics += [make("metric", name) for name in choose(task)] if choose else [metric]
+    fits = {"classification": "cross-entropy", "binary": "binary-cross-entropy",
+            "regression": "mse, mae or huber"}
+    if task not in getattr(loss, "tasks", (task,)):
+        raise ConfigError(f"loss {run.config['loss']} does not fit dataset {splits.name}, a "
+                          f"{task} task: use --loss {fits[task]} (or auto)", "loss")
+    for metric, name in zip(metrics, names_of(metrics)):
+        if task not in getattr(metric, "tasks", (task,)):
+            raise ConfigError(f"metric {name} does not fit dataset {splits.name}, a {task} task "
+                              f"(leave --metric out for the task's own)", "metric")
+    return loss, metrics
+
+
+def names_of(metrics: list[Any]) -> list[str]:
+    from trainkit.loop.metrics import as_metric
+
+    return [str(as_metric(m).name) for m in metrics]
 
 
 def component_sources(run: Run, pm) -> list[dict[str, Any]]:

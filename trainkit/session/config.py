@@ -23,8 +23,8 @@ RUN_DEFAULTS: dict[str, Any] = {
     "dataset": "mnist",
     "model": "mlp",
     "optimizer": "adam",
-    "loss": "cross-entropy",
-    "metric": ["accuracy"],
+    "loss": "auto",  # the dataset's task chooses: cross-entropy, binary-cross-entropy or mse
+    "metric": ["auto"],
     "plugin": [],
     "no_plugin": [],
     "epochs": 10,

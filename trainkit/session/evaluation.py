@@ -45,19 +45,24 @@ def evaluate_checkpoint(checkpoint: Path, registry, pm, *, split: str = "test",
               "train": run.train_loader.part(0, len(run.train_loader.labels))}[split]
     loader.batch_size, loader.limit_batches = batch_size, None
     trainer = run.trainer
-    trainer.add_evaluation_metric(ConfusionMatrix())
+    classes = run.splits.task != "regression"
+    if classes:  # the per-class report follows from it
+        trainer.add_evaluation_metric(ConfusionMatrix())
     logs = trainer.evaluate(loader, prefix=f"{split}_")
-    matrix = trainer.results[f"{split}_confusion"]
-    names = list(run.splits.class_names or range(len(matrix)))
-    return {
+    report = {
         "checkpoint": str(checkpoint),
         "epoch": manifest.get("epoch"),
         "dataset": run.config.get("dataset"),
+        "task": run.splits.task,
         "split": split,
         "validated_on_test": split == "val" and run.val_loader is run.test_loader,
-        "samples": int(matrix.sum()),
+        "samples": len(loader.labels),
         "metrics": {key.removeprefix(f"{split}_"): value for key, value in logs.items()},
-        "classes": {str(names[int(k)]) if k.isdigit() else k: row
-                    for k, row in class_report(matrix).items()},
-        "confusion_matrix": matrix.tolist(),
     }
+    if classes:
+        matrix = trainer.results[f"{split}_confusion"]
+        names = list(run.splits.class_names or range(len(matrix)))
+        report["classes"] = {str(names[int(k)]) if k.isdigit() else k: row
+                             for k, row in class_report(matrix).items()}
+        report["confusion_matrix"] = matrix.tolist()
+    return report

@@ -38,6 +38,10 @@ class TrainedModel:
     manifest: dict[str, Any] = field(default_factory=dict)
     #: the range of the training inputs as the model saw them (checkpoints before it: [0, 1])
     input_range: tuple[float, float] = (0.0, 1.0)
+    #: classification, binary or regression
+    task: str = "classification"
+    #: a table's schema (``trainkit.data.tables``), to read raw rows as training did
+    preprocessing: dict[str, Any] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -45,17 +49,28 @@ class TrainedModel:
         return self.image_shape
 
     def predict(self, x: Any, batch_size: int = 256, assume_scaled: bool = False) -> np.ndarray:
-        """The class index of every input in ``x`` (``class_names[i]`` names it): uint8 pixels,
-        or floats in the range training saw (``assume_scaled`` takes them as they are)."""
-        return self.logits(x, batch_size, assume_scaled).argmax(axis=1)
+        """For every input in ``x``: its class index (``class_names[i]`` names it), or for a
+        regression its values. ``x`` is uint8 pixels or floats in the range training saw
+        (``assume_scaled`` takes them as they are), a file ``trainkit predict`` reads, or for a
+        table a CSV file."""
+        return predictions(self.logits(x, batch_size, assume_scaled), self.task)
 
     def predict_proba(self, x: Any, batch_size: int = 256,
                       assume_scaled: bool = False) -> np.ndarray:
-        """Every class's probability for every input in ``x``, ``(N, classes)`` float32."""
-        return softmax(self.logits(x, batch_size, assume_scaled))
+        """Every class's probability for every input in ``x``, ``(N, classes)`` float32 (a
+        binary task: ``(N, 2)``)."""
+        return probabilities(self.logits(x, batch_size, assume_scaled), self.task)
 
     def logits(self, x: Any, batch_size: int = 256, assume_scaled: bool = False) -> np.ndarray:
         """The model's outputs for the inputs in ``x``, checked and scaled as in training."""
+        if isinstance(x, (str, Path)):
+            images, _ = read_inputs(Path(x), self.image_shape,
+                                    None if assume_scaled else self.input_range,
+                                    self.preprocessing)
+            return self.scores(images, batch_size)
+        if self.preprocessing is not None:
+            raise DataError("a model trained on a table takes a CSV file of its feature "
+                            "columns: model.predict('rows.csv')")
         raw = np.asarray(x)
         images = check_inputs(raw, self.image_shape, "the inputs")
         if raw.dtype != np.uint8:
@@ -99,6 +114,28 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def predictions(scores: np.ndarray, task: str) -> np.ndarray:
+    """Classes from the model's outputs (a binary logit: 1 above 0), or a regression's values
+    (``(N,)`` for one output)."""
+    if task == "regression":
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+    if task == "binary":
+        return (scores[:, 0] > 0).astype(np.intp)
+    return scores.argmax(axis=1)
+
+
+def probabilities(scores: np.ndarray, task: str) -> np.ndarray:
+    """Every class's probability: a softmax, or for a binary logit ``[1 - p, p]``."""
+    if task == "regression":
+        raise DataError("a regression gives values, not class probabilities")
+    if task == "binary":
+        from scipy.special import expit
+
+        p = expit(scores[:, 0]).astype(np.float32)
+        return np.column_stack([1 - p, p])
+    return softmax(scores)
+
+
 def load(path: str | Path, plugins: Sequence[object] = ()) -> TrainedModel:
     """The trained model of ``path`` (a checkpoint file, a run folder, or ``"last"``: the newest
     run under ``runs/``), in evaluation mode, with the installed plugins (and ``plugins``) for
@@ -125,14 +162,19 @@ def load_trained_model(checkpoint: Path, registry, pm) -> TrainedModel:
                                                                ("model",))
     source = str(checkpoint)
     data = manifest.get("data") or {}
-    if not data.get("image_shape") or not data.get("class_names"):
+    task = data.get("task") or "classification"
+    if not data.get("image_shape") or (task != "regression" and not data.get("class_names")):
         raise CheckpointError(f"{source}: written before checkpoints recorded the input shape "
                               f"and classes; score it with `trainkit evaluate` instead")
     image_shape = tuple(int(d) for d in data["image_shape"])
-    class_names = [str(n) for n in data["class_names"]]
+    class_names = [str(n) for n in data.get("class_names") or ()]
     empty = np.empty((0, *image_shape), np.uint8)
-    shape_only = DatasetSplits(str(run.config.get("dataset")), empty, np.empty(0, np.intp), empty,
-                               np.empty(0, np.intp), len(class_names), tuple(class_names))
+    targets = np.empty(0, np.intp)
+    if task == "regression":  # as many outputs as the model's last layer gives
+        outputs = int(data.get("outputs") or 1)
+        targets = np.empty((0, outputs) if outputs > 1 else 0, np.float32)
+    shape_only = DatasetSplits(str(run.config.get("dataset")), empty, targets, empty, targets,
+                               len(class_names), tuple(class_names) or None, task=task)
     layer_types = {name: c.factory for name, c in registry.components["layer"].items()}
     model = assembly.build_model(run.model_factory, shape_only, np.random.default_rng(0),
                                layer_types)
@@ -141,16 +183,19 @@ def load_trained_model(checkpoint: Path, registry, pm) -> TrainedModel:
         model.train(False)
     low, high = data.get("input_range") or (0.0, 1.0)
     return TrainedModel(model, image_shape, class_names, source, manifest,
-                        (float(low), float(high)))
+                        (float(low), float(high)), task, data.get("preprocessing"))
 
 
 def read_inputs(path: Path, image_shape: tuple[int, ...],
-                input_range: tuple[float, float] | None = (0.0, 1.0)
-                ) -> tuple[np.ndarray, list[str]]:
+                input_range: tuple[float, float] | None = (0.0, 1.0),
+                preprocessing: dict[str, Any] | None = None) -> tuple[np.ndarray, list[str]]:
     """``(images as float32 scaled like training, one name per input)`` from an IDX file, a
     ``.npy`` array or a folder of PNGs; the inputs' shape, dtype and (for floats) range are
-    checked (``input_range=None``: the range is not)."""
+    checked (``input_range=None``: the range is not). A model trained on a table reads a CSV
+    file of its feature columns, transformed as in training."""
     path = Path(path)
+    if preprocessing is not None and preprocessing.get("kind") == "table":
+        return read_table_rows(path, preprocessing)
     if path.is_dir():
         raw, names = read_png_folder(path, image_shape)
     elif path.suffix == ".npy":
@@ -172,6 +217,20 @@ def read_inputs(path: Path, image_shape: tuple[int, ...],
     if len(names) != len(images):  # a single image given without its batch axis
         names = [str(i) for i in range(len(images))]
     return images, names
+
+
+def read_table_rows(path: Path, preprocessing: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """The feature rows of a CSV file, as the table's schema made them in training (a target
+    column, if there, is left out)."""
+    from trainkit.data.tables import TableSchema, read_csv
+
+    if path.suffix.lower() != ".csv":
+        raise DataError(f"{path}: the model was trained on a table: give a .csv file with its "
+                        f"feature columns")
+    header, rows = read_csv(path)
+    numbers = list(range(2, len(rows) + 2))
+    features = TableSchema.from_json(preprocessing).transform(header, rows, str(path), numbers)
+    return features, [str(n) for n in numbers]
 
 
 def expected(image_shape: tuple[int, ...]) -> str:

@@ -61,6 +61,9 @@ def capture(trainer, leave_out: tuple[str, ...] = ()) -> tuple[dict[str, np.ndar
         # what the model takes and gives, so that it can predict without the dataset's files
         "data": {"image_shape": list(trainer.context.image_shape or ()) or None,
                  "class_names": list(trainer.context.class_names or ()) or None,
+                 "task": trainer.context.task,
+                 "outputs": trainer.context.outputs,
+                 "preprocessing": trainer.context.preprocessing,
                  "input_range": list(trainer.context.input_range) if trainer.context.input_range else None},
     }
     return arrays, manifest

@@ -33,8 +33,16 @@ def check_metric(factory: Callable[..., Any], *, num_classes: int = 4, samples: 
     if findings.problems:
         return findings.done()
     rng = np.random.default_rng(seed)
+    tasks = getattr(metric, "tasks", ("classification",))
+    if "classification" not in tasks and "binary" in tasks:  # one logit, classes 0 and 1
+        num_classes = 1
     outputs = rng.standard_normal((samples, num_classes)).astype(np.float32)
-    targets = rng.integers(0, num_classes, samples)
+    if "classification" in tasks or "binary" in tasks:
+        targets = rng.integers(0, max(num_classes, 2), samples)
+    else:  # real values, one per output
+        targets = (outputs + rng.standard_normal(outputs.shape)).astype(np.float32)
+    if getattr(metric, "gathered", False):
+        return check_gathered(findings, metric, outputs, targets, rng)
     metric_name = metric.name if hasattr(metric, "name") else None  # the metric protocol's
     if not isinstance(metric_name, str) or not metric_name:
         findings.problem("has no name (the key it logs under, such as f1)")
@@ -78,4 +86,28 @@ def check_metric(factory: Callable[..., Any], *, num_classes: int = 4, samples: 
         if not np.allclose(summed, whole, rtol=1e-9, atol=1e-12):
             findings.problem(f"two ranks' states added up give {summed}, one process's "
                              f"{whole}; expected the same (data parallelism sums the states)")
+    return findings.done()
+
+
+def check_gathered(findings: Findings, metric: Any, outputs: np.ndarray, targets: np.ndarray,
+                   rng: np.random.Generator) -> list[str]:
+    """A gathered metric (every score of a pass, ``rows`` and ``compute_gathered``): the same
+    value whatever the batches and their order."""
+    def value(order: np.ndarray, sizes: list[int]) -> Any:
+        kept, start = [], 0
+        for size in sizes:
+            rows = order[start:start + size]
+            kept.append(metric.rows(outputs[rows], targets[rows]))
+            start += size
+        return metric.compute_gathered(np.concatenate(kept))
+
+    samples = len(outputs)
+    with findings.check("the epoch value"):
+        whole = value(np.arange(samples), [samples])
+        if not (isinstance(whole, float) and math.isfinite(whole)):
+            findings.problem(f"its value is {whole!r}, expected a finite float")
+        other = value(rng.permutation(samples), [samples // 2, samples - samples // 2])
+        if not np.allclose(other, whole, rtol=1e-9, atol=1e-12):
+            findings.problem(f"its value is {whole} in one batch and {other} in two shuffled "
+                             f"ones; expected the same")
     return findings.done()
