@@ -107,12 +107,24 @@ def read_arrays(path: Path) -> dict:
 
 def load_npy(path: Path):
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as e:
         raise DataError(f"{path}: holds an array that only pickle can read ({e}); save plain "
                         f"numeric arrays") from None
     except OSError as e:
         raise DataError(f"{path}: not a .npy array ({e})") from None
+    random_access(array)
+    return array
+
+
+def random_access(array) -> None:
+    """Tell the kernel that batches read scattered rows: without it each page fault reads ahead
+    128 KB around the row, and 200 batches of a 2 GB file kept 1.3 GB resident."""
+    import mmap
+
+    mapped = getattr(array, "_mmap", None)
+    if mapped is not None and hasattr(mapped, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        mapped.madvise(mmap.MADV_RANDOM)
 
 
 def check_lengths(x, y, x_name: str, y_name: str, source: str) -> None:

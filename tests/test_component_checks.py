@@ -45,8 +45,20 @@ def own_table(folder):
     return {"data_file": folder / "t.csv", "target": "target"}
 
 
+def own_images(folder):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        (folder / "pics" / "train" / label).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (6, 6), dtype=np.uint8)).save(
+                folder / "pics" / "train" / label / f"{i}.png")
+    return {"data_dir": folder / "pics"}
+
+
 #: The datasets of your own data, with the small files their check reads.
-OWN_DATA = {"arrays": own_arrays, "csv": own_table}
+OWN_DATA = {"arrays": own_arrays, "csv": own_table, "folder": own_images}
 
 
 def builtins(kind):

@@ -233,7 +233,21 @@ class PluginManager(pluggy.PluginManager):
         """Import ``module_path`` and register it (``-p MODULE``). Errors are the user's to see."""
         if self.has_plugin(module_path):
             return
-        module = importlib.import_module(module_path)
+        try:
+            module = importlib.import_module(module_path)
+        except ModuleNotFoundError as e:
+            # python -m puts the current folder on sys.path, the trainkit command does not: a
+            # plugin module beside the user is found as python -m would find it
+            import os
+            import sys
+
+            here = os.getcwd()
+            if e.name != module_path.split(".")[0] or here in sys.path or \
+                    not os.path.exists(os.path.join(here, e.name + ".py")) and \
+                    not os.path.isdir(os.path.join(here, e.name)):
+                raise
+            sys.path.insert(0, here)
+            module = importlib.import_module(module_path)
         self.register_given(module, module_path, PluginInfo(module_path, "-p"))
 
     def register_given(self, plugin: object, name: str | None = None,

@@ -197,7 +197,7 @@ def read_inputs(path: Path, image_shape: tuple[int, ...],
     if preprocessing is not None and preprocessing.get("kind") == "table":
         return read_table_rows(path, preprocessing)
     if path.is_dir():
-        raw, names = read_png_folder(path, image_shape)
+        raw, names = read_image_folder(path, image_shape, preprocessing)
     elif path.suffix == ".npy":
         try:
             raw = np.load(path, allow_pickle=False)
@@ -284,30 +284,19 @@ def check_range(images: np.ndarray, trained: tuple[float, float] | None, source:
                     f"in training, or pass --assume-scaled to predict on them as they are")
 
 
-def read_png_folder(folder: Path, image_shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:
-    """Every ``*.png`` in ``folder`` (sorted by name) as uint8 pixels, grayscale unless the model
-    was trained on 3 channels. Needs Pillow (it comes with ``trainkit[plot]``)."""
-    try:
-        from PIL import Image
-    except ImportError:
-        raise DataError(f"{folder}: reading PNG images needs Pillow: pip install "
-                        f"'trainkit[plot]'") from None
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
+def read_image_folder(folder: Path, image_shape: tuple[int, ...],
+                      preprocessing: dict[str, Any] | None = None
+                      ) -> tuple[np.ndarray, list[str]]:
+    """Every image file in ``folder`` (PNG, JPEG, BMP, GIF; sorted by name) as uint8 pixels,
+    grayscale unless the model was trained on 3 channels, resized as training resized its
+    image folder (else each must have the training images' size). Needs Pillow."""
+    from trainkit.data.images import image_files, read_images
+
+    files = image_files(folder)
     if not files:
-        raise DataError(f"{folder}: no .png file in this folder")
-    mode = "RGB" if len(image_shape) == 3 and image_shape[-1] == 3 else "L"
-    height, width = image_shape[0], image_shape[1] if len(image_shape) > 1 else 1
-    images = []
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                if image.size != (width, height):
-                    raise DataError(f"{file}: an image of {image.size[0]}x{image.size[1]} "
-                                    f"pixels; the model was trained on {width}x{height}")
-                if image.mode not in ("L", "LA", "RGB", "RGBA", "P", "1"):
-                    raise DataError(f"{file}: a {image.mode} image; the model takes 8-bit "
-                                    f"grayscale or color PNGs")
-                images.append(np.asarray(image.convert(mode), dtype=np.uint8))
-        except OSError as e:
-            raise DataError(f"{file}: not a readable PNG ({e})") from None
-    return np.stack(images), [p.name for p in files]
+        raise DataError(f"{folder}: no image file in this folder (PNG, JPEG, BMP or GIF)")
+    color = "rgb" if len(image_shape) == 3 and image_shape[-1] == 3 else "grayscale"
+    size = (preprocessing or {}).get("image_size")
+    expected = None if size else (image_shape[:2] if color == "grayscale" else image_shape)
+    images = read_images(files, color, tuple(size) if size else None, expected)
+    return images, [p.name for p in files]

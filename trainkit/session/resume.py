@@ -61,8 +61,14 @@ def open_checkpoint(path: Path, registry: Registry, pm, kinds: tuple[str, ...],
     config.update(plugin=[], no_plugin=registry.defaults(), out=None)
     if data_dir is not None:
         config["data_dir"] = str(data_dir)
+    ambient: set[str] = set()
+    if "dataset" not in kinds and config.get("dataset") not in registry.components["dataset"]:
+        # predict and export read no data: a dataset plugin that is not installed here (or a
+        # Session's arrays) does not matter, and its options are left aside
+        config["dataset"] = "idx"
+        ambient = {key for key in config if key not in RUN_DEFAULTS}
     try:
-        run = resolve(config, registry)
+        run = resolve(config, registry, ambient=ambient)
     except ConfigError as e:  # the checkpoint's config, not an option of the command
         raise CheckpointError(f"{path}: {e}") from None
     return path, manifest, arrays, run

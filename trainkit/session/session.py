@@ -71,13 +71,15 @@ class Session:
     folder or ``"last"`` to continue; ``overwrite`` clears a run folder that holds an earlier
     run; ``plugins`` are extra plugin objects registered next to the installed ones (or pass
     ``pm`` and ``registry`` already built, as the CLI does); ``verbose`` prints the model's
-    summary when training starts."""
+    summary when training starts. ``data`` trains on arrays in memory instead of a dataset:
+    ``(x, y)`` (a seeded test split is held out) or a dict of ``x_train, y_train, x_test,
+    y_test``, read as ``--dataset arrays`` reads a file (the task from the targets)."""
 
     def __init__(self, config: dict[str, Any] | None = None, *, config_file: Path | str | None = None,
                  resume: Path | str | None = None, overwrite: bool = False,
                  plugins: Sequence[object] = (), pm=None, registry=None,
                  report: Report = print_report, ambient: Collection[str] = (),
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, data: Any = None) -> None:
         if pm is None:
             from trainkit.plugin.manager import get_plugin_manager
             from trainkit.plugin.registry import Registry
@@ -91,6 +93,9 @@ class Session:
         self.config_file = Path(config_file) if config_file is not None else None
         self.resume, self.overwrite, self.report = resume, overwrite, report
         self.ambient, self.verbose = frozenset(ambient), verbose
+        self.data = in_memory(data) if data is not None else None
+        if self.data is not None:
+            self.layer.setdefault("dataset", "arrays")
         self.run: assembly.Run | None = None  # resolved (resolve)
         self.built: assembly.BuiltRun | None = None  # its data, model and trainer (build)
         self.resume_from: Path | None = None
@@ -133,6 +138,11 @@ class Session:
                                         self.registry)
             run_config.check_config_file(file_layer, self.registry, on, str(self.config_file))
         self.run = assembly.resolve(config, self.registry, ambient=self.ambient)
+        if self.data is not None:
+            if not hasattr(self.run.dataset, "arrays"):
+                raise ConfigError(f"data=... is read by dataset arrays, not "
+                                  f"{self.run.config['dataset']}", "dataset")
+            self.run.dataset.arrays = self.data
         if self.resume_from is not None:
             assert self._saved is not None and self.manifest is not None
             self.changes = resume.resume_changes(self._saved, self.run, str(self.resume_from))
@@ -327,11 +337,30 @@ class Session:
             f"{config['dataset']} with {config['optimizer']}, "
             f"{plural(config['epochs'], 'epoch')} in all, batch {config['batch_size']}, "
             f"{on_threads}; run folder {run.run_dir}", False)
+        splits = run.splits
+        pixels = splits.train_images.dtype.name == "uint8"
+        if splits.task != "classification" or pixels and splits.name == "arrays":
+            scaled = ", uint8 inputs scaled to [0, 1] (/255)" if pixels else ""
+            classes = f" ({', '.join(splits.class_names or ())})" if splits.task == "binary" else ""
+            say(f"trainkit: a {splits.task} task{classes}: loss {type(trainer.loss).__name__}, "
+                f"{splits.outputs} output(s){scaled}", False)
         if self.verbose:
             from trainkit.nn.summary import summarize
 
             shape = getattr(trainer.model, "input_shape", None) or (run.splits.input_size,)
             say(summarize(trainer.model, shape, config["batch_size"]).table(), False)
+
+
+def in_memory(data: Any) -> dict[str, Any]:
+    """``Session(data=...)`` as the arrays dataset's names: ``(x, y)`` or a dict."""
+    import numpy as np
+
+    if isinstance(data, dict):
+        return {str(k): np.asarray(v) for k, v in data.items()}
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return {"x": np.asarray(data[0]), "y": np.asarray(data[1])}
+    raise ConfigError("data must be (x, y) or a dict of x_train, y_train, x_test, y_test",
+                      "data")
 
 
 def describe_threads(threads: int, split_batch: bool) -> str:

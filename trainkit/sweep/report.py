@@ -95,17 +95,21 @@ def write_plots(study, folder: Path) -> list[Path]:
     if len(complete) >= 2 and len({k for t in complete for k in t.params}) >= 1:
         drawings.append(("param_importances.png", plots.plot_param_importances))
     folder.mkdir(parents=True, exist_ok=True)
+    import matplotlib
+
     for filename, draw in drawings:
-        with warnings.catch_warnings():
+        # Optuna's plots switch matplotlib to its ggplot style for the whole process: a
+        # notebook's next plot (trainkit's curves included) would change colours
+        with warnings.catch_warnings(), matplotlib.rc_context():
             warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
             try:
                 axes = draw(study, target_name=study.user_attrs.get("monitor", "value"))
             except (ValueError, RuntimeError, ZeroDivisionError):  # nothing to judge yet
                 continue
-        figure: Any = axes.figure
-        figure.set_size_inches(8, 5)
-        figure.tight_layout()
-        figure.savefig(folder / filename, dpi=100)
+            figure: Any = axes.figure
+            figure.set_size_inches(8, 5)
+            figure.tight_layout()
+            figure.savefig(folder / filename, dpi=100)
         import matplotlib.pyplot as plt
 
         plt.close(figure)

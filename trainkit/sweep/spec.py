@@ -146,7 +146,13 @@ def check_monitor(spec: SweepSpec, registry) -> None:
     from trainkit.session import config as run_config
 
     config = run_config.merge_configs(run_config.RUN_DEFAULTS, spec.layer)
-    logged = {"loss", "lr"} | {m.name for m in assembly.resolve(config, registry).metrics}
+    logged = {"loss", "lr"}
+    for metric in assembly.resolve(config, registry).metrics:
+        choose = getattr(metric, "choose", None)  # auto: the task's, known once data is read
+        chosen = [c for task in ("classification", "binary", "regression")
+                  for c in choose(task)] if choose else []
+        logged |= {instantiate(registry.get("metric", c).factory, config).name
+                   for c in chosen} if chosen else {metric.name}
     metric_names = {}
     for name, component in registry.components["metric"].items():
         try:
