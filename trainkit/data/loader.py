@@ -126,7 +126,7 @@ def is_whole_file(images: np.memmap) -> bool:
     """Whether ``images`` maps the whole of its .npy file's data (not a slice of it)."""
     import os
 
-    return bool(images.filename) and images.flags.c_contiguous and \
+    return images.filename is not None and images.flags.c_contiguous and \
         images.offset + images.nbytes == os.path.getsize(images.filename)
 
 
@@ -135,7 +135,7 @@ def file_range(images: np.memmap, chunk: int = 1 << 24) -> tuple[float, float]:
     it through the map would keep every page of a file larger than memory in the process."""
     low, high = np.inf, -np.inf
     count = images.size
-    with open(images.filename, "rb") as f:
+    with open(str(images.filename), "rb") as f:
         f.seek(images.offset)
         for start in range(0, count, chunk):
             part = np.fromfile(f, dtype=images.dtype, count=min(chunk, count - start))
@@ -165,7 +165,7 @@ class FileRows:
         if self._fd is None or self._pid != os.getpid():  # reopened in a forked child
             self._fd, self._pid = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0)), \
                 os.getpid()
-        view = memoryview(out.reshape(len(out), -1)).cast("B")
+        view = memoryview(out.reshape(len(out), -1)).cast("B")  # type: ignore[arg-type]
         size = self.row_bytes
         for i, row in enumerate(rows.tolist()):
             read = os.preadv(self._fd, [view[i * size:(i + 1) * size]],
