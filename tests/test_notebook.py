@@ -54,3 +54,4 @@ def test_the_quickstart_notebook_trains_plots_and_runs_its_callback(mnist_dir, t
     assert "best epoch: " in text
     assert (tmp_path / "run" / "final.npz").exists()
     assert "multiply-adds per sample" in text and "predicted: [" in text  # trainkit.load
+    assert "'test_auc'" in text  # arrays in memory, a binary task
