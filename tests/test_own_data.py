@@ -224,6 +224,9 @@ BAD = {
     "no such target": (["--dataset", "csv", "--data-file", "{tmp}/text.csv", "--target",
                         "label"], "no column 'label'"),
     "pickled npy": (["--dataset", "arrays", "--data-file", "{tmp}/pickled"], "pickle"),
+    "truncated image": (["--dataset", "folder", "--data-dir", "{tmp}/truncated"], "cut.png"),
+    "decompression bomb": (["--dataset", "folder", "--data-dir", "{tmp}/bomb"],
+                           "decompression bomb"),
 }
 
 
@@ -241,6 +244,14 @@ def make_bad_files(tmp: Path) -> None:
     image(tmp / "broken" / "train" / "a" / "1.png")
     image(tmp / "broken" / "train" / "b" / "2.png")
     (tmp / "broken" / "train" / "b" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    image(tmp / "truncated" / "train" / "a" / "1.png", (64, 64))
+    image(tmp / "truncated" / "train" / "b" / "2.png", (64, 64))
+    whole = np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)
+    Image.fromarray(whole).save(tmp / "truncated" / "train" / "b" / "cut.png")
+    data = (tmp / "truncated" / "train" / "b" / "cut.png").read_bytes()
+    (tmp / "truncated" / "train" / "b" / "cut.png").write_bytes(data[:len(data) // 2])
+    image(tmp / "bomb" / "train" / "a" / "1.png", (8, 8))
+    image(tmp / "bomb" / "train" / "b" / "huge.png", (200, 200))
     rows = [[f"person {i}", i, i % 2] for i in range(60)]
     write_csv(tmp / "text.csv", ["name", "a", "y"], rows)
     write_csv(tmp / "nolabel.csv", ["a", "y"], [[1, 0], [2, ""], [3, 1]])
@@ -251,8 +262,11 @@ def make_bad_files(tmp: Path) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_inputs_are_one_line_and_write_nothing(case, tmp_path):
+def test_bad_inputs_are_one_line_and_write_nothing(case, tmp_path, monkeypatch):
+    from PIL import Image
+
     make_bad_files(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5_000)  # 200x200 is a bomb, 8x8 is not
     args, expected = BAD[case]
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     result = CliRunner().invoke(make_cli(), ["run", *args, "--out", str(tmp_path / "out")])
@@ -304,3 +318,26 @@ def test_the_documented_third_party_dataset_trains(tmp_path):
                      "--no-plugin", "progress", "--out", str(tmp_path / "run")], plugins=[module])
     assert result.exit_code == 0, result.output
     assert "test_acc" in result.output
+
+
+def test_a_table_with_categories_and_holes(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(200):
+        colour = ["red", "green", "blue"][i % 3]
+        size = rng.normal(3 if colour == "red" else 0)
+        rows.append([colour, "" if i % 17 == 0 else f"{size:.3f}", int(colour == "red")])
+    write_csv(tmp_path / "t.csv", ["colour", "size", "red"], rows)
+    refused = CliRunner().invoke(make_cli(), ["run", "--dataset", "csv", "--data-file",
+                                              str(tmp_path / "t.csv"), "--target", "red"])
+    assert "column 'size' is missing" in refused.output and "--fill-missing" in refused.output
+    run("--dataset", "csv", "--data-file", str(tmp_path / "t.csv"), "--target", "red",
+        "--fill-missing", "mean", "--epochs", "40", "--lr", "0.01", "--out", str(tmp_path / "run"))
+    model = trainkit.load(tmp_path / "run")
+    columns = [c["name"] for c in model.preprocessing["columns"]]
+    assert columns == ["colour", "size"] and model.task == "binary"
+    write_csv(tmp_path / "new.csv", ["size", "colour"], [["0.1", "red"], ["-2", "blue"]])
+    assert list(model.predict(tmp_path / "new.csv")) == [1, 0]  # by the colour's column
+    write_csv(tmp_path / "unseen.csv", ["size", "colour"], [["0.1", "purple"]])
+    with pytest.raises(trainkit.DataError, match="'purple', a category training never saw"):
+        model.predict(tmp_path / "unseen.csv")
