@@ -106,6 +106,28 @@ def batch_norm(input_shape, rng, momentum: float = 0.1, eps: float = 1e-5):
     return BatchNorm(input_shape[-1] if input_shape else 0, momentum=momentum, eps=eps)
 
 
+def leaky_relu(input_shape, rng, negative_slope: float = 0.01):
+    """The leaky ReLU: x where positive, else negative_slope * x.
+
+    Args:
+        negative_slope: the slope below zero.
+    """
+    from trainkit.nn import LeakyReLU
+
+    return LeakyReLU(negative_slope)
+
+
+def gelu(input_shape, rng, approximate: Literal["none", "tanh"] = "none"):
+    """The GELU, x * Phi(x), exact or in PyTorch's tanh form.
+
+    Args:
+        approximate: none (exact, with erf) or tanh.
+    """
+    from trainkit.nn import GELU
+
+    return GELU(approximate)
+
+
 def activation(name: str):
     def factory(input_shape, rng):
         from trainkit.nn import ACTIVATIONS
@@ -125,5 +147,7 @@ def register_layers(register):
     register("flatten", flatten)
     register("dropout", dropout)
     register("batch-norm", batch_norm)
-    for name in ("relu", "sigmoid", "tanh"):
+    for name in ("relu", "sigmoid", "tanh", "softmax"):
         register(name, activation(name))
+    register("leaky-relu", leaky_relu)
+    register("gelu", gelu)

@@ -41,14 +41,31 @@ class CrossEntropy:
     finite logit is safe: ``loss_i = log(sum_j exp(z_ij - m_i)) - (z_iy - m_i)``. The gradient is
     ``(softmax(z) - onehot(y)) / N``. The logits are left untouched (metrics read them next); the
     work happens in one buffer that ``backward`` returns.
+
+    PyTorch's ``label_smoothing`` and ``weight``: with smoothing ``e`` over ``K`` classes and
+    class weights ``w``, ``loss_i = (1-e) w_y (-log p_y) + e/K sum_k w_k (-log p_k)``, and the
+    mean divides by ``sum_i w_(y_i)``.
+
+    Args:
+        label_smoothing: share of the target spread evenly over every class (0: none).
+        class_weights: one weight per class, comma-separated (empty: all 1), as PyTorch's
+            weight=.
     """
 
     tasks = ("classification",)
 
-    def __init__(self) -> None:
+    def __init__(self, label_smoothing: float = 0.0, class_weights: str = "") -> None:
+        from trainkit.nn.optim import check_range
+
+        check_range("label_smoothing", label_smoothing, 0.0, 1.0, high_open=False)
+        self.label_smoothing = float(label_smoothing)
+        self.class_weights = parse_weights(class_weights)
         self._buffers: dict[tuple[tuple[int, ...], str], tuple[np.ndarray, ...]] = {}
 
     def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
+        if self.label_smoothing or self.class_weights is not None:
+            return self._general_forward(logits, targets)
+        self._general = None
         key = (logits.shape, logits.dtype.char)
         buffers = self._buffers.get(key)
         if buffers is None:
@@ -69,12 +86,55 @@ class CrossEntropy:
         self._work, self._sums, self._rows, self._targets = work, sums, rows, targets
         return float(np.add.reduce(losses)) / len(losses)
 
+    def _general_forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
+        """With smoothing or class weights: PyTorch's formula, written out."""
+        k = logits.shape[1]
+        check_labels(targets, k)
+        w = np.ones(k, np.float32) if self.class_weights is None else self.class_weights
+        if len(w) != k:
+            from trainkit.errors import ConfigError
+
+            raise ConfigError(f"class_weights has {len(w)} weights for the model's {k} classes",
+                              "class_weights")
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        rows, e = np.arange(len(targets)), np.float32(self.label_smoothing)
+        w_y = w[targets]
+        losses = (1 - e) * w_y * -log_p[rows, targets] + e / k * (-log_p * w).sum(axis=1)
+        self._general = (np.exp(log_p), targets, w, w_y, float(w_y.sum()))
+        return float(losses.sum()) / self._general[4]
+
     def backward(self) -> np.ndarray:
+        if self._general is not None:
+            p, targets, w, w_y, total = self._general
+            e, k = np.float32(self.label_smoothing), p.shape[1]
+            grad = (1 - e) * w_y[:, None] * p
+            grad[np.arange(len(targets)), targets] -= (1 - e) * w_y
+            grad += e / k * (w.sum() * p - w)
+            grad *= grad.dtype.type(1.0 / total)
+            return grad
         grad = self._work
         grad /= self._sums[:, None]  # softmax
         grad[self._rows, self._targets] -= 1.0
         grad *= grad.dtype.type(1.0 / len(self._targets))
         return grad
+
+
+def parse_weights(text: str) -> np.ndarray | None:
+    """``"1,2.5,1"`` as float32 weights; empty: ``None``."""
+    text = str(text or "").strip()
+    if not text:
+        return None
+    try:
+        weights = np.array([float(v) for v in text.split(",")], np.float32)
+    except ValueError:
+        weights = np.array([-1.0], np.float32)
+    if (weights < 0).any() or not np.isfinite(weights).all() or not weights.sum() > 0:
+        from trainkit.errors import ConfigError
+
+        raise ConfigError(f"class_weights must be numbers >= 0, comma-separated, got {text!r}",
+                          "class_weights")
+    return weights
 
 
 def targets_like(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -28,7 +28,8 @@ LAYER_SHAPES = {"dense": ((5,), {"units": 3}), "conv2d": ((5, 5, 2), {"channels"
                 "max-pool": ((4, 4, 2), {}), "avg-pool": ((4, 4, 2), {}),
                 "flatten": ((3, 3, 2), {}), "dropout": ((6,), {}),
                 "batch-norm": ((3, 3, 2), {}), "relu": ((6,), {}), "sigmoid": ((6,), {}),
-                "tanh": ((6,), {})}
+                "tanh": ((6,), {}), "leaky-relu": ((6,), {}), "gelu": ((6,), {}),
+                "softmax": ((6,), {})}
 
 
 def own_arrays(folder):

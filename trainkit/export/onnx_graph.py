@@ -121,29 +121,51 @@ def rescale(layer: Any, graph: OnnxGraph, x: str) -> str:  # a regression's targ
     return graph.node("Add", [x, graph.constant("shift", layer.shift)])
 
 
+def gelu(layer: Any, graph: OnnxGraph, x: str) -> str:
+    """ONNX's Gelu is opset 20: the formula in opset 17's operators."""
+    half = graph.constant("half", np.float32(0.5))
+    if layer.approximate == "tanh":
+        cube = graph.node("Mul", [x, graph.node("Mul", [x, x])])
+        inner = graph.node("Add", [x, graph.node("Mul", [cube, graph.constant(
+            "c", np.float32(0.044715))])])
+        t = graph.node("Tanh", [graph.node("Mul", [inner, graph.constant(
+            "k", np.float32(np.sqrt(2 / np.pi)))])])
+    else:
+        t = graph.node("Erf", [graph.node("Mul", [x, graph.constant(
+            "k", np.float32(1 / np.sqrt(2)))])])
+    one_plus = graph.node("Add", [t, graph.constant("one", np.float32(1))])
+    return graph.node("Mul", [graph.node("Mul", [x, half]), one_plus])
+
+
 def element_wise(op: str) -> Callable[[Any, OnnxGraph, str], str]:
     return lambda layer, graph, x: graph.node(op, [x])
 
 
 def built_in_converters() -> dict[type, Callable[[Any, OnnxGraph, str], str]]:
     from trainkit.nn import (
+        GELU,
         AvgPool2d,
         BatchNorm,
         Conv2d,
         Dropout,
         Flatten,
+        LeakyReLU,
         Linear,
         MaxPool2d,
         ReLU,
         Rescale,
         Sigmoid,
+        Softmax,
         Tanh,
     )
 
     return {Linear: linear, Conv2d: conv2d, MaxPool2d: pool("MaxPool"),
             AvgPool2d: pool("AveragePool"), BatchNorm: batch_norm, Flatten: flatten,
             ReLU: element_wise("Relu"), Sigmoid: element_wise("Sigmoid"),
-            Tanh: element_wise("Tanh"), Dropout: lambda layer, graph, x: x, Rescale: rescale}
+            Tanh: element_wise("Tanh"), Dropout: lambda layer, graph, x: x, Rescale: rescale,
+            GELU: gelu, Softmax: lambda layer, graph, x: graph.node("Softmax", [x], axis=-1),
+            LeakyReLU: lambda layer, graph, x: graph.node(
+                "LeakyRelu", [x], alpha=float(layer.negative_slope))}
 
 
 def to_bytes(trained: Any, *, probabilities: bool = False, float_input: bool = False) -> bytes:

@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from trainkit.nn.conv import Conv2d
     from trainkit.nn.dropout import Dropout
-    from trainkit.nn.layers import ACTIVATIONS, Linear, ReLU, Rescale, Sigmoid, Tanh
+    from trainkit.nn.layers import (
+        ACTIVATIONS,
+        GELU,
+        LeakyReLU,
+        Linear,
+        ReLU,
+        Rescale,
+        Sigmoid,
+        Softmax,
+        Tanh,
+    )
     from trainkit.nn.module import Module, Parameter, Sequential, ShapeError
     from trainkit.nn.normalization import BatchNorm
     from trainkit.nn.optim import Optimizer
@@ -25,12 +35,14 @@ if TYPE_CHECKING:
 
 _WHERE = {"Conv2d": "conv", "Dropout": "dropout", "ACTIVATIONS": "layers", "Linear": "layers",
           "ReLU": "layers", "Sigmoid": "layers", "Tanh": "layers", "Rescale": "layers",
+          "LeakyReLU": "layers", "GELU": "layers", "Softmax": "layers",
           "Module": "module",
           "Parameter": "module", "Sequential": "module", "ShapeError": "module",
           "BatchNorm": "normalization", "Optimizer": "optim", "AvgPool2d": "pooling",
           "MaxPool2d": "pooling", "Flatten": "reshape"}
 
-__all__ = ["ACTIVATIONS", "AvgPool2d", "BatchNorm", "Conv2d", "Dropout", "Flatten", "Linear",
+__all__ = ["ACTIVATIONS", "AvgPool2d", "BatchNorm", "Conv2d", "Dropout", "Flatten", "GELU",
+           "LeakyReLU", "Linear", "Softmax",
            "MaxPool2d", "Module", "Optimizer", "Parameter", "ReLU", "Rescale", "Sequential",
            "ShapeError",
            "Sigmoid", "Tanh"]

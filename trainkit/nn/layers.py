@@ -157,6 +157,79 @@ class Tanh(Module):
         return grad_output
 
 
+class LeakyReLU(Module):
+    """``y = x`` where ``x > 0``, else ``negative_slope * x``; the gradient likewise."""
+
+    multiply_adds = no_products
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        self.negative_slope = np.float32(negative_slope)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._positive = x > 0
+        return np.where(self._positive, x, x * self.negative_slope)
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return np.where(self._positive, grad_output, grad_output * self.negative_slope)
+
+    def describe(self) -> str:
+        return f"LeakyReLU({self.negative_slope:g})"
+
+
+class GELU(Module):
+    """``y = x * Phi(x)`` with ``Phi`` the standard normal's distribution function (exact, with
+    ``erf``), or PyTorch's ``approximate="tanh"`` form ``x/2 (1 + tanh(sqrt(2/pi) (x +
+    0.044715 x^3)))``; the gradient of the form used."""
+
+    multiply_adds = no_products
+    SQRT_2_OVER_PI = np.float32(np.sqrt(2 / np.pi))
+
+    def __init__(self, approximate: str = "none") -> None:
+        if approximate not in ("none", "tanh"):
+            raise ShapeError(f"approximate must be none or tanh, got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._x = x.copy()
+        if self.approximate == "tanh":
+            self._t = np.tanh(self.SQRT_2_OVER_PI * (x + np.float32(0.044715) * x ** 3))
+            return np.float32(0.5) * x * (1 + self._t)
+        from scipy.special import erf
+
+        self._phi = np.float32(0.5) * (1 + erf(x * np.float32(1 / np.sqrt(2))))
+        return x * self._phi
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        x = self._x
+        if self.approximate == "tanh":
+            t = self._t
+            inner = self.SQRT_2_OVER_PI * (1 + np.float32(3 * 0.044715) * x * x)
+            return grad_output * (np.float32(0.5) * (1 + t) + np.float32(0.5) * x * (1 - t * t)
+                                  * inner)
+        density = np.exp(np.float32(-0.5) * x * x) * np.float32(1 / np.sqrt(2 * np.pi))
+        return grad_output * (self._phi + x * density)
+
+    def describe(self) -> str:
+        return "GELU(tanh)" if self.approximate == "tanh" else "GELU"
+
+
+class Softmax(Module):
+    """``y = exp(x) / sum(exp(x))`` over the last axis (its maximum subtracted first);
+    ``dx = y (g - sum(g y))``. For a model whose outputs are probabilities: the losses take
+    logits, so a classifier ends without it."""
+
+    multiply_adds = no_products
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        self._y = e / e.sum(axis=-1, keepdims=True)
+        return self._y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        y = self._y
+        return y * (grad_output - (grad_output * y).sum(axis=-1, keepdims=True))
+
+
 class Rescale(Module):
     """``y = x * scale + shift`` per output, with constants that are state, not parameters: a
     regression model ends in one set to its training targets' standard deviation and mean, so
@@ -189,4 +262,6 @@ class Rescale(Module):
         return f"Rescale({self.scale.size})"
 
 
-ACTIVATIONS: dict[str, type[Module]] = {"sigmoid": Sigmoid, "relu": ReLU, "tanh": Tanh}
+ACTIVATIONS: dict[str, type[Module]] = {"sigmoid": Sigmoid, "relu": ReLU, "tanh": Tanh,
+                                        "leaky-relu": LeakyReLU, "gelu": GELU,
+                                        "softmax": Softmax}
