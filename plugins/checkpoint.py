@@ -105,7 +105,9 @@ class Checkpoint:
 
     @hookimpl
     def on_fit_end(self, trainer, reason):
-        if reason not in NOT_FINISHED:
+        if reason == "max-time":  # stopped at a batch by the clock: resumable from there
+            self.save(trainer, ["last.npz"])
+        elif reason not in NOT_FINISHED:
             self.save(trainer, ["final.npz"])
 
     @hookimpl

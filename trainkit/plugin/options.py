@@ -226,7 +226,7 @@ def plugin_option_param(plugin: str, option: str) -> str:
     """The parameter name of a run plugin's option; its flag is ``--<plugin>-<option>``, except
     for the option that names what the plugin does (``schedule`` of ``lr-schedule``): that one
     is the plugin's own name, ``--lr-schedule cosine``, and giving it turns the plugin on."""
-    if plugin == option or plugin.endswith("-" + option):
+    if plugin.replace("-", "_") == option.replace("-", "_") or plugin.endswith("-" + option):
         return plugin.replace("-", "_")
     return f"{plugin}_{option}".replace("-", "_")
 

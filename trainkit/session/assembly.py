@@ -92,7 +92,16 @@ def resolve(config: dict[str, Any], registry: Registry, *, ambient: Collection[s
     plugin_names = enabled_plugins(config, registry)
 
     owners = component_option_owners(registry)
+    from trainkit.data.loader import TASKS
+
     selected = {c.name: c for c in [*components.values(), *metric_components]}
+    for component in [components["loss"], *metric_components]:
+        # "auto" stands for the task's choice: that one's options apply too
+        choose = getattr(instantiate(component.factory, {}), "choose", None)
+        for task in TASKS if choose is not None else ():
+            chosen = choose(task)
+            for name in [chosen] if isinstance(chosen, str) else chosen:
+                selected.setdefault(name, registry.get(component.kind, name))
     for key in list(config):
         if key in RUN_DEFAULTS or key in registry.components["plugin"]:
             continue

@@ -1,0 +1,91 @@
+"""The techniques of the second day that are in: gradient clipping, a wall-clock limit, and
+the breadth (weight decay, RMSprop, label smoothing, class weights) through the CLI."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from trainkit.cli import make_cli
+
+
+def invoke(args):
+    return CliRunner().invoke(make_cli(), args, catch_exceptions=False)
+
+
+def quick(data_dir, out, *extra):
+    return ["run", "--dataset", "idx", "--data-dir", str(data_dir), "--no-plugin", "progress",
+            "--out", str(out), *extra]
+
+
+def clipped(clip: str, maximum: float, grads: np.ndarray) -> np.ndarray:
+    from trainkit.plugins.grad_clip import GradClip
+
+    plugin = GradClip(clip, maximum)
+    trainer = SimpleNamespace(model=SimpleNamespace(grads=grads.copy()))
+    plugin.on_before_optimizer_step(trainer)
+    return trainer.model.grads
+
+
+def test_norm_clipping_is_pytorchs_clip_grad_norm():
+    grads = np.random.default_rng(0).normal(size=300).astype(np.float32)
+    norm = float(np.sqrt(np.sum(grads.astype(np.float64) ** 2)))
+    # clip_grad_norm_: scale by max / (norm + 1e-6) when that is below 1, else leave them
+    np.testing.assert_allclose(clipped("norm", 1.0, grads), grads * (1.0 / (norm + 1e-6)),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(clipped("norm", 2 * norm, grads), grads)
+    np.testing.assert_array_equal(clipped("value", 0.5, grads), np.clip(grads, -0.5, 0.5))
+
+
+def test_grad_clip_logs_the_norm_before_clipping(synthetic_dir, tmp_path):
+    from trainkit.persist.checkpoint_io import load_checkpoint
+
+    result = invoke(quick(synthetic_dir, tmp_path / "run", "--epochs", "2", "--plugin",
+                          "grad-clip", "--grad-clip-max", "0.1"))
+    assert result.exit_code == 0, result.output
+    history = load_checkpoint(tmp_path / "run" / "final.npz")[0]["history"]
+    assert all(row["grad_norm"] > 0.1 for row in history)  # logged before clipping
+    assert "grad_norm" in result.output
+
+
+def test_max_time_stops_cleanly_and_a_resume_ends_where_one_run_does(synthetic_dir, tmp_path):
+    from trainkit.persist.checkpoint_io import load_checkpoint
+
+    whole = invoke(quick(synthetic_dir, tmp_path / "whole", "--epochs", "3"))
+    assert whole.exit_code == 0, whole.output
+    cut = invoke(quick(synthetic_dir, tmp_path / "cut", "--epochs", "3", "--max-time",
+                       "0.001"))
+    assert cut.exit_code == 0, cut.output
+    assert "max-time after epoch 0" in cut.output and "--resume continues there" in cut.output
+    manifest = load_checkpoint(tmp_path / "cut" / "last.npz")[0]
+    assert manifest["epoch"] == 0 and manifest["global_step"] >= 1  # in the first epoch
+    resumed = invoke(["run", "--resume", str(tmp_path / "cut"), "--max-time", "01:00:00",
+                      "--dataset", "idx", "--data-dir", str(synthetic_dir)])
+    assert resumed.exit_code == 0, resumed.output
+    a = load_checkpoint(tmp_path / "whole" / "final.npz")[1]
+    b = load_checkpoint(tmp_path / "cut" / "final.npz")[1]
+    for key in a:
+        if key.startswith(("model/", "optimizer/")):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("bad", ["10 minutes", "0", "-5"])
+def test_a_bad_max_time_is_one_line(bad, synthetic_dir, tmp_path):
+    result = CliRunner().invoke(make_cli(), quick(synthetic_dir, tmp_path / "r", "--max-time",
+                                                  bad))
+    assert result.exit_code == 2 and "max_time must be HH:MM:SS" in result.output
+
+
+@pytest.mark.parametrize("args", [
+    ["--optimizer", "sgd", "--weight-decay", "0.01"],
+    ["--optimizer", "rmsprop", "--lr", "0.001", "--weight-decay", "0.001"],
+    ["--label-smoothing", "0.1", "--class-weights", ",".join(["1"] * 9 + ["2"])],
+])
+def test_the_breadth_from_the_command_line(args, synthetic_dir, tmp_path):
+    result = invoke(quick(synthetic_dir, tmp_path / "run", "--epochs", "2", "--lr", "0.01",
+                          *args))
+    assert result.exit_code == 0, result.output
+    assert "test_acc" in result.output
