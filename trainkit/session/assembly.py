@@ -98,7 +98,9 @@ def resolve(config: dict[str, Any], registry: Registry, *, ambient: Collection[s
     for component in [components["loss"], *metric_components]:
         # "auto" stands for the task's choice: that one's options apply too
         choose = getattr(instantiate(component.factory, {}), "choose", None)
-        for task in TASKS if choose is not None else ():
+        if choose is None:
+            continue
+        for task in TASKS:
             chosen = choose(task)
             for name in [chosen] if isinstance(chosen, str) else chosen:
                 selected.setdefault(name, registry.get(component.kind, name))
