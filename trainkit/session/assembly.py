@@ -97,9 +97,9 @@ def resolve(config: dict[str, Any], registry: Registry, *, ambient: Collection[s
     selected = {c.name: c for c in [*components.values(), *metric_components]}
     for component in [components["loss"], *metric_components]:
         # "auto" stands for the task's choice: that one's options apply too
-        choose = getattr(instantiate(component.factory, {}), "choose", None)
-        if choose is None:
+        if not hasattr(component.factory, "choose"):  # a class that stands for another
             continue
+        choose = instantiate(component.factory, {}).choose
         for task in TASKS:
             chosen = choose(task)
             for name in [chosen] if isinstance(chosen, str) else chosen:
