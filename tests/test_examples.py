@@ -70,10 +70,10 @@ def test_installed_plugin_package_is_listed_with_its_distribution(venv_python):
     result = trainkit_in(venv_python, "plugins", "--all")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert any(line.split()[:3] == ["optimizer", "rmsprop", "rmsprop"] for line in lines)
+    assert any(line.split()[:3] == ["optimizer", "adagrad", "adagrad"] for line in lines)
     assert any(line.split()[:3] == ["plugin", "confused-pairs", "confused-pairs"]
                for line in lines)
-    assert "rmsprop  [entry point, trainkit-extras 0.1.0]  hooks: register_optimizers" in result.stdout
+    assert "adagrad  [entry point, trainkit-extras 0.1.0]  hooks: register_optimizers" in result.stdout
     assert "--confused-pairs-top = 3" in result.stdout
     assert "registers: plugin confused-pairs" in result.stdout
 
@@ -84,16 +84,16 @@ def test_installed_plugin_options_show_in_run_help(venv_python):
     assert "Plugin confused-pairs (--plugin confused-pairs, from plugin confused-pairs):" \
         in text
     assert "--confused-pairs-top" in text
-    assert "[default: 0.9; rmsprop from plugin rmsprop]" in text  # --rho says where it is from
+    assert "[default: 0.0; adagrad from plugin adagrad]" in text  # --lr-decay: from where
 
 
 def test_installed_plugins_train_and_their_hooks_run(venv_python, synthetic_dir, tmp_path):
     result = trainkit_in(venv_python, "run", "--dataset", "idx", "--data-dir", str(synthetic_dir),
                          "--epochs", "2",
-                         "--optimizer", "rmsprop", "--rho", "0.95", "--plugin", "confused-pairs",
+                         "--optimizer", "adagrad", "--lr-decay", "0.001", "--plugin", "confused-pairs",
                          "--confused-pairs-top", "2", "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
-    assert "with rmsprop" in result.stdout
+    assert "with adagrad" in result.stdout
     assert "confused-pairs: per-class accuracy: 0:" in result.stdout
     assert "confused-pairs: most confused:" in result.stdout
     assert (tmp_path / "run" / "confusion.csv").read_text().count("\n") == 10
@@ -101,7 +101,7 @@ def test_installed_plugins_train_and_their_hooks_run(venv_python, synthetic_dir,
 
 def test_autoload_off_leaves_the_third_party_plugins_out(venv_python):
     result = trainkit_in(venv_python, "plugins", TRAINKIT_DISABLE_PLUGIN_AUTOLOAD="1")
-    assert result.returncode == 0 and "rmsprop" not in result.stdout and "adam" in result.stdout
+    assert result.returncode == 0 and "adagrad" not in result.stdout and "adam" in result.stdout
 
 
 def test_the_example_packages_own_tests_pass_with_the_fixtures():

@@ -210,8 +210,8 @@ def test_strict_plugins_makes_a_broken_plugin_fail_clearly(broken_site, syntheti
 @pytest.fixture
 def mistaken_site(tmp_path) -> Path:
     """Installed side by side: a package that re-registers adam, one whose hook has a wrong
-    argument name, one with a typo'd hook name, and another rmsprop next to the example
-    package trainkit-extras (which registers rmsprop too)."""
+    argument name, one with a typo'd hook name, and another adagrad next to the example
+    package trainkit-extras (which registers adagrad too)."""
     site = tmp_path / "site"
     fake_distribution(site, "dup-adam", "dup_adam_mod", """
         from trainkit import hookimpl
@@ -234,18 +234,18 @@ def mistaken_site(tmp_path) -> Path:
         def on_epoch_ends(trainer):
             pass
     """)
-    fake_distribution(site, "other-rmsprop", "other_rmsprop_mod", """
+    fake_distribution(site, "other-adagrad", "other_adagrad_mod", """
         from trainkit import hookimpl
 
         @hookimpl
         def register_optimizers(register):
-            register("rmsprop", object)
+            register("adagrad", object)
     """)
     extras = site / "trainkit_extras-0.1.dist-info"
     extras.mkdir()
     (extras / "METADATA").write_text("Metadata-Version: 2.1\nName: trainkit-extras\n"
                                      "Version: 0.1\n")
-    (extras / "entry_points.txt").write_text("[trainkit]\nrmsprop = trainkit_extras.rmsprop\n"
+    (extras / "entry_points.txt").write_text("[trainkit]\nadagrad = trainkit_extras.adagrad\n"
                                              "confused-pairs = trainkit_extras.confusion\n")
     return site
 
@@ -260,7 +260,7 @@ def test_mistaken_plugins_side_by_side_are_each_named_once_and_every_command_wor
         warnings_ = [line for line in result.stderr.splitlines() if "warning: plugin" in line]
         for name in ("dup-adam", "wrong-argument", "typo-hook"):
             assert sum(f"plugin {name!r}" in line for line in warnings_) == 1, (name, warnings_)
-        assert sum("rmsprop" in line for line in warnings_) == 1  # the later one only
+        assert sum("adagrad" in line for line in warnings_) == 1  # the later one only
     assert "(did you mean on_epoch_end?)" in result.stderr
     assert "takes 'registr', which trainkit does not pass" in result.stderr
     assert "-p no:dup-adam or pip uninstall dup-adam" in result.stderr

@@ -5,9 +5,9 @@ from trainkit.testing import check_plugin
 from trainkit_extras.confusion import ConfusionMatrix
 
 
-def test_rmsprop_trains_the_tiny_dataset(trainkit_cli):
-    result = trainkit_cli(["run", "--optimizer", "rmsprop", "--lr", "0.01", "--epochs", "3"],
-                          modules=["trainkit_extras.rmsprop"])
+def test_adagrad_trains_the_tiny_dataset(trainkit_cli):
+    result = trainkit_cli(["run", "--optimizer", "adagrad", "--lr", "0.1", "--epochs", "3"],
+                          modules=["trainkit_extras.adagrad"])
     assert result.exit_code == 0, result.output
     assert result.history[-1]["val_acc"] > 0.9
 
