@@ -89,3 +89,45 @@ def test_the_breadth_from_the_command_line(args, synthetic_dir, tmp_path):
                           *args))
     assert result.exit_code == 0, result.output
     assert "test_acc" in result.output
+
+
+def test_ema_is_timms_update_with_its_warm_up():
+    from trainkit.plugins.ema import EMA
+
+    rng = np.random.default_rng(0)
+    model = SimpleNamespace(params=rng.normal(size=20).astype(np.float32),
+                            states=rng.normal(size=4).astype(np.float32))
+    trainer = SimpleNamespace(model=model)
+    ema = EMA(decay=0.99, power=0.75)
+    ema.on_fit_start(trainer)
+    expected = np.concatenate([model.params, model.states]).astype(np.float64)
+    for step in range(1, 30):
+        model.params += rng.normal(size=20).astype(np.float32)
+        model.states += rng.normal(size=4).astype(np.float32)
+        ema.on_batch_end(trainer)
+        decay = min(0.99, 1 - (1 + step) ** -0.75)  # timm ModelEmaV3.get_decay, warm-up on
+        expected = decay * expected + (1 - decay) * np.concatenate([model.params, model.states])
+    np.testing.assert_allclose(ema.average, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_ema_scores_and_saves_the_average_and_resumes_the_training_weights(synthetic_dir,
+                                                                           tmp_path):
+    import json
+
+    from trainkit.persist.checkpoint_io import load_checkpoint
+    from trainkit.plugins.ema import EMA
+    from trainkit.testing import check_plugin
+
+    result = invoke(quick(synthetic_dir, tmp_path / "run", "--epochs", "2", "--plugin", "ema"))
+    assert result.exit_code == 0, result.output
+    manifest, arrays = load_checkpoint(tmp_path / "run" / "final.npz")
+    held = arrays["plugins/ema/other"]  # the training weights, kept for a resume
+    weights = np.concatenate([arrays[k].ravel() for k in sorted(arrays) if k.startswith("model/")])
+    assert weights.size == held.size and not np.allclose(np.sort(weights), np.sort(held))
+    report = json.loads(invoke(["evaluate", str(tmp_path / "run"), "--json"]).output)
+    run_test_acc = manifest["history"][-1]["test_acc"]
+    assert report["metrics"]["acc"] == pytest.approx(run_test_acc, abs=1e-12)  # the average
+    # Ctrl+C mid-epoch and a resume: the same weights as one run (the averaged ones saved)
+    (tmp_path / "check").mkdir()
+    check_plugin(EMA, name="ema", ddp=False, folder=tmp_path / "check",
+                 options={"decay": 0.9, "warmup": False, "power": 0.5, "evaluate": True})

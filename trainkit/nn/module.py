@@ -182,8 +182,8 @@ class Module:
                          if name in vars(k) or f"{name}_steps" in vars(k))
             steps = f"{name}_steps" in vars(klass)  # 0.1.0's steps, driven by Module's pass
             how = _HOW[type(self), name] = (steps or vars(klass).get("scheduled", False), steps)
-        scheduled, steps = how
-        if not scheduled:
+        hands_over, steps = how
+        if not hands_over:
             wait()
         if steps:
             return getattr(Module, name)(self, array)

@@ -2,11 +2,11 @@
 
 A layer says what its work is, not how it is split: ``over_batch(work, *arrays)`` (a function
 of the arrays it reads and writes, which may be cut by sample) and ``wait()`` where it reads
-the results (``trainkit.nn.schedule``). This module holds the ``Plan`` in force (how many
-threads, whether the model splits all its work, what is too small to cut), which the schedule
-alone reads, and the threads. Nothing in a layer or an optimizer reads the plan: on one thread
-the layer's function is called once on the whole arrays, at once, and the layer reads as the
-maths.
+the results. This module holds the ``Plan`` in force (how many threads, whether the model splits
+all its work, what is too small to cut) and the ``Schedule`` of a model's pass, which alone read
+it; ``trainkit.nn.workers`` runs the parts on the threads. Nothing in a layer or an optimizer
+reads the plan: on one thread the layer's function is called once on the whole arrays, at once,
+and the layer reads as the maths.
 
 Why threads at all: numpy runs a copy, a ufunc or (with BLAS on one thread) a GEMM on one core,
 but it releases the GIL while it does, so Python threads really do work on parts of a batch at
