@@ -131,3 +131,56 @@ def test_ema_scores_and_saves_the_average_and_resumes_the_training_weights(synth
     (tmp_path / "check").mkdir()
     check_plugin(EMA, name="ema", ddp=False, folder=tmp_path / "check",
                  options={"decay": 0.9, "warmup": False, "power": 0.5, "evaluate": True})
+
+
+class FixedDraws:
+    """A generator stand-in: every image chosen, the given shift, nothing else."""
+
+    def __init__(self, dy: float, dx: float) -> None:
+        self.dy, self.dx = dy, dx
+
+    def random(self, n):
+        return np.zeros(n)
+
+    def uniform(self, low, high, size):
+        if size == 2 or (isinstance(size, tuple) and size[0] == 2):
+            n = size[1]
+            return np.array([[self.dy] * n, [self.dx] * n]) / np.array([[28], [28]])
+        return np.full(size, (low + high) / 2)  # no rotation (0), no scaling (1)
+
+
+def test_augment_moves_images_by_the_drawn_amounts():
+    from trainkit.plugins.augment import transform
+
+    image = np.zeros((1, 28, 28, 1), np.float32)
+    image[0, 10:14, 8:12] = 1.0
+    moved = image.copy()
+    transform(moved, FixedDraws(2, -3), 1.0, 0.2, 10.0, 0.1)
+    np.testing.assert_allclose(moved[0, 12:16, 5:9], 1.0, atol=1e-6)  # 2 down, 3 left
+    assert abs(moved.sum() - image.sum()) < 1e-4
+
+
+def test_augment_draws_from_the_seed_and_step_and_leaves_evaluation_alone(synthetic_dir,
+                                                                          tmp_path):
+    from trainkit.plugins.augment import Augment
+    from trainkit.testing import check_plugin
+
+    (tmp_path / "check").mkdir()
+    # an interrupted run and its resume end with the same weights as one run: the draws
+    # depend on the seed and the global step only
+    check_plugin(Augment, name="augment", ddp=False, folder=tmp_path / "check",
+                 options={"probability": 0.8, "shift": 0.2, "rotate": 20.0, "scale": 0.2,
+                          "erase": 0.5})
+    plain = invoke(quick(synthetic_dir, tmp_path / "plain", "--epochs", "1"))
+    moved = invoke(quick(synthetic_dir, tmp_path / "moved", "--epochs", "1", "--plugin",
+                         "augment", "--augment-erase", "0.5"))
+    assert plain.exit_code == moved.exit_code == 0
+    assert plain.output != moved.output  # the training batches were changed
+    import json
+
+    from trainkit.persist.checkpoint_io import load_checkpoint
+
+    # the run's test score is what evaluate (which runs no plugin) gives: test images untouched
+    report = json.loads(invoke(["evaluate", str(tmp_path / "moved"), "--json"]).output)
+    logged = load_checkpoint(tmp_path / "moved" / "final.npz")[0]["history"][-1]["test_acc"]
+    assert report["metrics"]["acc"] == pytest.approx(logged, abs=1e-12)

@@ -1,0 +1,109 @@
+"""augment: random shifts, small rotations and scalings, and random erasing of training images,
+on the batch, in numpy and scipy.
+
+Each training batch (never validation or test) is changed in place before its forward pass:
+every image is, with ``probability``, moved by an affine map (a rotation within ``rotate``
+degrees, a scaling within ``1 +- scale``, a shift within ``shift`` of its size; bilinear, zero
+outside, as Keras' ``RandomRotation``/``RandomZoom``/``RandomTranslation`` with constant
+fill), then with ``erase`` a rectangle of it is set to zero (timm's ``RandomErasing``, 2-20% of
+the image, aspect ratio 0.3-3.3). The draws come from a generator seeded by the run's seed and the global step, so a
+resumed run draws what an uninterrupted one would, whatever came before.
+"""
+
+from __future__ import annotations
+
+import math
+
+from trainkit import hookimpl
+from trainkit.lazy import lazy_import
+
+np = lazy_import("numpy")
+
+
+class Augment:
+    """Randomly shift, rotate, scale and erase the training images.
+
+    Args:
+        probability: the chance that an image is moved (shifted, rotated and scaled).
+        shift: the largest shift, as a share of the image's side.
+        rotate: the largest rotation, in degrees.
+        scale: the largest change of size, as a share (0.1: 90% to 110%).
+        erase: the chance that a rectangle of an image is set to zero.
+    """
+
+    def __init__(self, probability: float = 0.5, shift: float = 0.1, rotate: float = 10.0,
+                 scale: float = 0.1, erase: float = 0.0) -> None:
+        from trainkit.nn.optim import check_range
+
+        check_range("probability", probability, 0.0, 1.0, high_open=False)
+        check_range("shift", shift, 0.0, 0.5, high_open=False)
+        check_range("rotate", rotate, 0.0, 180.0, high_open=False)
+        check_range("scale", scale, 0.0, 1.0)
+        check_range("erase", erase, 0.0, 1.0, high_open=False)
+        self.name = "augment"
+        self.probability, self.shift, self.rotate, self.scale = probability, shift, rotate, scale
+        self.erase = erase
+        self.seed = 0
+
+    @hookimpl
+    def on_fit_start(self, trainer):
+        self.seed = int(trainer.context.config.get("seed") or 0)
+
+    @hookimpl
+    def on_batch_start(self, trainer, batch):
+        images = batch[0]
+        shape = tuple(trainer.context.image_shape or ())
+        if images.ndim == 2 and len(shape) in (2, 3):  # an MLP's rows of image pixels
+            images = images.reshape(len(images), *shape)
+        if images.ndim not in (3, 4):  # feature rows: nothing to move
+            return
+        rng = np.random.default_rng([self.seed, trainer.state.global_step, 0x5EED])
+        transform(images, rng, self.probability, self.shift, self.rotate, self.scale)
+        if self.erase:
+            erase(images, rng, self.erase)
+
+
+def transform(images, rng, probability: float, shift: float, rotate: float,
+              scale: float) -> None:
+    """Move the chosen images of ``(N, H, W[, C])`` in place by random affine maps about their
+    centres (bilinear; zero outside): one ``scipy.ndimage.affine_transform`` an image, about
+    25 us for 28x28 (a whole-batch ``map_coordinates`` took twice as long)."""
+    from scipy.ndimage import affine_transform
+
+    n, h, w = images.shape[:3]
+    chosen = rng.random(n) < probability
+    angle = np.radians(rng.uniform(-rotate, rotate, n))
+    zoom = rng.uniform(1 - scale, 1 + scale, n)
+    dy, dx = rng.uniform(-shift, shift, (2, n)) * np.array([[h], [w]])
+    # where each output pixel reads from: source = A (output - centre - shift) + centre
+    cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
+    inverse = np.stack([np.stack([cos, -sin], 1), np.stack([sin, cos], 1)], 1)  # (n, 2, 2)
+    centre = np.array([(h - 1) / 2, (w - 1) / 2])
+    offsets = centre - np.einsum("nij,nj->ni", inverse, centre + np.stack([dy, dx], 1))
+    planes = images.reshape(n, h, w, -1)
+    scratch = np.empty((h, w), images.dtype)
+    for i in np.flatnonzero(chosen).tolist():
+        for c in range(planes.shape[3]):
+            affine_transform(planes[i, :, :, c], inverse[i], offset=offsets[i], output=scratch,
+                             order=1, mode="constant", cval=0.0)
+            planes[i, :, :, c] = scratch
+
+
+def erase(images, rng, probability: float) -> None:
+    """timm's RandomErasing on ``(N, H, W[, C])``, in place: with ``probability`` a rectangle of
+    2-20% of the image, aspect ratio 0.3-3.3 (log-uniform), set to zero."""
+    n, h, w = images.shape[:3]
+    chosen = rng.random(n) < probability
+    areas = rng.uniform(0.02, 0.2, n) * h * w
+    ratios = np.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3), n))
+    corners = rng.random((n, 2))
+    for i in np.flatnonzero(chosen):
+        eh = min(h, max(1, int(round(math.sqrt(areas[i] * ratios[i])))))
+        ew = min(w, max(1, int(round(math.sqrt(areas[i] / ratios[i])))))
+        top, left = int(corners[i, 0] * (h - eh + 1)), int(corners[i, 1] * (w - ew + 1))
+        images[i, top:top + eh, left:left + ew] = 0
+
+
+@hookimpl
+def register_run_plugins(register):
+    register("augment", Augment)
