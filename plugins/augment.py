@@ -6,8 +6,8 @@ every image is, with ``probability``, moved by an affine map (a rotation within 
 degrees, a scaling within ``1 +- scale``, a shift within ``shift`` of its size; bilinear, zero
 outside, as Keras' ``RandomRotation``/``RandomZoom``/``RandomTranslation`` with constant
 fill), then with ``erase`` a rectangle of it is set to zero (timm's ``RandomErasing``, 2-20% of
-the image, aspect ratio 0.3-3.3). The draws come from a generator seeded by the run's seed and the global step, so a
-resumed run draws what an uninterrupted one would, whatever came before.
+the image, aspect ratio 0.3-3.3). The draws come from a generator seeded by the run's seed
+and the global step, so a resumed run draws what an uninterrupted one would.
 """
 
 from __future__ import annotations
