@@ -85,7 +85,8 @@ OPTIONS = {"lr-schedule": {"schedule": "reduce-on-plateau", "gamma": 0.5, "min_l
                            "threshold": 0.01, "threshold_mode": "rel", "cooldown": 1,
                            "step_size": 10, "warmup": 0, "warmup_steps": 0, "pct_start": 0.3,
                            "cycle": 0},
-           "ema": {"decay": 0.99, "warmup": False, "power": 0.5, "evaluate": False}}
+           "ema": {"decay": 0.99, "warmup": False, "power": 0.5, "evaluate": False},
+           "swa": {"start": 2, "lr": 0.005}}
 
 
 @pytest.mark.parametrize("name,component", builtin_run_plugins(), ids=lambda v: str(v)[:20])

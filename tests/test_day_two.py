@@ -184,3 +184,33 @@ def test_augment_draws_from_the_seed_and_step_and_leaves_evaluation_alone(synthe
     report = json.loads(invoke(["evaluate", str(tmp_path / "moved"), "--json"]).output)
     logged = load_checkpoint(tmp_path / "moved" / "final.npz")[0]["history"][-1]["test_acc"]
     assert report["metrics"]["acc"] == pytest.approx(logged, abs=1e-12)
+
+
+def test_swa_is_averaged_models_equal_average_and_update_bns_statistics():
+    from trainkit.data import DataLoader
+    from trainkit.nn import BatchNorm, Linear, Sequential
+    from trainkit.plugins.swa import SWA, update_bn
+
+    rng = np.random.default_rng(0)
+    model = Sequential(Linear(4, 3, rng), BatchNorm(3))
+    trainer = SimpleNamespace(model=model, optimizer=SimpleNamespace(lr=0.1))
+    swa = SWA(start=2, lr=0.01)
+    seen = []
+    for epoch in range(1, 6):
+        swa.on_epoch_start(trainer, epoch)
+        model.params[...] = rng.normal(size=model.params.size)
+        if epoch >= 2:
+            seen.append(model.params.copy())
+        swa.on_epoch_end(trainer, epoch)
+    assert trainer.optimizer.lr == 0.01
+    np.testing.assert_allclose(swa.average, np.mean(seen, axis=0), rtol=1e-5, atol=1e-6)
+    # update_bn: the cumulative mean of the batches' statistics, each batch weighing the same
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    update_bn(model, DataLoader(x, np.zeros(40, np.intp), 10))
+    h = x @ model.layers[0].weight.data + model.layers[0].bias.data
+    batches = h.reshape(4, 10, 3)
+    np.testing.assert_allclose(model.layers[1].running_mean, batches.mean(axis=1).mean(axis=0),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.layers[1].running_var,
+                               batches.var(axis=1, ddof=1).mean(axis=0), rtol=1e-4)
+    assert model.layers[1].momentum == np.float32(0.1)  # put back
