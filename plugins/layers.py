@@ -128,6 +128,14 @@ def gelu(input_shape, rng, approximate: Literal["none", "tanh"] = "none"):
     return GELU(approximate)
 
 
+def softmax(input_shape, rng):
+    """The softmax over the last axis: probabilities out (the losses take logits, so a
+    classifier ends without it)."""
+    from trainkit.nn import Softmax
+
+    return Softmax()
+
+
 def activation(name: str):
     def factory(input_shape, rng):
         from trainkit.nn import ACTIVATIONS
@@ -147,7 +155,8 @@ def register_layers(register):
     register("flatten", flatten)
     register("dropout", dropout)
     register("batch-norm", batch_norm)
-    for name in ("relu", "sigmoid", "tanh", "softmax"):
+    for name in ("relu", "sigmoid", "tanh"):
         register(name, activation(name))
+    register("softmax", softmax)
     register("leaky-relu", leaky_relu)
     register("gelu", gelu)

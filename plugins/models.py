@@ -20,7 +20,7 @@ class MLP:
     def __init__(
         self,
         hidden: tuple[int, ...] = (100,),
-        activation: Literal["sigmoid", "relu", "tanh"] = "sigmoid",
+        activation: Literal["sigmoid", "relu", "tanh", "leaky-relu", "gelu"] = "sigmoid",
     ) -> None:
         hidden = tuple(hidden)
         if not hidden or any(h < 1 for h in hidden):
@@ -32,7 +32,7 @@ class MLP:
 
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"unknown activation {self.activation!r}", "activation")
-        init = "he" if self.activation == "relu" else "glorot"
+        init = "glorot" if self.activation in ("sigmoid", "tanh") else "he"
         sizes = [input_size, *self.hidden, num_classes]
         layers = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):

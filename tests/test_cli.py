@@ -60,7 +60,7 @@ def test_data_dir_from_the_environment(synthetic_dir):
     (["--lr", "-1"], "--lr"),
     (["--lr", "abc"], "abc"),
     (["--hidden", "10,x"], "--hidden"),
-    (["--activation", "gelu"], "tanh"),
+    (["--activation", "tahn"], "tanh"),
     (["--beta1", "0.5", "--optimizer", "sgd"], "--beta1"),
     (["--early-stopping-patience", "2"], "early-stopping"),
     (["-p", "no:nothing-like-it"], "unknown plugin"),
@@ -170,7 +170,7 @@ def test_run_help_groups_options_by_component_and_plugin():
         assert heading in text
     assert text.index("Plugin checkpoint") < text.index("--checkpoint-every")
     assert "[default: (" not in text  # every default reads as a value, not a parameter name
-    assert ("learning rate. [default: 0.01 for sgd, momentum; 0.001 for adam, adamw]"
+    assert ("learning rate. [default: 0.01 for sgd, momentum, rmsprop; 0.001 for adam, adamw]"
             in " ".join(text.split()))
 
 

@@ -262,6 +262,6 @@ class Rescale(Module):
         return f"Rescale({self.scale.size})"
 
 
+#: The activations a model puts between its layers (``--activation``).
 ACTIVATIONS: dict[str, type[Module]] = {"sigmoid": Sigmoid, "relu": ReLU, "tanh": Tanh,
-                                        "leaky-relu": LeakyReLU, "gelu": GELU,
-                                        "softmax": Softmax}
+                                        "leaky-relu": LeakyReLU, "gelu": GELU}
