@@ -214,3 +214,26 @@ def test_swa_is_averaged_models_equal_average_and_update_bns_statistics():
     np.testing.assert_allclose(model.layers[1].running_var,
                                batches.var(axis=1, ddof=1).mean(axis=0), rtol=1e-4)
     assert model.layers[1].momentum == np.float32(0.1)  # put back
+
+
+def test_lr_find_suggests_the_steepest_descent_and_writes_the_curve(synthetic_dir, tmp_path):
+    import csv
+    from pathlib import Path
+
+    from trainkit.session.lr_find import LrCurve, steepest
+
+    result = invoke(["lr-find", "--dataset", "idx", "--data-dir", str(synthetic_dir),
+                     "--sweep-steps", "60", "--out", str(tmp_path / "sweep")])
+    assert result.exit_code == 0, result.output
+    assert "suggested lr" in result.output and "train with --lr" in result.output
+    rows = list(csv.DictReader((tmp_path / "sweep" / "lr_find.csv").open()))
+    assert 10 < len(rows) <= 60 and float(rows[1]["lr"]) > float(rows[0]["lr"])
+    assert (tmp_path / "sweep" / "lr_find.png").exists()
+    assert not Path("runs").exists()  # no run
+    # the suggestion is where the smoothed loss falls fastest against log(lr)
+    curve = LrCurve(lrs=[10.0 ** (k / 10) for k in range(-60, 1)])
+    curve.smoothed = [2.0 if k < 20 else 2.0 - 0.05 * (k - 20) if k < 40 else 1.0
+                      for k in range(61)]
+    curve.smoothed[30] -= 0.2  # the steepest fall is into step 30
+    assert steepest(curve) == pytest.approx(curve.lrs[29]) or \
+        steepest(curve) == pytest.approx(curve.lrs[30])

@@ -18,6 +18,7 @@ from trainkit import __version__
 from trainkit.cli.app import TrainkitGroup
 from trainkit.cli.evaluate import make_evaluate_command
 from trainkit.cli.export import export_command
+from trainkit.cli.lr_find import make_lr_find_command
 from trainkit.cli.new_plugin import new_plugin_command
 from trainkit.cli.options import PLUGIN_MODULE_HELP, STRICT_PLUGINS_HELP, VERBOSE_HELP
 from trainkit.cli.plugins import plugins_command
@@ -52,7 +53,7 @@ def make_cli(plugins: Sequence[object] = ()) -> click.Group:
     cli.extra_plugins = list(plugins)  # type: ignore[attr-defined]
     cli.command_factories = {  # type: ignore[attr-defined]
         "run": make_run_command, "evaluate": make_evaluate_command, "sweep": make_sweep_command,
-        "summary": make_summary_command}
+        "summary": make_summary_command, "lr-find": make_lr_find_command}
     return cli
 
 

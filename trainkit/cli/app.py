@@ -112,10 +112,12 @@ RUN_SHORT_HELP = "Train a model."
 EVALUATE_SHORT_HELP = "Score a checkpoint: metrics and a per-class report."
 SWEEP_SHORT_HELP = "Search hyperparameters on Optuna, each trial a run."
 SUMMARY_SHORT_HELP = "A model's layers: output shapes, parameters, multiply-adds."
+LR_FIND_SHORT_HELP = "Sweep the learning rate and suggest one."
 #: Commands whose options come from the registered components: built once the plugins are
 #: loaded, by a factory ``make_cli`` sets (``command_factories``); listed with these helps.
 DYNAMIC_COMMANDS = {"run": RUN_SHORT_HELP, "evaluate": EVALUATE_SHORT_HELP,
-                    "sweep": SWEEP_SHORT_HELP, "summary": SUMMARY_SHORT_HELP}
+                    "sweep": SWEEP_SHORT_HELP, "summary": SUMMARY_SHORT_HELP,
+                    "lr-find": LR_FIND_SHORT_HELP}
 
 
 class TrainkitGroup(click.Group):

@@ -1,0 +1,120 @@
+"""The learning-rate finder: an exponential lr sweep on a fresh model, as fastai's ``lr_find``
+and Lightning's ``Tuner.lr_find``.
+
+The run is built as ``trainkit run`` would build it (same options, same seed), then trained for
+``steps`` batches with the lr growing from ``start`` to ``end`` by the same factor every step;
+the sweep stops early once the loss passes four times its best (it has diverged). The
+suggestion is the lr where the smoothed loss falls fastest (the steepest descent of an
+exponential moving average with beta 0.98, leaving out the first and last points, as
+Lightning). The model it trained is thrown away: nothing of the run is kept or written but the
+curve, as CSV and PNG.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainkit.errors import ConfigError
+
+__all__ = ["LrCurve", "find_lr"]
+
+
+@dataclass
+class LrCurve:
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    smoothed: list[float] = field(default_factory=list)
+    suggestion: float | None = None
+
+    def csv(self) -> str:
+        rows = ["lr,loss,smoothed_loss"]
+        rows += [f"{lr:.6g},{loss:.6g},{s:.6g}"
+                 for lr, loss, s in zip(self.lrs, self.losses, self.smoothed)]
+        return "\n".join(rows) + "\n"
+
+    def write(self, folder: Path) -> list[Path]:
+        """``lr_find.csv`` and, with matplotlib, ``lr_find.png`` in ``folder``."""
+        from trainkit.persist.atomic import atomic_write
+
+        folder.mkdir(parents=True, exist_ok=True)
+        written = [folder / "lr_find.csv"]
+        atomic_write(written[0], self.csv())
+        try:
+            import matplotlib
+        except ImportError:
+            return written
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(6, 4), dpi=100)
+        axes = figure.add_subplot()
+        axes.plot(self.lrs, self.losses, color="0.75", label="loss")
+        axes.plot(self.lrs, self.smoothed, label="smoothed loss")
+        if self.suggestion is not None:
+            axes.axvline(self.suggestion, color="C3", linestyle="--",
+                         label=f"suggested lr {self.suggestion:.2g}")
+        axes.set_xscale("log")
+        finite = [v for v in self.losses if math.isfinite(v)]
+        if finite:  # the divergence at the end would dwarf the part that matters
+            top = 1.5 * max(self.smoothed[:10] or finite)
+            axes.set_ylim(0.9 * min(finite), max(top, 1.05 * min(finite)))
+        axes.set_xlabel("learning rate")
+        axes.set_ylabel("training loss")
+        axes.legend()
+        figure.tight_layout()
+        figure.savefig(folder / "lr_find.png")
+        written.append(folder / "lr_find.png")
+        return written
+
+
+def find_lr(session: Any, start: float = 1e-7, end: float = 10.0, steps: int = 200) -> LrCurve:
+    """Sweep the lr on the session's freshly built run (see the module's docstring)."""
+    if not 0 < start < end:
+        raise ConfigError(f"the sweep needs 0 < start < end, got {start} and {end}", "start")
+    if steps < 10:
+        raise ConfigError(f"the sweep needs at least 10 steps, got {steps}", "steps")
+    from trainkit.session import assembly
+
+    run = session.run or session.resolve()
+    built = assembly.build(run, session.pm)
+    model, loss, optimizer = built.trainer.model, built.trainer.loss, built.trainer.optimizer
+    loader = built.train_loader
+    loader.limit_batches = None
+    curve, factor = LrCurve(), (end / start) ** (1 / (steps - 1))
+    average, best = 0.0, math.inf
+
+    def batches():
+        while True:
+            yield from loader.batches(loader.new_epoch())
+
+    model.train(True)
+    for step, (x, y) in zip(range(steps), batches()):
+        optimizer.lr = start * factor ** step
+        value = loss.forward(model.forward(x), y)
+        model.backward(loss.backward())
+        optimizer.step()
+        average = 0.98 * average + 0.02 * value
+        smoothed = average / (1 - 0.98 ** (step + 1))
+        curve.lrs.append(optimizer.lr)
+        curve.losses.append(value)
+        curve.smoothed.append(smoothed)
+        best = min(best, smoothed)
+        if not math.isfinite(smoothed) or smoothed > 4 * best:
+            break
+    curve.suggestion = steepest(curve)
+    return curve
+
+
+def steepest(curve: LrCurve) -> float | None:
+    """The lr where the smoothed loss falls fastest against log(lr) (Lightning's suggestion,
+    without the first 10 and the last point)."""
+    import numpy as np
+
+    losses = np.asarray(curve.smoothed[10:-1])
+    if len(losses) < 3:
+        return None
+    slope = np.gradient(losses, np.log(np.asarray(curve.lrs[10:-1])))
+    return float(curve.lrs[10 + int(np.argmin(slope))])
