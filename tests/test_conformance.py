@@ -86,7 +86,8 @@ OPTIONS = {"lr-schedule": {"schedule": "reduce-on-plateau", "gamma": 0.5, "min_l
                            "step_size": 10, "warmup": 0, "warmup_steps": 0, "pct_start": 0.3,
                            "cycle": 0},
            "ema": {"decay": 0.99, "warmup": False, "power": 0.5, "evaluate": False},
-           "swa": {"start": 2, "lr": 0.005}}
+           "swa": {"start": 2, "lr": 0.005},
+           "mixup": {"mode": "both", "alpha": 0.4, "probability": 0.9}}
 
 
 @pytest.mark.parametrize("name,component", builtin_run_plugins(), ids=lambda v: str(v)[:20])

@@ -237,3 +237,46 @@ def test_lr_find_suggests_the_steepest_descent_and_writes_the_curve(synthetic_di
     curve.smoothed[30] -= 0.2  # the steepest fall is into step 30
     assert steepest(curve) == pytest.approx(curve.lrs[29]) or \
         steepest(curve) == pytest.approx(curve.lrs[30])
+
+
+def test_mixup_loss_is_the_mix_of_the_two_classes_losses():
+    from trainkit.plugins.losses import CrossEntropy
+    from trainkit.plugins.mixup import MixedTargets
+
+    rng = np.random.default_rng(0)
+    logits = (rng.normal(size=(8, 5)) * 2).astype(np.float32)
+    y = rng.integers(0, 5, 8)
+    partner, lam = rng.permutation(8), np.float32(0.3)
+    mixed = MixedTargets(CrossEntropy())
+    mixed.mixing = (partner, lam)
+    value, grad = mixed.forward(logits, y), mixed.backward()
+    own, other = CrossEntropy(), CrossEntropy()
+    expected = lam * own.forward(logits.copy(), y) + (1 - lam) * other.forward(
+        logits.copy(), y[partner])
+    expected_grad = lam * own.backward() + (1 - lam) * other.backward()
+    assert value == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, atol=1e-6)
+    mixed.mixing = None  # validation and test: the plain loss
+    assert mixed.forward(logits.copy(), y) == pytest.approx(CrossEntropy().forward(logits, y))
+
+
+def test_mixup_and_cutmix_resume_exactly_and_leave_evaluation_alone(synthetic_dir, tmp_path):
+    import json
+
+    from trainkit.persist.checkpoint_io import load_checkpoint
+    from trainkit.plugins.mixup import Mixup
+    from trainkit.testing import check_plugin
+
+    (tmp_path / "check").mkdir()
+    check_plugin(Mixup, name="mixup", ddp=False, folder=tmp_path / "check",
+                 options={"mode": "both", "alpha": 0.4, "probability": 0.9})
+    result = invoke(quick(synthetic_dir, tmp_path / "run", "--epochs", "1", "--plugin",
+                          "mixup", "--mixup-mode", "cutmix", "--model", "cnn", "--channels",
+                          "2,4", "--dense", "8"))
+    assert result.exit_code == 0, result.output
+    report = json.loads(invoke(["evaluate", str(tmp_path / "run"), "--json"]).output)
+    logged = load_checkpoint(tmp_path / "run" / "final.npz")[0]["history"][-1]["test_acc"]
+    assert report["metrics"]["acc"] == pytest.approx(logged, abs=1e-12)
+    refused = CliRunner().invoke(make_cli(), quick(synthetic_dir, tmp_path / "r2", "--plugin",
+                                                   "mixup", "--loss", "mse"))
+    assert refused.exit_code != 0 and "needs the cross-entropy loss" in refused.output
