@@ -79,6 +79,12 @@ class DDP:
 
     @hookimpl(tryfirst=True)
     def on_fit_start(self, trainer):
+        if getattr(trainer, "accumulation", None) is not None:
+            from trainkit.errors import ConfigError
+
+            raise ConfigError("ddp sums each batch's gradients and metrics at its optimizer "
+                              "step: --accumulate is not supported under ddp yet; give each "
+                              "rank a larger --batch-size instead", "accumulate")
         trainer.collective_interrupts = True  # Ctrl+C is decided by all ranks together, below
         trainer.train_loader.shard(self.rank, self.world)
         trainer.val_loader = self.shard_for_scoring(trainer.val_loader)

@@ -159,10 +159,10 @@ class LRSchedule:
 
     @hookimpl
     def on_batch_start(self, trainer):
-        if self.schedule in PER_STEP:
-            steps_per_epoch = len(trainer.train_loader)
+        if self.schedule in PER_STEP:  # optimizer steps, which accumulation makes fewer
+            steps_per_epoch = trainer.optimizer_steps_per_epoch(trainer.train_loader)
             trainer.optimizer.lr = self.lr_at_step(
-                trainer.state.global_step, trainer.epochs * steps_per_epoch, steps_per_epoch)
+                trainer.optimizer_step, trainer.epochs * steps_per_epoch, steps_per_epoch)
 
     @hookimpl
     def on_fit_start(self, trainer):

@@ -280,3 +280,49 @@ def test_mixup_and_cutmix_resume_exactly_and_leave_evaluation_alone(synthetic_di
     refused = CliRunner().invoke(make_cli(), quick(synthetic_dir, tmp_path / "r2", "--plugin",
                                                    "mixup", "--loss", "mse"))
     assert refused.exit_code != 0 and "needs the cross-entropy loss" in refused.output
+
+
+def test_accumulating_two_batches_of_32_is_one_batch_of_64(synthetic_dir, tmp_path):
+    """To round-off: the gradients are the same means, added in another order (an MLP: batch
+    norm would normalise each micro-batch by its own statistics)."""
+    from trainkit.persist.checkpoint_io import load_checkpoint
+
+    one = invoke(quick(synthetic_dir, tmp_path / "big", "--epochs", "2", "--batch-size", "64",
+                       "--lr-schedule", "warmup-cosine", "--lr-schedule-warmup-steps", "5"))
+    two = invoke(quick(synthetic_dir, tmp_path / "acc", "--epochs", "2", "--batch-size", "32",
+                       "--accumulate", "2", "--lr-schedule", "warmup-cosine",
+                       "--lr-schedule-warmup-steps", "5"))
+    assert one.exit_code == two.exit_code == 0, one.output + two.output
+    big = load_checkpoint(tmp_path / "big" / "final.npz")
+    acc = load_checkpoint(tmp_path / "acc" / "final.npz")
+    # the optimizer stepped as often, and the per-step schedule counted its steps
+    assert big[1]["optimizer/m_sum"].shape == acc[1]["optimizer/m_sum"].shape
+    assert big[0]["optimizer"]["iterations"] == acc[0]["optimizer"]["iterations"]
+    assert big[0]["history"][-1]["lr"] == pytest.approx(acc[0]["history"][-1]["lr"])
+    for key in big[1]:
+        if key.startswith("model/"):
+            np.testing.assert_allclose(acc[1][key], big[1][key], rtol=1e-4, atol=1e-5,
+                                       err_msg=key)
+
+
+def test_a_resume_between_two_accumulated_batches_is_exact(synthetic_dir, tmp_path):
+    from trainkit.persist.checkpoint_io import load_checkpoint
+
+    args = ["--epochs", "2", "--batch-size", "32", "--accumulate", "3", "--plugin",
+            "checkpoint"]
+    assert invoke(quick(synthetic_dir, tmp_path / "whole", *args)).exit_code == 0
+    from trainkit.testing.doubles import InterruptAt
+
+    cut = CliRunner().invoke(make_cli([InterruptAt(4)]), quick(synthetic_dir, tmp_path / "cut",
+                                                               *args))
+    assert cut.exit_code == 130, cut.output  # Ctrl+C after the 4th batch: 1 of a group of 3
+    manifest, arrays = load_checkpoint(tmp_path / "cut" / "emergency.npz")
+    assert manifest["accumulated"] == 1 and "accumulated" in arrays
+    resumed = invoke(["run", "--resume", str(tmp_path / "cut"), "--dataset", "idx",
+                      "--data-dir", str(synthetic_dir)])
+    assert resumed.exit_code == 0, resumed.output
+    a = load_checkpoint(tmp_path / "whole" / "final.npz")[1]
+    b = load_checkpoint(tmp_path / "cut" / "final.npz")[1]
+    for key in a:
+        if key.startswith(("model/", "optimizer/")):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)

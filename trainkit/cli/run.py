@@ -114,6 +114,10 @@ def training_options() -> list[click.Parameter]:
         GroupedOption(["--batch-size"], type=click.IntRange(min=1),
                       default_text=default_of("batch_size"), envvar="TRAINKIT_BATCH_SIZE",
                       help="Samples per training batch."),
+        GroupedOption(["--accumulate"], type=click.IntRange(min=1), metavar="N",
+                      default_text=default_of("accumulate"), envvar="TRAINKIT_ACCUMULATE",
+                      help="Batches per optimizer step: their gradients are averaged (a batch "
+                           "N times as large, in memory of one)."),
         GroupedOption(["--seed"], type=int, default_text=default_of("seed"),
                       envvar="TRAINKIT_SEED", help="Seed of the weights and the data order."),
         GroupedOption(["--val-split"], type=click.FloatRange(0, 1, max_open=True),

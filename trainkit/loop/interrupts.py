@@ -58,3 +58,39 @@ class Interrupts:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
+
+
+class InterruptViews:
+    """What plugins read and do of the Trainer's Ctrl+C handling (its ``interrupts``)."""
+
+    interrupts: Interrupts
+
+    @property
+    def interrupt_signalled(self) -> bool:
+        """True once Ctrl+C was pressed in this process."""
+        return self.interrupts.signalled
+
+    @property
+    def interrupt_forced(self) -> bool:
+        """True once a second Ctrl+C stopped the run at once, in the middle of a step: the state
+        is then not consistent, and nothing may be saved from it (no emergency checkpoint)."""
+        return self.interrupts.forced
+
+    @property
+    def interrupt_requested(self) -> bool:
+        """True once the loop has decided to stop at the next batch boundary."""
+        return self.interrupts.requested
+
+    def request_interrupt(self) -> None:
+        """Stop at the next batch boundary as if Ctrl+C had been pressed here."""
+        self.interrupts.request()
+
+    @property
+    def collective_interrupts(self) -> bool:
+        """Set by a plugin that coordinates several processes (ddp): a Ctrl+C then stops the
+        loop only once that plugin calls ``request_interrupt()``."""
+        return self.interrupts.collective
+
+    @collective_interrupts.setter
+    def collective_interrupts(self, value: bool) -> None:
+        self.interrupts.collective = bool(value)

@@ -16,7 +16,8 @@ import numpy as np
 
 from trainkit.data.loader import Batch, DataLoader
 from trainkit.loop.context import RunContext, add_context_views
-from trainkit.loop.interrupts import Interrupts
+from trainkit.loop.accumulation import Accumulation
+from trainkit.loop.interrupts import Interrupts, InterruptViews
 from trainkit.loop.profiler import HookProfiler
 from trainkit.loop.scoring import Scoring, set_mode
 from trainkit.loop.state import (
@@ -30,7 +31,7 @@ from trainkit.plugin.dispatch import RUN_PLUGIN_PREFIX, HookCaller
 __all__ = ["Batch", "EpochLog", "TrainState", "Trainer"]  # the state records live in loop.state
 
 
-class Trainer:
+class Trainer(InterruptViews):
     """Trains ``model`` with ``loss`` and ``optimizer``, calling the lifecycle hooks on the way.
 
     Usable from Python without the CLI::
@@ -57,6 +58,7 @@ class Trainer:
         config: dict[str, Any] | None = None,
         is_main_process: bool = True,
         context: RunContext | None = None,
+        accumulate: int = 1,
     ) -> None:
         if plugin_manager is None:
             from trainkit.plugin.manager import PluginManager
@@ -101,6 +103,8 @@ class Trainer:
         self.profiler = HookProfiler()  # the last fit's hook timings
         self.loop_seconds = 0.0  # time spent in training epochs in the last fit
         self._hooks = HookCaller(plugin_manager)
+        #: micro-batches per optimizer step (trainkit.loop.accumulation); None for one
+        self.accumulation = Accumulation(accumulate) if accumulate > 1 else None
         optimizer.bind(model.params, model.grads)
 
     # ------------------------------------------------------------------ control
@@ -112,36 +116,6 @@ class Trainer:
         """
         self.stop_reason = reason
         self.stop_message = message
-
-    @property
-    def interrupt_signalled(self) -> bool:
-        """True once Ctrl+C was pressed in this process."""
-        return self.interrupts.signalled
-
-    @property
-    def interrupt_forced(self) -> bool:
-        """True once a second Ctrl+C stopped the run at once, in the middle of a step: the state
-        is then not consistent, and nothing may be saved from it (no emergency checkpoint)."""
-        return self.interrupts.forced
-
-    @property
-    def interrupt_requested(self) -> bool:
-        """True once the loop has decided to stop at the next batch boundary."""
-        return self.interrupts.requested
-
-    def request_interrupt(self) -> None:
-        """Stop at the next batch boundary as if Ctrl+C had been pressed here."""
-        self.interrupts.request()
-
-    @property
-    def collective_interrupts(self) -> bool:
-        """Set by a plugin that coordinates several processes (ddp): a Ctrl+C then stops the
-        loop only once that plugin calls ``request_interrupt()``."""
-        return self.interrupts.collective
-
-    @collective_interrupts.setter
-    def collective_interrupts(self, value: bool) -> None:
-        self.interrupts.collective = bool(value)
 
     def restore_pending(self, data_rng_state: dict[str, Any] | None,
                         plugin_state: dict[str, Any]) -> None:
@@ -268,7 +242,8 @@ class Trainer:
         self.call_hook("on_epoch_start", epoch=epoch)
         if start < len(loader):
             try:
-                completed = self._train_batches(loader.batches(order, first_sample), start, sums)
+                completed = self._train_batches(loader.batches(order, first_sample), start, sums,
+                                                len(loader) - 1)
             finally:
                 self.loop_seconds += time.perf_counter() - started
             if not completed:
@@ -289,7 +264,21 @@ class Trainer:
         for warning in self.profiler.slow_warnings(self.loop_seconds):
             self.say(warning, "warning")
 
-    def _train_batches(self, batches, start: int, sums: np.ndarray) -> bool:
+    @property
+    def optimizer_step(self) -> int:
+        """The optimizer step the current batch works towards: the global step, or with
+        accumulation the epochs' steps so far plus this epoch's (each epoch ends on a step)."""
+        if self.accumulation is None:
+            return self.state.global_step
+        assert self.train_loader is not None, "optimizer_step is read during fit"
+        per_epoch = self.optimizer_steps_per_epoch(self.train_loader)
+        return self.state.epoch * per_epoch + self.state.step_in_epoch // self.accumulation.every
+
+    def optimizer_steps_per_epoch(self, loader: DataLoader) -> int:
+        every = self.accumulation.every if self.accumulation is not None else 1
+        return -(-len(loader) // every)
+
+    def _train_batches(self, batches, start: int, sums: np.ndarray, last: int) -> bool:
         model, loss_fn, optimizer, state, context = (
             self.model, self.loss, self.optimizer, self.state, self.context)
         metric_set, interrupts = self.metric_set, self.interrupts
@@ -306,9 +295,11 @@ class Trainer:
             batch_state[:] = 0.0
             metric_set.update(batch_state, outputs, y, loss_fn.forward(outputs, y))
             model.backward(loss_fn.backward())
-            if before_step is not None:  # data-parallel training sums batch_state here
-                before_step(trainer=self, context=context, step=step)
-            optimizer.step()
+            accumulation = self.accumulation
+            if accumulation is None or accumulation.ready(model.grads, step == last):
+                if before_step is not None:  # data-parallel training sums batch_state here
+                    before_step(trainer=self, context=context, step=step)
+                optimizer.step()
             sums += batch_state
             logs = metric_set.batch_logs(batch_state)  # values computed when read
             state.global_step += 1

@@ -67,7 +67,7 @@ def resolve(config: dict[str, Any], registry: Registry, *, ambient: Collection[s
     ``ambient`` (set by the environment, not by the user for this run) that applies to no
     selected component is dropped instead of refused."""
     config = merge_configs(RUN_DEFAULTS, config)
-    for key, low in (("epochs", 1), ("batch_size", 1)):
+    for key, low in (("epochs", 1), ("batch_size", 1), ("accumulate", 1)):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}", key)
@@ -298,7 +298,7 @@ def build(run: Run, pm) -> BuiltRun:
                          input_range=splits.input_range)
     loss, metrics = for_task(run, splits)
     trainer = Trainer(model, loss, run.optimizer, metrics, run.plugins,
-                      plugin_manager=pm, context=context)
+                      plugin_manager=pm, context=context, accumulate=config["accumulate"])
     resolved = {f.name: getattr(run, f.name) for f in fields(Run)}
     resolved.update(loss=loss, metrics=metrics)
     return BuiltRun(**resolved, splits=splits, trainer=trainer, train_loader=train_loader,

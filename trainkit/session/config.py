@@ -34,6 +34,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "out": None,
     "threads": None,
     "limit_batches": None,
+    "accumulate": 1,
 }
 
 

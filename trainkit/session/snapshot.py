@@ -25,6 +25,9 @@ def capture(trainer, leave_out: tuple[str, ...] = ()) -> tuple[dict[str, np.ndar
     """``(arrays, manifest)`` describing ``trainer`` at its last consistent point, without the
     state of the plugins in ``leave_out``."""
     arrays = {f"model/{name}": value for name, value in trainer.model.state_dict().items()}
+    accumulated = trainer.accumulation.state() if trainer.accumulation is not None else None
+    if accumulated and accumulated["total"] is not None:  # between two optimizer steps
+        arrays["accumulated"] = accumulated["total"]
     optimizer_scalars = {}
     for key, value in trainer.optimizer.state_dict().items():
         if isinstance(value, np.ndarray):
@@ -53,6 +56,7 @@ def capture(trainer, leave_out: tuple[str, ...] = ()) -> tuple[dict[str, np.ndar
         "threads": trainer.context.threads,
         "blas_threads": trainer.context.blas_threads,
         "blas_kernels": trainer.context.blas_kernels,
+        "accumulated": accumulated["count"] if accumulated else 0,
         "optimizer": optimizer_scalars,
         "model_extra": getattr(trainer.model, "extra_state", dict)(),
         "history": trainer.history.rows,
@@ -142,6 +146,9 @@ def restore(trainer, manifest: dict[str, Any], arrays: dict[str, np.ndarray], so
     )
     try:
         trainer.optimizer.load_state_dict(optimizer_state)
+        if trainer.accumulation is not None:
+            trainer.accumulation.restore({"count": manifest.get("accumulated"),
+                                          "total": arrays.get("accumulated")})
         trainer.state = TrainState.from_json(manifest["state"])
         trainer.history = EpochLog(manifest.get("history") or [])
     except (KeyError, TypeError, ValueError) as e:
