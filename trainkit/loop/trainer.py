@@ -15,8 +15,8 @@ from typing import Any, cast
 import numpy as np
 
 from trainkit.data.loader import Batch, DataLoader
-from trainkit.loop.context import RunContext, add_context_views
 from trainkit.loop.accumulation import Accumulation
+from trainkit.loop.context import RunContext, add_context_views
 from trainkit.loop.interrupts import Interrupts, InterruptViews
 from trainkit.loop.profiler import HookProfiler
 from trainkit.loop.scoring import Scoring, set_mode
