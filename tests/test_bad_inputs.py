@@ -21,7 +21,7 @@ TABLE = [
     (["--model", "nope"], USAGE, "sequential"),  # the valid names are listed
     (["--plugin", "nope"], USAGE, "nope"),
     (["--no-plugin", "nope"], USAGE, "nope"),
-    (["--activation", "gelu"], USAGE, "gelu"),
+    (["--activation", "swish"], USAGE, "swish"),
     (["-p", "no:nope"], USAGE, "unknown plugin 'nope'"),
     (["-p", "no_such_plugin_module"], USAGE, "cannot import plugin module"),
     # zero, negative and non-numeric numbers
