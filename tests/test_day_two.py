@@ -326,3 +326,43 @@ def test_a_resume_between_two_accumulated_batches_is_exact(synthetic_dir, tmp_pa
     for key in a:
         if key.startswith(("model/", "optimizer/")):
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_all_of_them_at_once_resume_bit_exact_after_a_ctrl_c_mid_epoch(synthetic_dir, tmp_path):
+    from trainkit.persist.checkpoint_io import load_checkpoint
+    from trainkit.testing.doubles import InterruptAt
+
+    args = ["--epochs", "3", "--model", "cnn", "--channels", "2,4", "--dense", "8",
+            "--batch-size", "32", "--accumulate", "2", "--label-smoothing", "0.1",
+            "--optimizer", "adam", "--weight-decay", "0.0001",
+            "--plugin", "grad-clip", "--plugin", "ema", "--plugin", "swa", "--swa-start", "2",
+            "--plugin", "augment", "--augment-erase", "0.3", "--plugin", "mixup",
+            "--mixup-mode", "both", "--plugin", "checkpoint"]
+    whole = invoke(quick(synthetic_dir, tmp_path / "whole", *args))
+    assert whole.exit_code == 0, whole.output
+    cut = CliRunner().invoke(make_cli([InterruptAt(20)]), quick(synthetic_dir, tmp_path / "cut",
+                                                                *args))
+    assert cut.exit_code == 130, cut.output  # mid-epoch 2, inside an accumulated pair
+    resumed = invoke(["run", "--resume", str(tmp_path / "cut"), "--dataset", "idx",
+                      "--data-dir", str(synthetic_dir)])
+    assert resumed.exit_code == 0, resumed.output
+    a = load_checkpoint(tmp_path / "whole" / "final.npz")
+    b = load_checkpoint(tmp_path / "cut" / "final.npz")
+    assert a[1].keys() == b[1].keys()
+    for key in a[1]:
+        np.testing.assert_array_equal(a[1][key], b[1][key], err_msg=key)
+    assert a[0]["history"][-1]["test_acc"] == b[0]["history"][-1]["test_acc"]
+
+
+def test_the_options_of_the_loss_auto_chooses_are_kept_and_fixed_on_resume(synthetic_dir,
+                                                                             tmp_path):
+    from trainkit.persist.checkpoint_io import load_checkpoint
+
+    assert invoke(quick(synthetic_dir, tmp_path / "run", "--epochs", "1", "--plugin",
+                        "checkpoint", "--label-smoothing", "0.1")).exit_code == 0
+    assert load_checkpoint(tmp_path / "run" / "last.npz")[0]["config"]["label_smoothing"] == 0.1
+    changed = CliRunner().invoke(make_cli(), ["run", "--resume", str(tmp_path / "run"),
+                                              "--epochs", "2", "--label-smoothing", "0.2",
+                                              "--dataset", "idx", "--data-dir",
+                                              str(synthetic_dir)])
+    assert changed.exit_code == 2 and "label_smoothing" in changed.output

@@ -92,18 +92,8 @@ def resolve(config: dict[str, Any], registry: Registry, *, ambient: Collection[s
     plugin_names = enabled_plugins(config, registry)
 
     owners = component_option_owners(registry)
-    from trainkit.data.loader import TASKS
-
-    selected = {c.name: c for c in [*components.values(), *metric_components]}
-    for component in [components["loss"], *metric_components]:
-        # "auto" stands for the task's choice: that one's options apply too
-        if not hasattr(component.factory, "choose"):  # a class that stands for another
-            continue
-        choose = instantiate(component.factory, {}).choose
-        for task in TASKS:
-            chosen = choose(task)
-            for name in [chosen] if isinstance(chosen, str) else chosen:
-                selected.setdefault(name, registry.get(component.kind, name))
+    selected = {c.name: c for c in with_choices([*components.values(), *metric_components],
+                                                registry)}
     for key in list(config):
         if key in RUN_DEFAULTS or key in registry.components["plugin"]:
             continue
@@ -160,13 +150,32 @@ def resolve(config: dict[str, Any], registry: Registry, *, ambient: Collection[s
     )
 
 
+def with_choices(components: list[Any], registry: Registry) -> list[Any]:
+    """``components`` and, for one that stands for the task's choice (``auto``: a class with
+    ``choose``), every component it may choose: their options are the run's too."""
+    from trainkit.data.loader import TASKS
+
+    found = list(components)
+    for component in components:
+        if not hasattr(component.factory, "choose"):
+            continue
+        choose = instantiate(component.factory, {}).choose
+        for task in TASKS:
+            chosen = choose(task)
+            for name in [chosen] if isinstance(chosen, str) else chosen:
+                if all(c.name != name or c.kind != component.kind for c in found):
+                    found.append(registry.get(component.kind, name))
+    return found
+
+
 def effective_config(run: Run) -> dict[str, Any]:
-    """The full config of ``run``: every option of every selected component, defaults included."""
+    """The full config of ``run``: every option of every selected component (and of those
+    ``auto`` may choose), defaults included."""
     config = {key: run.config[key] for key in RUN_DEFAULTS}
     registry = run.registry
     selected = [registry.get(kind, run.config[kind]) for kind in SINGLE_KINDS]
     selected += [registry.get("metric", name) for name in run.config["metric"]]
-    for component in selected:
+    for component in with_choices(selected, registry):
         for spec in component.options:
             config[spec.name] = spec.resolve(run.config)
     for name in run.plugins:

@@ -11,7 +11,7 @@ from typing import Any
 from trainkit.errors import ConfigError
 from trainkit.plugin.manager import BUILTIN_DISTRIBUTION
 from trainkit.plugin.registry import Registry
-from trainkit.session.assembly import Run, effective_config, resolve
+from trainkit.session.assembly import Run, effective_config, resolve, with_choices
 from trainkit.session.config import RUN_DEFAULTS, SINGLE_KINDS, merge_configs
 
 
@@ -106,10 +106,10 @@ def resume_changes(saved: dict[str, Any], run: Run, source: str) -> list[str]:
     new = effective_config(run)
     registry = run.registry
     fixed = list(FIXED_ON_RESUME)
-    for kind in ("model", "loss"):
-        fixed += [spec.name for spec in registry.get(kind, run.config[kind]).options]
-    for name in run.config["metric"]:
-        fixed += [spec.name for spec in registry.get("metric", name).options]
+    kept = [registry.get(kind, run.config[kind]) for kind in ("model", "loss")]
+    kept += [registry.get("metric", name) for name in run.config["metric"]]
+    for component in with_choices(kept, registry):  # auto's choices' options too
+        fixed += [spec.name for spec in component.options]
     refuse_changes(saved, new, fixed, source)
     plugin_names = set(registry.components["plugin"])
     changes = []
