@@ -66,27 +66,53 @@ class Augment:
 def transform(images, rng, probability: float, shift: float, rotate: float,
               scale: float) -> None:
     """Move the chosen images of ``(N, H, W[, C])`` in place by random affine maps about their
-    centres (bilinear; zero outside): one ``scipy.ndimage.affine_transform`` an image, about
-    25 us for 28x28 (a whole-batch ``map_coordinates`` took twice as long)."""
-    from scipy.ndimage import affine_transform
-
+    centres (bilinear; zero outside). The warp is numpy on whole arrays, so the run's threads
+    share it (scipy's ``affine_transform`` holds the GIL: it cost a convnet epoch 13%)."""
     n, h, w = images.shape[:3]
     chosen = rng.random(n) < probability
     angle = np.radians(rng.uniform(-rotate, rotate, n))
     zoom = rng.uniform(1 - scale, 1 + scale, n)
     dy, dx = rng.uniform(-shift, shift, (2, n)) * np.array([[h], [w]])
+    picked = np.flatnonzero(chosen)
+    if not len(picked):
+        return
     # where each output pixel reads from: source = A (output - centre - shift) + centre
     cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
     inverse = np.stack([np.stack([cos, -sin], 1), np.stack([sin, cos], 1)], 1)  # (n, 2, 2)
     centre = np.array([(h - 1) / 2, (w - 1) / 2])
     offsets = centre - np.einsum("nij,nj->ni", inverse, centre + np.stack([dy, dx], 1))
     planes = images.reshape(n, h, w, -1)
-    scratch = np.empty((h, w), images.dtype)
-    for i in np.flatnonzero(chosen).tolist():
-        for c in range(planes.shape[3]):
-            affine_transform(planes[i, :, :, c], inverse[i], offset=offsets[i], output=scratch,
-                             order=1, mode="constant", cval=0.0)
-            planes[i, :, :, c] = scratch
+    from trainkit.nn.schedule import Plan, current_plan
+    from trainkit.nn.workers import on_threads
+
+    threads = current_plan().threads
+    bounds = Plan(threads, split_batch=True, split_small=True).bounds(len(picked))
+    on_threads(bounds, lambda _, lo, hi: warp(planes, picked[lo:hi], inverse, offsets))
+
+
+def warp(planes, rows, inverse, offsets) -> None:
+    """Bilinear resampling of ``planes[rows]`` (``(N, H, W, C)``) at ``inverse @ (y, x) +
+    offset``, zero outside, in place."""
+    if not len(rows):
+        return
+    n, h, w, c = len(rows), *planes.shape[1:]
+    yy, xx = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32),
+                         indexing="ij")
+    a = inverse[rows].astype(np.float32)
+    o = offsets[rows].astype(np.float32)
+    sy = a[:, 0, 0, None, None] * yy + a[:, 0, 1, None, None] * xx + o[:, 0, None, None]
+    sx = a[:, 1, 0, None, None] * yy + a[:, 1, 1, None, None] * xx + o[:, 1, None, None]
+    y0, x0 = np.floor(sy), np.floor(sx)
+    fy, fx = (sy - y0)[..., None], (sx - x0)[..., None]
+    # two zero pixels around every image: a point outside reads zeros
+    padded = np.zeros((n, h + 4, w + 4, c), planes.dtype)
+    padded[:, 2:h + 2, 2:w + 2] = planes[rows]
+    yi = np.clip(y0, -2, h).astype(np.intp) + 2
+    xi = np.clip(x0, -2, w).astype(np.intp) + 2
+    k = np.arange(n)[:, None, None]
+    top = padded[k, yi, xi] * (1 - fx) + padded[k, yi, xi + 1] * fx
+    bottom = padded[k, yi + 1, xi] * (1 - fx) + padded[k, yi + 1, xi + 1] * fx
+    planes[rows] = top * (1 - fy) + bottom * fy
 
 
 def erase(images, rng, probability: float) -> None:

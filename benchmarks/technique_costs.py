@@ -1,0 +1,59 @@
+"""What the day-two techniques cost and give, measured in one run.
+
+    TRAINKIT_DATA_DIR=../shared/data python benchmarks/technique_costs.py augment
+    TRAINKIT_DATA_DIR=../shared/data python benchmarks/technique_costs.py lr-find
+
+``augment``: the default convnet's training time for 300 batches of MNIST without and with
+``--plugin augment --augment-erase 0.25`` at the default thread count, alternating seven times
+(the loop's own time, ``trainer.loop_seconds``: no data loading, validation or test).
+``lr-find``: ``trainkit lr-find`` on the default MLP and convnet, then 3 epochs at the default
+lr and at the suggested one, and their test accuracy.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+
+from trainkit.session import Session
+from trainkit.session.lr_find import find_lr
+
+
+def quiet(message, error=False):
+    pass
+
+
+def loop_seconds(extra: dict) -> float:
+    config = {"model": "cnn", "epochs": 1, "limit_batches": 300, "val_split": 0.01,
+              "no_plugin": ["progress", "console", "checkpoint", "history"], "out": None, **extra}
+    outcome = Session(config, report=quiet).fit()
+    return outcome.trainer.loop_seconds
+
+
+def augment() -> None:
+    plain, moved = [], []
+    for _ in range(7):
+        plain.append(loop_seconds({}))
+        moved.append(loop_seconds({"plugin": ["augment"], "augment": {"erase": 0.25}}))
+    p, m = statistics.median(plain), statistics.median(moved)
+    paired = statistics.median(b / a for a, b in zip(plain, moved))
+    print(f"| cnn, 300 batches | {p:.2f} s | {m:.2f} s | {paired:.3f} |")
+
+
+def lr_find() -> None:
+    for model in ("mlp", "cnn"):
+        curve = find_lr(Session({"model": model}, report=quiet))
+        scores = {}
+        for label, lr in (("default", None), ("suggested", curve.suggestion)):
+            config = {"model": model, "epochs": 3, "no_plugin": ["progress"], "out": None}
+            if lr is not None:
+                config["lr"] = lr
+            session = Session(config, report=quiet)
+            start_lr = session.resolve().optimizer.lr
+            scores[label] = (start_lr, session.fit().test_logs["test_acc"])
+        (d_lr, d_acc), (s_lr, s_acc) = scores["default"], scores["suggested"]
+        print(f"| {model} | {d_lr:.2g}: {d_acc:.4f} | {s_lr:.2g}: {s_acc:.4f} |")
+
+
+if __name__ == "__main__":
+    {"augment": augment, "lr-find": lr_find}[sys.argv[1]]()
