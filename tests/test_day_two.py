@@ -21,6 +21,17 @@ def quick(data_dir, out, *extra):
             "--out", str(out), *extra]
 
 
+def assert_same_training(one, other) -> None:
+    """The final model and optimizer of two run folders, bit for bit."""
+    from trainkit.persist.checkpoint_io import load_checkpoint
+
+    a = load_checkpoint(one / "final.npz")[1]
+    b = load_checkpoint(other / "final.npz")[1]
+    for key in a:
+        if key.startswith(("model/", "optimizer/")):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
 def clipped(clip: str, maximum: float, grads: np.ndarray) -> np.ndarray:
     from trainkit.plugins.grad_clip import GradClip
 
@@ -65,11 +76,7 @@ def test_max_time_stops_cleanly_and_a_resume_ends_where_one_run_does(synthetic_d
     resumed = invoke(["run", "--resume", str(tmp_path / "cut"), "--max-time", "01:00:00",
                       "--dataset", "idx", "--data-dir", str(synthetic_dir)])
     assert resumed.exit_code == 0, resumed.output
-    a = load_checkpoint(tmp_path / "whole" / "final.npz")[1]
-    b = load_checkpoint(tmp_path / "cut" / "final.npz")[1]
-    for key in a:
-        if key.startswith(("model/", "optimizer/")):
-            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert_same_training(tmp_path / "whole", tmp_path / "cut")
 
 
 @pytest.mark.parametrize("bad", ["10 minutes", "0", "-5"])
@@ -321,11 +328,7 @@ def test_a_resume_between_two_accumulated_batches_is_exact(synthetic_dir, tmp_pa
     resumed = invoke(["run", "--resume", str(tmp_path / "cut"), "--dataset", "idx",
                       "--data-dir", str(synthetic_dir)])
     assert resumed.exit_code == 0, resumed.output
-    a = load_checkpoint(tmp_path / "whole" / "final.npz")[1]
-    b = load_checkpoint(tmp_path / "cut" / "final.npz")[1]
-    for key in a:
-        if key.startswith(("model/", "optimizer/")):
-            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert_same_training(tmp_path / "whole", tmp_path / "cut")
 
 
 def test_all_of_them_at_once_resume_bit_exact_after_a_ctrl_c_mid_epoch(synthetic_dir, tmp_path):
