@@ -223,27 +223,28 @@ def test_swa_is_averaged_models_equal_average_and_update_bns_statistics():
     assert model.layers[1].momentum == np.float32(0.1)  # put back
 
 
-def test_lr_find_suggests_the_steepest_descent_and_writes_the_curve(synthetic_dir, tmp_path):
+def test_lr_find_suggests_the_valley_and_writes_the_curve(synthetic_dir, tmp_path):
     import csv
     from pathlib import Path
 
-    from trainkit.session.lr_find import LrCurve, steepest
+    from trainkit.session.lr_find import LrCurve, steepest, valley
 
     result = invoke(["lr-find", "--dataset", "idx", "--data-dir", str(synthetic_dir),
                      "--sweep-steps", "60", "--out", str(tmp_path / "sweep")])
     assert result.exit_code == 0, result.output
     assert "suggested lr" in result.output and "train with --lr" in result.output
+    assert "steepest descent" in result.output
     rows = list(csv.DictReader((tmp_path / "sweep" / "lr_find.csv").open()))
     assert 10 < len(rows) <= 60 and float(rows[1]["lr"]) > float(rows[0]["lr"])
     assert (tmp_path / "sweep" / "lr_find.png").exists()
     assert not Path("runs").exists()  # no run
-    # the suggestion is where the smoothed loss falls fastest against log(lr)
-    curve = LrCurve(lrs=[10.0 ** (k / 10) for k in range(-60, 1)])
-    curve.smoothed = [2.0 if k < 20 else 2.0 - 0.05 * (k - 20) if k < 40 else 1.0
-                      for k in range(61)]
-    curve.smoothed[30] -= 0.2  # the steepest fall is into step 30
-    assert steepest(curve) == pytest.approx(curve.lrs[29]) or \
-        steepest(curve) == pytest.approx(curve.lrs[30])
+    # fastai's valley: two thirds down the longest falling stretch (steps 30 to 60 here);
+    # Lightning's steepest descent: where it falls fastest (into step 45)
+    curve = LrCurve(lrs=[10.0 ** (k / 20) for k in range(-120, 1)])
+    curve.smoothed = [2.0 - 0.01 * max(0, min(k, 60) - 30) - (0.2 if 45 <= k <= 60 else 0)
+                      for k in range(121)]
+    assert valley(curve) == curve.lrs[29 + 10 + 5]  # fastai counts from the point before
+    assert steepest(curve) in (curve.lrs[44], curve.lrs[45])
 
 
 def test_mixup_loss_is_the_mix_of_the_two_classes_losses():

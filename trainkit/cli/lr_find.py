@@ -62,5 +62,6 @@ def find_command(ctx: click.Context, app: AppState, run: click.Command, kwargs: 
             click.echo(f"trainkit: the sweep ended too soon to suggest an lr (the loss "
                        f"diverged after {len(curve.lrs)} steps); see {where}")
             return
-        click.echo(f"trainkit: suggested lr {curve.suggestion:.2g} (the loss falls fastest "
-                   f"there); train with --lr {curve.suggestion:.2g}. Curve: {where}")
+        steepest = f"; the steepest descent is at {curve.steepest:.2g}" if curve.steepest else ""
+        click.echo(f"trainkit: suggested lr {curve.suggestion:.2g} (fastai's valley{steepest}); "
+                   f"train with --lr {curve.suggestion:.2g}. Curve: {where}")

@@ -3,11 +3,13 @@ and Lightning's ``Tuner.lr_find``.
 
 The run is built as ``trainkit run`` would build it (same options, same seed), then trained for
 ``steps`` batches with the lr growing from ``start`` to ``end`` by the same factor every step;
-the sweep stops early once the loss passes four times its best (it has diverged). The
-suggestion is the lr where the smoothed loss falls fastest (the steepest descent of an
-exponential moving average with beta 0.98, leaving out the first and last points, as
-Lightning). The model it trained is thrown away: nothing of the run is kept or written but the
-curve, as CSV and PNG.
+the sweep stops early once the loss passes four times its best (it has diverged). The loss is
+smoothed by fastai's and Lightning's running average (beta 0.98). The suggestion is fastai's
+default, the valley: two thirds of the way down the longest stretch over which the smoothed
+loss keeps falling. Lightning's steepest descent is given beside it: it suggested 0.029 for
+the MLP, where its loss had stopped falling, and the MLP then trained worse than at the
+default lr (BENCHMARKS.md). The model it trained is thrown away: nothing of the run is kept or
+written but the curve, as CSV and PNG.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class LrCurve:
     lrs: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     smoothed: list[float] = field(default_factory=list)
-    suggestion: float | None = None
+    suggestion: float | None = None  # fastai's valley
+    steepest: float | None = None  # Lightning's steepest descent
 
     def csv(self) -> str:
         rows = ["lr,loss,smoothed_loss"]
@@ -55,7 +58,10 @@ class LrCurve:
         axes.plot(self.lrs, self.smoothed, label="smoothed loss")
         if self.suggestion is not None:
             axes.axvline(self.suggestion, color="C3", linestyle="--",
-                         label=f"suggested lr {self.suggestion:.2g}")
+                         label=f"suggested lr {self.suggestion:.2g} (valley)")
+        if self.steepest is not None:
+            axes.axvline(self.steepest, color="0.5", linestyle=":",
+                         label=f"steepest descent {self.steepest:.2g}")
         axes.set_xscale("log")
         finite = [v for v in self.losses if math.isfinite(v)]
         if finite:  # the divergence at the end would dwarf the part that matters
@@ -104,13 +110,13 @@ def find_lr(session: Any, start: float = 1e-7, end: float = 10.0, steps: int = 2
         best = min(best, smoothed)
         if not math.isfinite(smoothed) or smoothed > 4 * best:
             break
-    curve.suggestion = steepest(curve)
+    curve.suggestion, curve.steepest = valley(curve), steepest(curve)
     return curve
 
 
 def steepest(curve: LrCurve) -> float | None:
-    """The lr where the smoothed loss falls fastest against log(lr) (Lightning's suggestion,
-    without the first 10 and the last point)."""
+    """Lightning's suggestion: the lr where the smoothed loss falls fastest against log(lr),
+    without the first 10 and the last point."""
     import numpy as np
 
     losses = np.asarray(curve.smoothed[10:-1])
@@ -118,3 +124,21 @@ def steepest(curve: LrCurve) -> float | None:
         return None
     slope = np.gradient(losses, np.log(np.asarray(curve.lrs[10:-1])))
     return float(curve.lrs[10 + int(np.argmin(slope))])
+
+
+def valley(curve: LrCurve) -> float | None:
+    """fastai's default suggestion (``SuggestionMethod.Valley``): the longest stretch over
+    which the smoothed loss keeps falling, and the lr two thirds of the way down it."""
+    losses = curve.smoothed
+    if len(losses) < 3:
+        return None
+    longest = [1] * len(losses)  # the longest falling run ending at each point
+    start = end = 0
+    for i in range(1, len(losses)):
+        for j in range(i):
+            if losses[i] < losses[j] and longest[i] < longest[j] + 1:
+                longest[i] = longest[j] + 1
+            if longest[end] < longest[i]:
+                end, start = i, i - longest[i]
+    third = (end - start) / 3
+    return float(curve.lrs[start + int(third) + int(third / 2)])
