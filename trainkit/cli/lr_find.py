@@ -43,19 +43,13 @@ def make_lr_find_command(app: AppState) -> click.Command:
 
 def find_command(ctx: click.Context, app: AppState, run: click.Command, kwargs: dict[str, Any],
                  start: float, end: float, steps: int) -> None:
-    from trainkit.cli.run import config_layer, given_options, plugin_options
-    from trainkit.session.config import component_option_owners
+    from trainkit.cli.run import given_options, session_of
     from trainkit.session.lr_find import find_lr
-    from trainkit.session.session import Session
 
     with cli_errors(app.verbose):
         given = given_options(ctx, kwargs)
         out = Path(given.pop("out", None) or "lr-find")
-        owners = set(component_option_owners(app.registry))
-        layer = config_layer(app, given, owners, plugin_options(app, list(run.params)))
-        session = Session(layer, config_file=kwargs.get("config"), pm=app.pm,
-                          registry=app.registry)
-        curve = find_lr(session, start, end, steps)
+        curve = find_lr(session_of(app, run, given, kwargs.get("config")), start, end, steps)
         written = curve.write(out)
         where = " and ".join(str(p) for p in written)
         if curve.suggestion is None:

@@ -257,6 +257,18 @@ def run_command(ctx, app: AppState, kwargs: dict[str, Any], component_options: s
         raise click.ClickException(outcome.message)
 
 
+def session_of(app: AppState, run: click.Command, given: dict[str, Any],
+               config_file: Any) -> Any:
+    """A Session of the options ``given`` to a command that takes ``run``'s (``summary``,
+    ``lr-find``): the run it would train, nothing resumed."""
+    from trainkit.session.config import component_option_owners
+    from trainkit.session.session import Session
+
+    owners = set(component_option_owners(app.registry))
+    layer = config_layer(app, given, owners, plugin_options(app, list(run.params)))
+    return Session(layer, config_file=config_file, pm=app.pm, registry=app.registry)
+
+
 def config_layer(app: AppState, given: dict[str, Any], component_options: set[str],
                  plugin_params: dict[str, tuple[str, str]]) -> dict[str, Any]:
     """The options given on the command line (or in the environment) as a config layer."""

@@ -36,8 +36,7 @@ def make_summary_command(app: AppState) -> click.Command:
 
 def summarize_command(ctx: click.Context, app: AppState, run: click.Command, path: Path | None,
                       kwargs: dict[str, Any]) -> None:
-    from trainkit.cli.run import config_layer, given_options, plugin_options
-    from trainkit.session.config import component_option_owners
+    from trainkit.cli.run import given_options, session_of
 
     with cli_errors(app.verbose):
         given = given_options(ctx, kwargs)
@@ -50,10 +49,5 @@ def summarize_command(ctx: click.Context, app: AppState, run: click.Command, pat
             click.echo(f"{trained.source}:")
             click.echo(trained.summary(batch_size=int(batch)).table())
             return
-        from trainkit.session.session import Session
-
-        owners = set(component_option_owners(app.registry))
-        layer = config_layer(app, given, owners, plugin_options(app, list(run.params)))
-        session = Session(layer, config_file=kwargs.get("config"), pm=app.pm,
-                          registry=app.registry)
+        session = session_of(app, run, given, kwargs.get("config"))
         click.echo(session.model_summary().table())

@@ -139,17 +139,17 @@ class TableSchema:
 
 def numeric_column(name: str, numbers: list[float | None], values: list[str], fill: str,
                    source: str, row_numbers: list[int]) -> dict[str, Any]:
-    present = np.array([n for n in numbers if n is not None], np.float64)
-    if len(present) < len(values) and fill == "none":
+    """A numeric column's standardisation, fitted on ``values`` with its holes filled as
+    ``fill`` says (``numbers``: the values that are there)."""
+    if len(numbers) < len(values) and fill == "none":
         first = next(i for i, v in enumerate(values) if is_missing(v))
         raise missing_error(source, row_numbers[first], name)
-    mean = float(present.mean()) if len(present) else 0.0
-    filled = np.where([is_missing(v) for v in values], mean if fill == "mean" else 0.0,
-                      [n if n is not None else 0.0 for n in
-                       (as_number(v) if not is_missing(v) else None for v in values)])
-    mean, std = float(filled.mean()), float(filled.std())
-    return {"name": name, "kind": "numeric", "mean": mean, "std": std if std > 0 else 1.0,
-            "fill": float(present.mean()) if fill == "mean" and len(present) else 0.0}
+    present = [n for n in numbers if n is not None]
+    hole = float(np.mean(present)) if fill == "mean" and present else 0.0
+    filled = np.array([hole if is_missing(v) else float(v) for v in values], np.float64)
+    std = float(filled.std())
+    return {"name": name, "kind": "numeric", "mean": float(filled.mean()),
+            "std": std if std > 0 else 1.0, "fill": hole}
 
 
 def one_hot(column: dict[str, Any], values: list[str], fill: str, source: str,

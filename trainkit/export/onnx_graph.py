@@ -27,6 +27,7 @@ import numpy as np
 
 from trainkit.errors import ExportError
 from trainkit.export import metadata, missing_extra
+from trainkit.nn.summary import describe
 
 #: ONNX Runtime has run opset 17 since 1.14 (2023); IR version 8 is the one that opset came
 #: with. The onnx package writes its own newest IR version unless told: ONNX Runtimes older
@@ -278,8 +279,3 @@ def output_nodes(graph: OnnxGraph, x: str, width: int, probabilities: bool,
                                             name="probabilities"))
         outputs.append(helper.make_tensor_value_info("probabilities", kind, ["N", width]))
     return outputs
-
-
-def describe(layer: Any) -> str:
-    describe_layer = getattr(layer, "describe", None)
-    return describe_layer() if callable(describe_layer) else type(layer).__name__

@@ -34,7 +34,8 @@ def to_bytes(trained: Any, **_: Any) -> bytes:
                           f"state_dict() to export")
     tensors = {name: np.ascontiguousarray(value, dtype=np.float32)
                for name, value in state_dict().items()}
-    layers = [layer.describe() if hasattr(layer, "describe") else type(layer).__name__
-              for layer in getattr(trained.model, "layers", [])]
+    from trainkit.nn.summary import describe
+
+    layers = [describe(layer) for layer in getattr(trained.model, "layers", [])]
     return save(tensors, metadata={**metadata(trained), "layers": json.dumps(layers),
                                    "layouts": LAYOUTS})
