@@ -116,16 +116,17 @@ def load(storage: str):
 
 def running_trial_of(storage: str, pid: int, timeout: float = 120):
     """The trial the worker ``pid`` is training, once it has one."""
-    deadline = time.monotonic() + timeout
+    deadline, study = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
-        try:
-            study = load(storage)
-        except KeyError:  # not created yet
-            time.sleep(0.1)
-            continue
+        if study is None:  # opened once: opening a study takes long on a busy machine
+            try:
+                study = load(storage)
+            except KeyError:  # not created yet
+                time.sleep(0.1)
+                continue
         for trial in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
             if trial.user_attrs.get("worker", "").endswith(f":{pid}") and \
-                    2 <= len(trial.intermediate_values) <= 10:  # early: 20+ epochs to go
+                    2 <= len(trial.intermediate_values) <= 20:  # 10+ epochs to go
                 return trial
         time.sleep(0.1)
     raise AssertionError(f"worker {pid} never trained a trial")
