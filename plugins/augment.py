@@ -6,8 +6,10 @@ every image is, with ``probability``, moved by an affine map (a rotation within 
 degrees, a scaling within ``1 +- scale``, a shift within ``shift`` of its size; bilinear, zero
 outside, as Keras' ``RandomRotation``/``RandomZoom``/``RandomTranslation`` with constant
 fill), then with ``erase`` a rectangle of it is set to zero (timm's ``RandomErasing``, 2-20% of
-the image, aspect ratio 0.3-3.3). The draws come from a generator seeded by the run's seed
-and the global step, so a resumed run draws what an uninterrupted one would.
+the image, aspect ratio 0.3-3.3), and with ``flip`` it is mirrored left to right (off by
+default: a mirrored digit is another glyph; clothes stay clothes). The draws come from a
+generator seeded by the run's seed and the global step, so a resumed run draws what an
+uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ class Augment:
         rotate: the largest rotation, in degrees.
         scale: the largest change of size, as a share (0.1: 90% to 110%).
         erase: the chance that a rectangle of an image is set to zero.
+        flip: the chance that an image is mirrored left to right (for clothes or photos, not
+            for digits or letters).
     """
 
     def __init__(self, probability: float = 0.5, shift: float = 0.1, rotate: float = 10.0,
-                 scale: float = 0.1, erase: float = 0.0) -> None:
+                 scale: float = 0.1, erase: float = 0.0, flip: float = 0.0) -> None:
         from trainkit.nn.optim import check_range
 
         check_range("probability", probability, 0.0, 1.0, high_open=False)
@@ -40,9 +44,10 @@ class Augment:
         check_range("rotate", rotate, 0.0, 180.0, high_open=False)
         check_range("scale", scale, 0.0, 1.0)
         check_range("erase", erase, 0.0, 1.0, high_open=False)
+        check_range("flip", flip, 0.0, 1.0, high_open=False)
         self.name = "augment"
         self.probability, self.shift, self.rotate, self.scale = probability, shift, rotate, scale
-        self.erase = erase
+        self.erase, self.flip = erase, flip
         self.seed = 0
 
     @hookimpl
@@ -61,6 +66,8 @@ class Augment:
         transform(images, rng, self.probability, self.shift, self.rotate, self.scale)
         if self.erase:
             erase(images, rng, self.erase)
+        if self.flip:
+            mirror(images, rng, self.flip)
 
 
 def transform(images, rng, probability: float, shift: float, rotate: float,
@@ -128,6 +135,13 @@ def erase(images, rng, probability: float) -> None:
         ew = min(w, max(1, int(round(math.sqrt(areas[i] / ratios[i])))))
         top, left = int(corners[i, 0] * (h - eh + 1)), int(corners[i, 1] * (w - ew + 1))
         images[i, top:top + eh, left:left + ew] = 0
+
+
+def mirror(images, rng, probability: float) -> None:
+    """Mirror each image of ``(N, H, W[, C])`` left to right with ``probability``, in place
+    (torchvision's ``RandomHorizontalFlip``)."""
+    chosen = np.flatnonzero(rng.random(len(images)) < probability)
+    images[chosen] = images[chosen, :, ::-1]
 
 
 @hookimpl

@@ -167,6 +167,18 @@ def test_augment_moves_images_by_the_drawn_amounts():
     assert abs(moved.sum() - image.sum()) < 1e-4
 
 
+def test_augment_flips_the_chosen_images_left_to_right_and_only_those():
+    from trainkit.plugins.augment import mirror
+
+    images = np.arange(6 * 4 * 5, dtype=np.float32).reshape(6, 4, 5)
+    chosen = np.random.default_rng(3).random(6) < 0.5
+    flipped = images.copy()
+    mirror(flipped, np.random.default_rng(3), 0.5)
+    assert 0 < chosen.sum() < 6
+    np.testing.assert_array_equal(flipped[chosen], images[chosen][:, :, ::-1])
+    np.testing.assert_array_equal(flipped[~chosen], images[~chosen])
+
+
 def test_augment_draws_from_the_seed_and_step_and_leaves_evaluation_alone(synthetic_dir,
                                                                           tmp_path):
     from trainkit.plugins.augment import Augment
@@ -177,7 +189,7 @@ def test_augment_draws_from_the_seed_and_step_and_leaves_evaluation_alone(synthe
     # depend on the seed and the global step only
     check_plugin(Augment, name="augment", ddp=False, folder=tmp_path / "check",
                  options={"probability": 0.8, "shift": 0.2, "rotate": 20.0, "scale": 0.2,
-                          "erase": 0.5})
+                          "erase": 0.5, "flip": 0.5})
     plain = invoke(quick(synthetic_dir, tmp_path / "plain", "--epochs", "1"))
     moved = invoke(quick(synthetic_dir, tmp_path / "moved", "--epochs", "1", "--plugin",
                          "augment", "--augment-erase", "0.5"))
