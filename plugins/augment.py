@@ -9,7 +9,8 @@ fill), then with ``erase`` a rectangle of it is set to zero (timm's ``RandomEras
 the image, aspect ratio 0.3-3.3), and with ``flip`` it is mirrored left to right (off by
 default: a mirrored digit is another glyph; clothes stay clothes). The draws come from a
 generator seeded by the run's seed and the global step, so a resumed run draws what an
-uninterrupted one would.
+uninterrupted one would. Under ddp the draws are made for the global batch and each rank
+applies its own rows' draws, so 2 ranks of 32 augment as 1 process of 64 does.
 """
 
 from __future__ import annotations
@@ -63,23 +64,37 @@ class Augment:
         if images.ndim not in (3, 4):  # feature rows: nothing to move
             return
         rng = np.random.default_rng([self.seed, trainer.state.global_step, 0x5EED])
-        transform(images, rng, self.probability, self.shift, self.rotate, self.scale)
+        loader = trainer.train_loader
+        rows = loader.local_rows()  # this process's rows of the global batch
+        part = (rows.start, loader.global_batch_size)
+        if rows.stop - rows.start != len(images):  # a batch that is not the loader's
+            part = None
+        transform(images, rng, self.probability, self.shift, self.rotate, self.scale, part)
         if self.erase:
-            erase(images, rng, self.erase)
+            erase(images, rng, self.erase, part)
         if self.flip:
-            mirror(images, rng, self.flip)
+            mirror(images, rng, self.flip, part)
+
+
+def drawn_for(part: tuple[int, int] | None, images) -> tuple[int, int]:
+    """(draws to make, the first of them that is ``images[0]``'s): ``part`` is ``(first row,
+    rows in all)`` when ``images`` are rows of a larger batch, ``None`` when they are all."""
+    return (len(images), 0) if part is None else (part[1], part[0])
 
 
 def transform(images, rng, probability: float, shift: float, rotate: float,
-              scale: float) -> None:
-    """Move the chosen images of ``(N, H, W[, C])`` in place by random affine maps about their
-    centres (bilinear; zero outside). The warp is numpy on whole arrays, so the run's threads
-    share it (scipy's ``affine_transform`` holds the GIL: it cost a convnet epoch 13%)."""
-    n, h, w = images.shape[:3]
-    chosen = rng.random(n) < probability
-    angle = np.radians(rng.uniform(-rotate, rotate, n))
-    zoom = rng.uniform(1 - scale, 1 + scale, n)
-    dy, dx = rng.uniform(-shift, shift, (2, n)) * np.array([[h], [w]])
+              scale: float, part: tuple[int, int] | None = None) -> None:
+    """Move the chosen images of ``(N, H, W[, C])`` (``part`` of a batch) in place by
+    random affine maps about their centres (bilinear; zero outside). The warp is numpy on
+    whole arrays, so the run's threads share it (scipy's ``affine_transform`` holds the GIL:
+    it cost a convnet epoch 13%)."""
+    (total, first), (n, h, w) = drawn_for(part, images), images.shape[:3]
+    chosen = rng.random(total) < probability
+    angle = np.radians(rng.uniform(-rotate, rotate, total))
+    zoom = rng.uniform(1 - scale, 1 + scale, total)
+    dy, dx = rng.uniform(-shift, shift, (2, total)) * np.array([[h], [w]])
+    ours = slice(first, first + n)
+    chosen, angle, zoom, dy, dx = chosen[ours], angle[ours], zoom[ours], dy[ours], dx[ours]
     picked = np.flatnonzero(chosen)
     if not len(picked):
         return
@@ -122,25 +137,27 @@ def warp(planes, rows, inverse, offsets) -> None:
     planes[rows] = top * (1 - fy) + bottom * fy
 
 
-def erase(images, rng, probability: float) -> None:
-    """timm's RandomErasing on ``(N, H, W[, C])``, in place: with ``probability`` a rectangle of
-    2-20% of the image, aspect ratio 0.3-3.3 (log-uniform), set to zero."""
-    n, h, w = images.shape[:3]
-    chosen = rng.random(n) < probability
-    areas = rng.uniform(0.02, 0.2, n) * h * w
-    ratios = np.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3), n))
-    corners = rng.random((n, 2))
-    for i in np.flatnonzero(chosen):
+def erase(images, rng, probability: float, part: tuple[int, int] | None = None) -> None:
+    """timm's RandomErasing on ``(N, H, W[, C])`` (``part`` of a batch), in place: with
+    ``probability`` a rectangle of 2-20% of the image, aspect ratio 0.3-3.3 (log-uniform),
+    set to zero."""
+    (total, first), (n, h, w) = drawn_for(part, images), images.shape[:3]
+    chosen = rng.random(total) < probability
+    areas = rng.uniform(0.02, 0.2, total) * h * w
+    ratios = np.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3), total))
+    corners = rng.random((total, 2))
+    for i in np.flatnonzero(chosen[first:first + n]) + first:
         eh = min(h, max(1, int(round(math.sqrt(areas[i] * ratios[i])))))
         ew = min(w, max(1, int(round(math.sqrt(areas[i] / ratios[i])))))
         top, left = int(corners[i, 0] * (h - eh + 1)), int(corners[i, 1] * (w - ew + 1))
-        images[i, top:top + eh, left:left + ew] = 0
+        images[i - first, top:top + eh, left:left + ew] = 0
 
 
-def mirror(images, rng, probability: float) -> None:
-    """Mirror each image of ``(N, H, W[, C])`` left to right with ``probability``, in place
-    (torchvision's ``RandomHorizontalFlip``)."""
-    chosen = np.flatnonzero(rng.random(len(images)) < probability)
+def mirror(images, rng, probability: float, part: tuple[int, int] | None = None) -> None:
+    """Mirror each image of ``(N, H, W[, C])`` (``part`` of a batch) left to right with
+    ``probability``, in place (torchvision's ``RandomHorizontalFlip``)."""
+    total, first = drawn_for(part, images)
+    chosen = np.flatnonzero(rng.random(total)[first:first + len(images)] < probability)
     images[chosen] = images[chosen, :, ::-1]
 
 

@@ -179,6 +179,25 @@ def test_augment_flips_the_chosen_images_left_to_right_and_only_those():
     np.testing.assert_array_equal(flipped[~chosen], images[~chosen])
 
 
+def test_augment_of_a_batchs_parts_equals_augment_of_the_whole_batch():
+    # as ddp's ranks each hold a part of the global batch: the draws are the global batch's
+    from trainkit.plugins.augment import erase, mirror, transform
+
+    images = np.random.default_rng(0).random((10, 8, 8, 1), dtype=np.float32)
+
+    def augmented(images, part):
+        images, rng = images.copy(), np.random.default_rng(7)
+        transform(images, rng, 0.7, 0.2, 20.0, 0.2, part)
+        erase(images, rng, 0.5, part)
+        mirror(images, rng, 0.5, part)
+        return images
+
+    whole = augmented(images, None)
+    parts = [augmented(images[:4], (0, 10)), augmented(images[4:], (4, 10))]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    assert not np.array_equal(whole, images)
+
+
 def test_augment_draws_from_the_seed_and_step_and_leaves_evaluation_alone(synthetic_dir,
                                                                           tmp_path):
     from trainkit.plugins.augment import Augment

@@ -259,6 +259,19 @@ class DataLoader:
             raise ValueError(f"rank {rank} is not in 0..{world - 1}")
         self.rank, self.world = rank, world
 
+    def local_rows(self) -> slice:
+        """Where this process's part of the current global batch lies in it (all of it without
+        sharding): per-sample random draws made for the global batch and cut here are the
+        same whatever the number of processes."""
+        total = self.global_batch_size
+        if self.world == 1:
+            return slice(0, total)
+        if total == self.batch_size * self.world:
+            return slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        sizes = [len(part) for part in np.array_split(np.arange(total), self.world)]
+        start = sum(sizes[:self.rank])
+        return slice(start, start + sizes[self.rank])
+
     def __len__(self) -> int:
         """Batches per epoch (global batches, when sharded)."""
         return self.batches_left(0)
