@@ -221,8 +221,15 @@ CNN = ["--model", "cnn", "--channels", "4,8", "--dense", "16", "--threads", "1",
 
 def test_a_convnet_on_two_ranks_of_16_matches_one_process_of_32(synthetic_dir, rank_dir,
                                                                   tmp_path):
+    two_ranks_of_16_equal_one_process_of_32(synthetic_dir, rank_dir, tmp_path)
+
+
+def two_ranks_of_16_equal_one_process_of_32(synthetic_dir, rank_dir, tmp_path, *args):
+    """The small convnet without batch norm and dropout (each rank would normalise its own
+    half, and draw its own masks), run with ``args``: the ranks' weights are identical and
+    within round-off of one process's; those weights are returned."""
     common = ["--dataset", "idx", "--data-dir", str(synthetic_dir), *CNN, "--dropout", "0",
-              "--conv-dropout", "0", "--no-batch-norm"]  # each rank would normalise its own half
+              "--conv-dropout", "0", "--no-batch-norm", *args]
     ddp = trainkit_run(2, *common, "--batch-size", "16", "--out", str(tmp_path / "ddp"))
     assert ddp.returncode == 0, ddp.stderr
     rank0, rank1 = weights(rank_dir, 0), weights(rank_dir, 1)
@@ -230,27 +237,19 @@ def test_a_convnet_on_two_ranks_of_16_matches_one_process_of_32(synthetic_dir, r
     single = trainkit_run(0, *common, "--batch-size", "32", "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr
     np.testing.assert_allclose(rank0, weights(rank_dir, 0), rtol=0, atol=1e-5)
+    return rank0
 
 
 def test_augment_grad_clip_and_ema_on_two_ranks_of_16_match_one_process_of_32(
         synthetic_dir, rank_dir, tmp_path):
     # the augmentation's draws are the global batch's, the gradient is clipped after the ranks'
     # sum, the average follows the same weights on every rank
-    common = ["--dataset", "idx", "--data-dir", str(synthetic_dir), *CNN, "--dropout", "0",
-              "--conv-dropout", "0", "--no-batch-norm", "--plugin", "augment",
-              "--augment-erase", "0.5", "--augment-flip", "0.5", "--plugin", "grad-clip",
-              "--grad-clip-max", "0.05", "--plugin", "ema"]
-    ddp = trainkit_run(2, *common, "--batch-size", "16", "--out", str(tmp_path / "ddp"))
-    assert ddp.returncode == 0, ddp.stderr
-    rank0, rank1 = weights(rank_dir, 0), weights(rank_dir, 1)
-    np.testing.assert_array_equal(rank0, rank1)
-    single = trainkit_run(0, *common, "--batch-size", "32", "--out", str(tmp_path / "one"))
-    assert single.returncode == 0, single.stderr
-    np.testing.assert_allclose(rank0, weights(rank_dir, 0), rtol=0, atol=1e-5)
-    plain = trainkit_run(0, *common[:common.index("--plugin")], "--batch-size", "32",
-                         "--out", str(tmp_path / "plain"))
-    assert plain.returncode == 0, plain.stderr
-    assert np.abs(weights(rank_dir, 0) - rank0).max() > 1e-3  # the plugins changed the run
+    techniques = two_ranks_of_16_equal_one_process_of_32(
+        synthetic_dir, rank_dir, tmp_path, "--plugin", "augment", "--augment-erase", "0.5",
+        "--augment-flip", "0.5", "--plugin", "grad-clip", "--grad-clip-max", "0.05",
+        "--plugin", "ema")
+    plain = two_ranks_of_16_equal_one_process_of_32(synthetic_dir, rank_dir, tmp_path / "plain")
+    assert np.abs(techniques - plain).max() > 1e-3  # the plugins changed the run
 
 
 def test_batch_norm_statistics_stay_in_step_across_ranks(synthetic_dir, rank_dir, tmp_path):
