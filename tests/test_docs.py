@@ -76,3 +76,22 @@ def test_every_schedule_and_early_stopping_option_is_in_the_reference_table():
         for spec in option_specs(factory):
             name = "" if spec.name == "schedule" else "-" + spec.name.replace("_", "-")
             assert f"`--{plugin}{name}" in table, f"--{plugin}{name}"
+
+
+def test_the_readmes_recipe_commands_are_valid_runs():
+    import shlex
+
+    from click.testing import CliRunner
+
+    from trainkit.cli import make_cli
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    recipe = readme.split("### A recipe", 1)[1].split("```", 2)[1]
+    commands = recipe.replace("\\\n", " ").strip().splitlines()
+    assert len(commands) == 2
+    for command in commands:
+        args = shlex.split(command)
+        assert args[:2] == ["trainkit", "run"]
+        result = CliRunner().invoke(make_cli(), [*args[1:], "--print-config"])
+        assert result.exit_code == 0, result.output
+        assert "label_smoothing = 0.1" in result.output and '"ema"' in result.output
