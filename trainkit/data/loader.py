@@ -261,8 +261,9 @@ class DataLoader:
 
     def local_rows(self) -> slice:
         """Where this process's part of the current global batch lies in it (all of it without
-        sharding): per-sample random draws made for the global batch and cut here are the
-        same whatever the number of processes."""
+        sharding): the rows ``batches`` takes, and where per-sample random draws made for the
+        global batch are cut, so that they are the same whatever the number of processes. A
+        short last batch is split as evenly as possible (``np.array_split``)."""
         total = self.global_batch_size
         if self.world == 1:
             return slice(0, total)
@@ -309,10 +310,7 @@ class DataLoader:
             offset += size
             self.global_batch_size = len(index)
             if self.world > 1:
-                if len(index) == size:
-                    index = index[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
-                else:
-                    index = np.array_split(index, self.world)[self.rank]
+                index = index[self.local_rows()]
             yield self.make_batch(index)
 
     def make_batch(self, index: np.ndarray) -> Batch:
