@@ -133,17 +133,15 @@ def reference_epoch_seconds(images, labels, *, threads: int, epochs: int, batch:
     return float(np.median(times))
 
 
-def torch_network(model: str):
-    """The network ``build_model(model)`` builds, in PyTorch (NCHW for the convnet, its native
-    layout)."""
-    from torch import nn
+def _load_torch_network():
+    path = Path(__file__).resolve().with_name("torch_cnn.py")
+    spec = importlib.util.spec_from_file_location("torch_cnn", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.torch_network
 
-    if model == "cnn":
-        return nn.Sequential(nn.Conv2d(1, 32, 5), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Conv2d(32, 64, 5), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Dropout(0.25), nn.Flatten(), nn.Linear(1024, 128),
-                             nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128, 10))
-    return nn.Sequential(nn.Linear(784, 100), nn.Sigmoid(), nn.Linear(100, 10))
+
+torch_network = _load_torch_network()
 
 
 def torch_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: int = 64,

@@ -3,19 +3,22 @@ on the batch, in numpy and scipy.
 
 Each training batch (never validation or test) is changed in place before its forward pass:
 every image is, with ``probability``, moved by an affine map (a rotation within ``rotate``
-degrees, a scaling within ``1 +- scale``, a shift within ``shift`` of its size; bilinear, zero
-outside, as Keras' ``RandomRotation``/``RandomZoom``/``RandomTranslation`` with constant
-fill), then with ``erase`` a rectangle of it is set to zero (timm's ``RandomErasing``, 2-20% of
-the image, aspect ratio 0.3-3.3), and with ``flip`` it is mirrored left to right (off by
-default: a mirrored digit is another glyph; clothes stay clothes). The draws come from a
-generator seeded by the run's seed and the global step, so a resumed run draws what an
-uninterrupted one would. Under ddp the draws are made for the global batch and each rank
-applies its own rows' draws, so 2 ranks of 32 augment as 1 process of 64 does.
+degrees, a scaling within ``1 +- scale``, a shift within ``shift`` of its size; bilinear or
+nearest, zero outside, as Keras' ``RandomRotation``/``RandomZoom``/``RandomTranslation`` with
+constant fill and their ``interpolation``; nearest with no rotation or scaling moves an image
+by whole pixels and keeps it sharp, as torchvision's ``RandomCrop`` with padding), then with
+``erase`` a rectangle of it is set to zero (timm's ``RandomErasing``, 2-20% of the image,
+aspect ratio 0.3-3.3), and with ``flip`` it is mirrored left to right (off by default: a
+mirrored digit is another glyph; clothes stay clothes). The draws come from a generator seeded
+by the run's seed and the global step, so a resumed run draws what an uninterrupted one would.
+Under ddp the draws are made for the global batch and each rank applies its own rows' draws,
+so 2 ranks of 32 augment as 1 process of 64 does.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from trainkit import hookimpl
 from trainkit.lazy import lazy_import
@@ -34,10 +37,13 @@ class Augment:
         erase: the chance that a rectangle of an image is set to zero.
         flip: the chance that an image is mirrored left to right (for clothes or photos, not
             for digits or letters).
+        interpolation: how a moved image is resampled: bilinear (smooth) or nearest (whole
+            pixels: with no rotation or scaling, a sharp shift).
     """
 
     def __init__(self, probability: float = 0.5, shift: float = 0.1, rotate: float = 10.0,
-                 scale: float = 0.1, erase: float = 0.0, flip: float = 0.0) -> None:
+                 scale: float = 0.1, erase: float = 0.0, flip: float = 0.0,
+                 interpolation: Literal["bilinear", "nearest"] = "bilinear") -> None:
         from trainkit.nn.optim import check_range
 
         check_range("probability", probability, 0.0, 1.0, high_open=False)
@@ -48,7 +54,7 @@ class Augment:
         check_range("flip", flip, 0.0, 1.0, high_open=False)
         self.name = "augment"
         self.probability, self.shift, self.rotate, self.scale = probability, shift, rotate, scale
-        self.erase, self.flip = erase, flip
+        self.erase, self.flip, self.interpolation = erase, flip, interpolation
         self.seed = 0
 
     @hookimpl
@@ -69,7 +75,8 @@ class Augment:
         part = (rows.start, loader.global_batch_size)
         if rows.stop - rows.start != len(images):  # a batch that is not the loader's
             part = None
-        transform(images, rng, self.probability, self.shift, self.rotate, self.scale, part)
+        transform(images, rng, self.probability, self.shift, self.rotate, self.scale, part,
+                  self.interpolation)
         if self.erase:
             erase(images, rng, self.erase, part)
         if self.flip:
@@ -83,9 +90,10 @@ def drawn_for(part: tuple[int, int] | None, images) -> tuple[int, int]:
 
 
 def transform(images, rng, probability: float, shift: float, rotate: float,
-              scale: float, part: tuple[int, int] | None = None) -> None:
+              scale: float, part: tuple[int, int] | None = None,
+              interpolation: str = "bilinear") -> None:
     """Move the chosen images of ``(N, H, W[, C])`` (``part`` of a batch) in place by
-    random affine maps about their centres (bilinear; zero outside). The warp is numpy on
+    random affine maps about their centres (``bilinear`` or ``nearest``; zero outside). The warp is numpy on
     whole arrays, so the run's threads share it (scipy's ``affine_transform`` holds the GIL:
     it cost a convnet epoch 13%)."""
     (total, first), (n, h, w) = drawn_for(part, images), images.shape[:3]
@@ -109,12 +117,13 @@ def transform(images, rng, probability: float, shift: float, rotate: float,
 
     threads = current_plan().threads
     bounds = Plan(threads, split_batch=True, split_small=True).bounds(len(picked))
-    on_threads(bounds, lambda _, lo, hi: warp(planes, picked[lo:hi], inverse, offsets))
+    on_threads(bounds, lambda _, lo, hi: warp(planes, picked[lo:hi], inverse, offsets,
+                                              interpolation))
 
 
-def warp(planes, rows, inverse, offsets) -> None:
-    """Bilinear resampling of ``planes[rows]`` (``(N, H, W, C)``) at ``inverse @ (y, x) +
-    offset``, zero outside, in place."""
+def warp(planes, rows, inverse, offsets, interpolation: str = "bilinear") -> None:
+    """Bilinear (or nearest) resampling of ``planes[rows]`` (``(N, H, W, C)``) at
+    ``inverse @ (y, x) + offset``, zero outside, in place."""
     if not len(rows):
         return
     n, h, w, c = len(rows), *planes.shape[1:]
@@ -124,6 +133,8 @@ def warp(planes, rows, inverse, offsets) -> None:
     o = offsets[rows].astype(np.float32)
     sy = a[:, 0, 0, None, None] * yy + a[:, 0, 1, None, None] * xx + o[:, 0, None, None]
     sx = a[:, 1, 0, None, None] * yy + a[:, 1, 1, None, None] * xx + o[:, 1, None, None]
+    if interpolation == "nearest":  # the nearest pixel is the bilinear weights rounded
+        sy, sx = np.floor(sy + 0.5), np.floor(sx + 0.5)
     y0, x0 = np.floor(sy), np.floor(sx)
     fy, fx = (sy - y0)[..., None], (sx - x0)[..., None]
     # two zero pixels around every image: a point outside reads zeros

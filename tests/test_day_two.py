@@ -167,6 +167,19 @@ def test_augment_moves_images_by_the_drawn_amounts():
     assert abs(moved.sum() - image.sum()) < 1e-4
 
 
+def test_augment_nearest_moves_images_by_whole_pixels_and_keeps_them_sharp():
+    # Keras' interpolation="nearest": with no rotation or scaling, a pad-and-crop shift
+    from trainkit.plugins.augment import transform
+
+    image = np.random.default_rng(1).random((1, 28, 28, 1), dtype=np.float32)
+    moved, smooth = image.copy(), image.copy()
+    transform(moved, FixedDraws(2.4, -3.4), 1.0, 0.2, 10.0, 0.1, interpolation="nearest")
+    transform(smooth, FixedDraws(2.4, -3.4), 1.0, 0.2, 10.0, 0.1)
+    np.testing.assert_array_equal(moved[0, 2:, :25], image[0, :26, 3:])  # 2 down, 3 left
+    assert not moved[0, :2].any() and not moved[0, :, 25:].any()  # zero where nothing was
+    assert not np.isin(smooth[0, 2:, :25], image).all()  # bilinear blends neighbours
+
+
 def test_augment_flips_the_chosen_images_left_to_right_and_only_those():
     from trainkit.plugins.augment import mirror
 
