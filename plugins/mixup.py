@@ -7,7 +7,8 @@ pastes a box of the partner, ``1 - lam`` of the image's area, and ``lam`` become
 (Yun et al., 2019). The loss is the cross-entropy against the mixed targets, ``lam`` of the
 image's class and ``1 - lam`` of its partner's (written as soft targets, which is the same
 value and gradient as ``lam CE(y) + (1 - lam) CE(y')``). The training metrics count the
-image's own class. Validation and test are never mixed. The draws come from the run's seed and
+class with the larger share (Keras' accuracy on mixed labels), so a training accuracy reads as
+it does without mixing. Validation and test are never mixed. The draws come from the run's seed and
 the global step, so a resume is exact. Under ddp each rank pairs the images of its own part
 of the global batch (a partner on another rank would cost an exchange of images every step),
 so 2 ranks of 32 mix differently from 1 process of 64: the same technique, other draws.
@@ -115,6 +116,9 @@ class Mixup:
         else:
             mixed = lam * x + (1 - lam) * x[partner]
             x[...] = mixed
+        if lam < 0.5:  # the batch's labels become the larger share's: the metrics count them
+            y[...] = y[partner]
+            partner, lam = np.argsort(partner), 1 - lam  # the same mixed targets
         self.targets.mixing = (partner, np.float32(lam))
 
     @hookimpl

@@ -312,6 +312,37 @@ def test_mixup_loss_is_the_mix_of_the_two_classes_losses():
     assert mixed.forward(logits.copy(), y) == pytest.approx(CrossEntropy().forward(logits, y))
 
 
+def test_mixup_counts_the_larger_shares_class_and_keeps_the_mixed_targets():
+    # Keras' accuracy on mixed labels: the class that makes up more of the image
+    from types import SimpleNamespace
+
+    from trainkit.plugins.losses import CrossEntropy
+    from trainkit.plugins.mixup import MixedTargets, Mixup
+
+    plugin, n = Mixup(alpha=0.4), 16
+    plugin.targets = MixedTargets(CrossEntropy())
+    logits = np.random.default_rng(1).normal(size=(n, 10)).astype(np.float32)
+    shares = []
+    for step in range(12):
+        y = np.random.default_rng(step).integers(0, 10, n)
+        draws = np.random.default_rng([plugin.seed, step, 0x313C])
+        draws.random()
+        partner, lam = draws.permutation(n), float(draws.beta(0.4, 0.4))
+        trainer = SimpleNamespace(state=SimpleNamespace(global_step=step),
+                                  context=SimpleNamespace(image_shape=(2, 2)))
+        batch = (np.ones((n, 4), np.float32), y.copy())
+        plugin.on_batch_start(trainer, batch)
+        larger = y if lam >= 0.5 else y[partner]
+        np.testing.assert_array_equal(batch[1], larger)
+        own, other = CrossEntropy(), CrossEntropy()
+        expected = lam * own.forward(logits.copy(), y) + (1 - lam) * other.forward(
+            logits.copy(), y[partner])
+        assert plugin.targets.forward(logits.copy(), batch[1]) == pytest.approx(expected,
+                                                                              rel=1e-5)
+        shares.append(lam >= 0.5)
+    assert 0 < sum(shares) < len(shares)  # both cases were seen
+
+
 def test_mixup_and_cutmix_resume_exactly_and_leave_evaluation_alone(synthetic_dir, tmp_path):
     import json
 
