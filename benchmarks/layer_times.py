@@ -3,8 +3,7 @@
     python benchmarks/layer_times.py              # 1 thread, batch 64, 200 steps
     python benchmarks/layer_times.py --threads 2
 
-Each of the model's passes (a layer, or a fused pair such as batch norm and max-pool,
-``trainkit.nn.fused``), forward and backward, is timed on its own (the schedule's work waited for),
+Each layer's forward and backward pass is timed on its own (the schedule's work waited for),
 over random MNIST-shaped batches, median of the steps after a warm-up. Beside each time is what
 the pass needs at least on this machine, the larger of
 
@@ -29,7 +28,6 @@ import numpy as np
 from run import gemm_rate_single_core  # benchmarks/run.py, beside this file
 
 from trainkit.nn import BatchNorm, Conv2d, Linear
-from trainkit.nn.fused import NormThenMaxPool
 from trainkit.nn.schedule import scheduled, wait
 from trainkit.plugins.losses import CrossEntropy
 from trainkit.plugins.models import CNN
@@ -54,22 +52,11 @@ def copy_bandwidth(nbytes: int, cache: dict[int, float]) -> float:
     return cache[size]
 
 
-def members(step) -> list:
-    """The layers a pass of the model does: one, or a fused pair's two."""
-    return [step.norm, step.pool] if isinstance(step, NormThenMaxPool) else [step]
-
-
-def describe(step) -> str:
-    return " + ".join(layer.describe() for layer in members(step)) + (
-        " (fused)" if isinstance(step, NormThenMaxPool) else "")
-
-
-def step_times(network, loss, optimizer, images, labels, times) -> None:
-    """One training step, each of the model's passes (a layer, or a fused pair) timed into
-    ``times[(index, pass)]``."""
+def passes(network, loss, optimizer, images, labels, times) -> None:
+    """One training step, each layer's passes timed into ``times[(index, pass)]``."""
     x = images
     with scheduled():
-        for index, layer in enumerate(network.passes()):
+        for index, layer in enumerate(network.layers):
             start = time.perf_counter()
             x = layer.in_model(False, x)
             wait()
@@ -79,11 +66,11 @@ def step_times(network, loss, optimizer, images, labels, times) -> None:
     grad = loss.backward()
     times.setdefault(("loss", ""), []).append(time.perf_counter() - start)
     with scheduled():
-        for index in reversed(range(len(network.passes()))):
+        for index in reversed(range(len(network.layers))):
             if grad is None:
                 break
             start = time.perf_counter()
-            grad = network.passes()[index].in_model(True, grad)
+            grad = network.layers[index].in_model(True, grad)
             wait()
             times.setdefault((index, "backward"), []).append(time.perf_counter() - start)
     start = time.perf_counter()
@@ -91,9 +78,8 @@ def step_times(network, loss, optimizer, images, labels, times) -> None:
     times.setdefault(("adam", ""), []).append(time.perf_counter() - start)
 
 
-def needs(step, shape_in, shape_out, batch: int, first: bool) -> dict[str, tuple[int, int]]:
-    """(FLOPs, compulsory bytes) of the pass's forward and backward on ``batch``."""
-    layer = members(step)[0]
+def needs(layer, shape_in, shape_out, batch: int, first: bool) -> dict[str, tuple[int, int]]:
+    """(FLOPs, compulsory bytes) of the layer's forward and backward pass on ``batch``."""
     size_in = 4 * batch * int(np.prod(shape_in))
     size_out = 4 * batch * int(np.prod(shape_out))
     products = isinstance(layer, (Conv2d, Linear))
@@ -121,9 +107,9 @@ def main() -> None:
     times: dict = {}
     with using_threads(args.threads, network.splits_batch):
         for _ in range(20):  # warm-up: buffers, caches, the BLAS's threads
-            step_times(network, loss, optimizer, images, labels, {})
+            passes(network, loss, optimizer, images, labels, {})
         for _ in range(args.steps):
-            step_times(network, loss, optimizer, images, labels, times)
+            passes(network, loss, optimizer, images, labels, times)
 
     peak = gemm_rate_single_core() * args.threads
     cache: dict[int, float] = {}
@@ -135,17 +121,15 @@ def main() -> None:
     print("| layer | pass | ms | share | GFLOP | MB | needed ms | time / needed |")
     print("|---|---|---|---|---|---|---|---|")
     shape = network.input_shape
-    for index, step in enumerate(network.passes()):
-        out_shape = shape
-        for layer in members(step):
-            out_shape = layer.output_shape(out_shape)
-        for name, (flops, nbytes) in needs(step, shape, out_shape, args.batch,
+    for index, layer in enumerate(network.layers):
+        out_shape = layer.output_shape(shape)
+        for name, (flops, nbytes) in needs(layer, shape, out_shape, args.batch,
                                            index == 0).items():
             seconds = median.get((index, name))
             if seconds is None:
                 continue
             needed = max(flops / peak, nbytes / (copy_bandwidth(nbytes, cache) * args.threads))
-            print(f"| {index} {describe(step)} | {name} | {seconds * 1e3:.3f} | "
+            print(f"| {index} {layer.describe()} | {name} | {seconds * 1e3:.3f} | "
                   f"{seconds / total:.1%} | {flops / 1e9:.3f} | {nbytes / 1e6:.2f} | "
                   f"{needed * 1e3:.3f} | {seconds / needed:.1f} |")
         shape = out_shape

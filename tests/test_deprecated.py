@@ -122,12 +122,3 @@ def test_a_plugins_old_thread_preference_is_still_read_with_a_warning():
     with pytest.warns(DeprecationWarning, match=r"^preferred_blas_threads is deprecated: use "
                                                 r"preferred_threads"):
         assert contract.read(OldDdp(), "preferred_threads") == 3
-
-
-def test_sequential_from_its_old_module_is_the_model_with_a_warning():
-    import trainkit.nn
-    import trainkit.nn.module
-
-    with pytest.warns(DeprecationWarning, match=r"trainkit\.nn\.Sequential"):
-        old = trainkit.nn.module.Sequential
-    assert old is trainkit.nn.Sequential

@@ -187,63 +187,6 @@ def test_batch_norm_gradients_for_dense_and_conv_outputs(shape, training):
     check_module(layer, rng.normal(size=shape), rng)
 
 
-@pytest.mark.parametrize("training", [True, False])
-def test_batch_norm_then_max_pool_as_one_fused_pass_checks_against_finite_differences(training):
-    from trainkit.nn.fused import NormThenMaxPool
-
-    rng = np.random.default_rng(6)
-    model = Sequential(BatchNorm(3), MaxPool2d(2))
-    assert isinstance(model.passes()[0], NormThenMaxPool)
-    to_float64(model)
-    norm = model.layers[0]
-    norm.gamma.data[:] = rng.uniform(0.5, 2, size=3)
-    norm.beta.data[:] = rng.normal(size=3)
-    norm.running_var[:] = rng.uniform(0.5, 2, size=3)
-    model.train(training)
-    check_module(model, rng.normal(size=(3, 4, 6, 3)), rng)
-
-
-def conv_block(gamma_sign: float = 1.0):
-    rng = np.random.default_rng(7)
-    model = Sequential(Conv2d(2, 4, 3, rng, input_grad=False), BatchNorm(4), MaxPool2d(2),
-                       ReLU(), Flatten(), Linear(4 * 5 * 5, 3, rng))
-    model.layers[1].gamma.data[:] = gamma_sign * rng.uniform(0.5, 2, size=4)
-    model.layers[1].beta.data[:] = rng.normal(size=4)
-    return model
-
-
-@pytest.mark.parametrize("threads", [1, 3])
-def test_the_fused_pass_gives_the_layers_outputs_to_the_bit_and_their_gradients(threads,
-                                                                                split_every_pass):
-    # pooling first is exact for gamma > 0: the same outputs and running statistics; the
-    # gradients' sums run over the pooled values only, so they agree to rounding
-    from trainkit.nn.fused import NormThenMaxPool
-
-    x = np.random.default_rng(8).standard_normal((16, 12, 12, 2)).astype(np.float32)
-    assert any(isinstance(p, NormThenMaxPool) for p in conv_block().passes())
-
-    def layer_by_layer(model, x):  # the two layers as they are, no fused pass
-        model.passes = lambda: model.layers
-        return model
-
-    for mode in (True, False):
-        def block(mode=mode, wrap=lambda m: m):
-            return wrap(conv_block().train(mode))
-
-        fused = split_step(block, threads, x)
-        layers = split_step(lambda: block(wrap=lambda m: layer_by_layer(m, x)), threads, x)
-        np.testing.assert_array_equal(fused[0], layers[0])  # outputs
-        np.testing.assert_array_equal(fused[3], layers[3])  # running statistics
-        np.testing.assert_allclose(fused[2], layers[2], rtol=1e-4,
-                                   atol=1e-5 * np.abs(layers[2]).max())
-    # a negative gamma would need the smallest x: that step runs the two layers as they are
-    negative = split_step(lambda: conv_block(-1.0), threads, x)
-    layers = split_step(lambda: layer_by_layer(conv_block(-1.0), x), threads, x)
-    for a, b in zip(negative, layers):
-        if a is not None:
-            np.testing.assert_array_equal(a, b)
-
-
 def test_batch_norm_statistics_follow_pytorchs_conventions():
     rng = np.random.default_rng(6)
     x = rng.normal(2.0, 3.0, size=(5, 4, 4, 3)).astype(np.float32)

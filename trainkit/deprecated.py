@@ -71,7 +71,6 @@ DEPRECATIONS = [
     Deprecation("Parts(bounds, work)", "Module.over_batch(work, *arrays, values=...) (the "
                 "schedule cuts the batch; work gets the arrays' parts)", "0.2.0", "0.3.0"),
     Deprecation("parallel.RUN", "parallel.WAIT", "0.2.0", "0.3.0"),
-    Deprecation("trainkit.nn.module.Sequential", "trainkit.nn.Sequential", "0.2.0", "0.3.0"),
     Deprecation("parallel.batch_parts, parallel.value_parts", "Module.over_batch(work, "
                 "*arrays, values=...)", "0.2.0", "0.3.0"),
 ]

@@ -1,8 +1,7 @@
 """Neural-network building blocks in plain numpy: forward and backward side by side.
 
 One module per layer family: ``layers`` (Linear and the activations), ``conv``, ``pooling``,
-``reshape`` (Flatten), ``dropout`` and ``normalization`` (BatchNorm); ``sequential`` is a model
-of layers in order, ``fused`` the passes it does for two layers at once; ``optim`` is the
+``reshape`` (Flatten), ``dropout`` and ``normalization`` (BatchNorm); ``optim`` is the
 optimizers' base class. Image batches are channels-last: ``(N, height, width, channels)``.
 
 Every name is imported when first asked for (``from trainkit.nn import Linear`` works as
@@ -28,18 +27,17 @@ if TYPE_CHECKING:
         Softmax,
         Tanh,
     )
-    from trainkit.nn.module import Module, Parameter, ShapeError
+    from trainkit.nn.module import Module, Parameter, Sequential, ShapeError
     from trainkit.nn.normalization import BatchNorm
     from trainkit.nn.optim import Optimizer
     from trainkit.nn.pooling import AvgPool2d, MaxPool2d
     from trainkit.nn.reshape import Flatten
-    from trainkit.nn.sequential import Sequential
 
 _WHERE = {"Conv2d": "conv", "Dropout": "dropout", "ACTIVATIONS": "layers", "Linear": "layers",
           "ReLU": "layers", "Sigmoid": "layers", "Tanh": "layers", "Rescale": "layers",
           "LeakyReLU": "layers", "GELU": "layers", "Softmax": "layers",
           "Module": "module",
-          "Parameter": "module", "Sequential": "sequential", "ShapeError": "module",
+          "Parameter": "module", "Sequential": "module", "ShapeError": "module",
           "BatchNorm": "normalization", "Optimizer": "optim", "AvgPool2d": "pooling",
           "MaxPool2d": "pooling", "Flatten": "reshape"}
 

@@ -202,28 +202,25 @@ def check_layer_threads(findings: Findings, build, input_shape, seed: int) -> No
 
 def split_step(model_factory, threads: int, x: np.ndarray, fused: bool = True,
                split_small: bool = False):
-    """One forward and backward pass on ``threads`` threads, as a convnet's run makes it:
-    the model's own pass (``fused``), or each of its passes (a layer, or a fused pair of
-    ``trainkit.nn.fused``) called on its own, outside the model's schedule."""
+    """One forward and backward pass on ``threads`` threads, as a convnet's run makes it."""
     from trainkit.nn import schedule
 
     with schedule.planned(threads, split_batch=True, split_small=split_small):
         model = model_factory()
-        passes = model.passes() if hasattr(model, "passes") else model.layers
         if fused:
             out = model.forward(x.copy()).copy()
         else:
             out = x.copy()
-            for step in passes:
-                out = step.forward(out)
+            for layer in model.layers:
+                out = layer.forward(out)
             out = out.copy()
         upstream = np.random.default_rng(3).standard_normal(out.shape).astype(np.float32)
         if fused:
             grad_x = model.backward(upstream)
         else:
             grad_x = upstream
-            for step in reversed(passes):
-                grad_x = step.backward(grad_x)
+            for layer in reversed(model.layers):
+                grad_x = layer.backward(grad_x)
         grad_x = None if grad_x is None else np.array(grad_x)
         return out, grad_x, model.grads.copy(), model.states.copy()
 
