@@ -94,7 +94,7 @@ def main() -> None:
                 loss = loss_fn(output, y)
                 loss.backward()
                 optimizer.step()
-                total += float(loss) * len(y)
+                total += loss.item() * len(y)
                 correct += int((output.argmax(1) == y).sum())
             schedule.step()
             val_loss, val_acc = evaluate(val_x, val_y)

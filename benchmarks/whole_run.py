@@ -69,7 +69,7 @@ def main() -> None:
         common = ["--threads", str(args.threads), "--epochs", str(args.epochs)]
         commands = {
             "trainkit": [sys.executable, "-m", "trainkit", "run", "--model", "cnn",
-                         "--data-dir", str(args.data_dir), "--out", out, *common],
+                         "--data-dir", str(args.data_dir), "--out", out, "--overwrite", *common],
             "pytorch": [sys.executable, str(HERE / "torch_cnn.py"), "--data-dir",
                         str(args.data_dir), *common],
         }
