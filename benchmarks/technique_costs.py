@@ -4,7 +4,8 @@
     TRAINKIT_DATA_DIR=../shared/data python benchmarks/technique_costs.py lr-find
 
 ``augment``: the default convnet's training time for 300 batches of MNIST without and with
-``--plugin augment --augment-erase 0.25`` at the default thread count, alternating seven times
+the recipes' techniques (``--plugin augment --augment-erase 0.25``; flip, whole-pixel shifts
+and mixup) at the default thread count, alternating seven times
 (the loop's own time, ``trainer.loop_seconds``: no data loading, validation or test).
 ``lr-find``: ``trainkit lr-find`` on the default MLP and convnet, then 3 epochs at the default
 lr and at the suggested one, and their test accuracy.
@@ -30,14 +31,26 @@ def loop_seconds(extra: dict) -> float:
     return outcome.trainer.loop_seconds
 
 
+#: The recipes' batch techniques (README): MNIST's, and Fashion-MNIST's with mixup.
+RECIPES = {
+    "augment, erase 0.25 (MNIST's recipe)": {"plugin": ["augment"], "augment": {"erase": 0.25}},
+    "augment, flip, whole-pixel shifts, and mixup (Fashion-MNIST's)": {
+        "plugin": ["augment", "mixup"],
+        "augment": {"flip": 0.5, "rotate": 0.0, "scale": 0.0, "interpolation": "nearest"}},
+}
+
+
 def augment() -> None:
-    plain, moved = [], []
+    runs: dict[str, list[float]] = {"none": [], **{name: [] for name in RECIPES}}
     for _ in range(7):
-        plain.append(loop_seconds({}))
-        moved.append(loop_seconds({"plugin": ["augment"], "augment": {"erase": 0.25}}))
-    p, m = statistics.median(plain), statistics.median(moved)
-    paired = statistics.median(b / a for a, b in zip(plain, moved))
-    print(f"| cnn, 300 batches | {p:.2f} s | {m:.2f} s | {paired:.3f} |")
+        runs["none"].append(loop_seconds({}))
+        for name, extra in RECIPES.items():
+            runs[name].append(loop_seconds(extra))
+    plain = runs["none"]
+    for name in RECIPES:
+        paired = statistics.median(b / a for a, b in zip(plain, runs[name]))
+        print(f"| {name}, 300 batches | {statistics.median(plain):.2f} s | "
+              f"{statistics.median(runs[name]):.2f} s | {paired:.3f} |")
 
 
 def lr_find() -> None:
