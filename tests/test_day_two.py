@@ -445,3 +445,30 @@ def test_the_options_of_the_loss_auto_chooses_are_kept_and_fixed_on_resume(synth
                                               "--dataset", "idx", "--data-dir",
                                               str(synthetic_dir)])
     assert changed.exit_code == 2 and "label_smoothing" in changed.output
+
+
+def test_ema_with_early_stopping_restores_the_best_epochs_averaged_weights(synthetic_dir,
+                                                                         tmp_path):
+    # EMA validates the average, so the best epoch is the average's, and restoring it must put
+    # that epoch's average back (the weights its checkpoint holds), not the training weights
+    from trainkit.persist.checkpoint_io import load_checkpoint
+
+    run = tmp_path / "run"
+    result = invoke(quick(synthetic_dir, run, "--epochs", "4", "--plugin", "ema",
+                          "--ema-decay", "0.9", "--plugin", "early-stopping",
+                          "--early-stopping-restore-best", "--early-stopping-patience", "9",
+                          "--early-stopping-monitor", "val_loss", "--early-stopping-mode",
+                          "max", "--checkpoint-keep", "0"))  # max: a loss's worst, epoch 1
+    assert result.exit_code == 0, result.output
+    manifest, final = load_checkpoint(run / "final.npz")
+    best = manifest["history"]
+    best_epoch = max(range(len(best)), key=lambda i: best[i]["val_loss"]) + 1
+    assert best_epoch < 4
+    at_best, saved = load_checkpoint(run / f"epoch-{best_epoch:03d}.npz")
+    assert at_best["plugins"]["ema"]["model_holds_average"]  # that file's model: the average
+    last = load_checkpoint(run / "epoch-004.npz")[1]
+    model_keys = [key for key in final if key.startswith("model/")]
+    assert model_keys
+    for key in model_keys:
+        np.testing.assert_array_equal(final[key], saved[key])
+    assert any(not np.array_equal(final[key], last[key]) for key in model_keys)
