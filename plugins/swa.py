@@ -1,7 +1,8 @@
 """swa: stochastic weight averaging, as PyTorch's ``torch.optim.swa_utils``.
 
 From epoch ``start`` on, the optimizer trains at its own constant lr (``lr``: PyTorch's
-``SWALR`` with no annealing) and, at the end of every epoch, the parameters join an equal
+``SWALR`` with no annealing; it takes over from the run's lr schedule, as Lightning's callback
+does) and, at the end of every epoch, the parameters join an equal
 average (``AveragedModel``: ``average += (weights - average) / (n + 1)``). When training ends
 the model takes the average, and batch norm's running statistics are recomputed over the
 training data as ``update_bn`` does: one pass in training mode, each layer's statistics the
@@ -37,9 +38,19 @@ class SWA:
         self.average = None
         self.averaged = 0
 
-    @hookimpl
+    # Both after every other plugin's (``trylast``): from ``start`` on the lr is this plugin's,
+    # whatever schedule the run has, per epoch or per step (Lightning's SWA callback replaces
+    # the run's schedulers with SWALR at that epoch).
+    @hookimpl(trylast=True)
     def on_epoch_start(self, trainer, epoch):
-        if epoch >= self.start and self.lr:
+        self.set_lr(trainer, epoch)
+
+    @hookimpl(trylast=True)
+    def on_batch_start(self, trainer):
+        self.set_lr(trainer, trainer.state.epoch + 1)  # state.epoch: the last one completed
+
+    def set_lr(self, trainer, epoch: int) -> None:
+        if self.lr and epoch >= self.start:
             trainer.optimizer.lr = self.lr
 
     @hookimpl

@@ -472,3 +472,17 @@ def test_ema_with_early_stopping_restores_the_best_epochs_averaged_weights(synth
     for key in model_keys:
         np.testing.assert_array_equal(final[key], saved[key])
     assert any(not np.array_equal(final[key], last[key]) for key in model_keys)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "warmup-cosine"])  # per epoch, per step
+def test_swa_lr_takes_over_from_the_runs_lr_schedule(synthetic_dir, tmp_path, schedule):
+    # the cnn's default cosine schedule set the lr after swa did, so --swa-lr was ignored
+    from trainkit.persist.checkpoint_io import load_checkpoint
+
+    run = tmp_path / "run"
+    result = invoke(quick(synthetic_dir, run, "--epochs", "4", "--lr-schedule", schedule,
+                          "--plugin", "swa", "--swa-start", "3", "--swa-lr", "0.05"))
+    assert result.exit_code == 0, result.output
+    lrs = [epoch["lr"] for epoch in load_checkpoint(run / "final.npz")[0]["history"]]
+    assert lrs[2:] == [pytest.approx(0.05)] * 2
+    assert all(lr < 0.05 for lr in lrs[:2])
