@@ -486,3 +486,23 @@ def test_swa_lr_takes_over_from_the_runs_lr_schedule(synthetic_dir, tmp_path, sc
     lrs = [epoch["lr"] for epoch in load_checkpoint(run / "final.npz")[0]["history"]]
     assert lrs[2:] == [pytest.approx(0.05)] * 2
     assert all(lr < 0.05 for lr in lrs[:2])
+
+
+def test_swa_with_ema_averages_the_weights_ema_validated(synthetic_dir, tmp_path):
+    # at an epoch's end the model holds EMA's average (validated and checkpointed): that is
+    # what swa's equal average takes, and what the run ends with
+    from trainkit.persist.checkpoint_io import load_checkpoint
+
+    run = tmp_path / "run"
+    result = invoke(quick(synthetic_dir, run, "--epochs", "2", "--plugin", "ema",
+                          "--ema-decay", "0.9", "--plugin", "swa", "--swa-start", "1",
+                          "--checkpoint-keep", "0"))
+    assert result.exit_code == 0, result.output
+    final = load_checkpoint(run / "final.npz")[1]
+    one, two = (load_checkpoint(run / f"epoch-00{e}.npz") for e in (1, 2))
+    assert one[0]["plugins"]["ema"]["model_holds_average"]
+    keys = [key for key in final if key.startswith("model/")]
+    assert keys
+    for key in keys:
+        np.testing.assert_allclose(final[key], (one[1][key] + two[1][key]) / 2, rtol=1e-6,
+                                   atol=1e-7)
