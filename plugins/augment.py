@@ -93,9 +93,9 @@ def transform(images, rng, probability: float, shift: float, rotate: float,
               scale: float, part: tuple[int, int] | None = None,
               interpolation: str = "bilinear") -> None:
     """Move the chosen images of ``(N, H, W[, C])`` (``part`` of a batch) in place by
-    random affine maps about their centres (``bilinear`` or ``nearest``; zero outside). The warp is numpy on
-    whole arrays, so the run's threads share it (scipy's ``affine_transform`` holds the GIL:
-    it cost a convnet epoch 13%)."""
+    random affine maps about their centres (``bilinear`` or ``nearest``; zero outside). The
+    warp is numpy on whole arrays, so the run's threads share it (scipy's ``affine_transform``
+    holds the GIL: it cost a convnet epoch 13%)."""
     (total, first), (n, h, w) = drawn_for(part, images), images.shape[:3]
     chosen = rng.random(total) < probability
     angle = np.radians(rng.uniform(-rotate, rotate, total))
@@ -133,7 +133,7 @@ def warp(planes, rows, inverse, offsets, interpolation: str = "bilinear") -> Non
     o = offsets[rows].astype(np.float32)
     sy = a[:, 0, 0, None, None] * yy + a[:, 0, 1, None, None] * xx + o[:, 0, None, None]
     sx = a[:, 1, 0, None, None] * yy + a[:, 1, 1, None, None] * xx + o[:, 1, None, None]
-    if interpolation == "nearest":  # the nearest pixel is the bilinear weights rounded
+    if interpolation == "nearest":  # the source point rounded: the weights below are 0 and 1
         sy, sx = np.floor(sy + 0.5), np.floor(sx + 0.5)
     y0, x0 = np.floor(sy), np.floor(sx)
     fy, fx = (sy - y0)[..., None], (sx - x0)[..., None]
