@@ -51,15 +51,16 @@ from trainkit.session.threads import (
 )
 
 
-def _load_reference_loop():
-    path = Path(__file__).resolve().with_name("reference_loop.py")
-    spec = importlib.util.spec_from_file_location("reference_loop", path)
+def _load_from_beside(filename: str, name: str):
+    """``name`` from a script beside this one (benchmarks/ is not a package)."""
+    path = Path(__file__).resolve().with_name(filename)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.train_reference
+    return getattr(module, name)
 
 
-train_reference = _load_reference_loop()
+train_reference = _load_from_beside("reference_loop.py", "train_reference")
 
 ROWS: list[tuple[str, str, str]] = []
 
@@ -133,15 +134,7 @@ def reference_epoch_seconds(images, labels, *, threads: int, epochs: int, batch:
     return float(np.median(times))
 
 
-def _load_torch_network():
-    path = Path(__file__).resolve().with_name("torch_cnn.py")
-    spec = importlib.util.spec_from_file_location("torch_cnn", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.torch_network
-
-
-torch_network = _load_torch_network()
+torch_network = _load_from_beside("torch_cnn.py", "torch_network")
 
 
 def torch_epoch_seconds(images, labels, *, threads: int, epochs: int, batch: int = 64,
