@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,21 @@ from trainkit.data import write_idx
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 DATA_DIR_FROM_ENV = os.environ.get("TRAINKIT_DATA_DIR")
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_reaches_the_process():
+    """Tests press Ctrl+C with a real SIGINT; a shell's background job starts with SIGINT
+    ignored (``cmd &`` without job control), and so would every run under it. Give the test
+    Python's own handler, as a terminal would."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def make_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
