@@ -91,5 +91,6 @@ def main() -> None:
     print(f"  trainkit / PyTorch: {ratio:.3f} (target <= 0.85; the medians' own ratio "
           f"{medians['trainkit'] / medians['pytorch']:.3f})")
 
+
 if __name__ == "__main__":
     main()

@@ -133,16 +133,18 @@ def warp(planes, rows, inverse, offsets, interpolation: str = "bilinear") -> Non
     o = offsets[rows].astype(np.float32)
     sy = a[:, 0, 0, None, None] * yy + a[:, 0, 1, None, None] * xx + o[:, 0, None, None]
     sx = a[:, 1, 0, None, None] * yy + a[:, 1, 1, None, None] * xx + o[:, 1, None, None]
-    if interpolation == "nearest":  # the source point rounded: the weights below are 0 and 1
-        sy, sx = np.floor(sy + 0.5), np.floor(sx + 0.5)
-    y0, x0 = np.floor(sy), np.floor(sx)
-    fy, fx = (sy - y0)[..., None], (sx - x0)[..., None]
+    nearest = interpolation == "nearest"
+    y0, x0 = (np.floor(sy + 0.5), np.floor(sx + 0.5)) if nearest else (np.floor(sy), np.floor(sx))
     # two zero pixels around every image: a point outside reads zeros
     padded = np.zeros((n, h + 4, w + 4, c), planes.dtype)
     padded[:, 2:h + 2, 2:w + 2] = planes[rows]
     yi = np.clip(y0, -2, h).astype(np.intp) + 2
     xi = np.clip(x0, -2, w).astype(np.intp) + 2
     k = np.arange(n)[:, None, None]
+    if nearest:  # one pixel each: the source point rounded
+        planes[rows] = padded[k, yi, xi]
+        return
+    fy, fx = (sy - y0)[..., None], (sx - x0)[..., None]
     top = padded[k, yi, xi] * (1 - fx) + padded[k, yi, xi + 1] * fx
     bottom = padded[k, yi + 1, xi] * (1 - fx) + padded[k, yi + 1, xi + 1] * fx
     planes[rows] = top * (1 - fy) + bottom * fy

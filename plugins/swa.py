@@ -2,8 +2,8 @@
 
 From epoch ``start`` on, the optimizer trains at its own constant lr (``lr``: PyTorch's
 ``SWALR`` with no annealing; it takes over from the run's lr schedule, as Lightning's callback
-does) and, at the end of every epoch, the parameters join an equal
-average (``AveragedModel``: ``average += (weights - average) / (n + 1)``). When training ends
+does) and, at the end of every epoch, the parameters join an equal average (``AveragedModel``:
+``average += (weights - average) / (n + 1)``). When training ends
 the model takes the average, and batch norm's running statistics are recomputed over the
 training data as ``update_bn`` does: one pass in training mode, each layer's statistics the
 cumulative mean over the batches. The test split, ``final.npz``, ``evaluate`` and ``predict``
