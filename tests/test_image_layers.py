@@ -85,6 +85,86 @@ def test_conv_gradients(kernel, stride, padding, channels):
     check_module(conv, rng.normal(size=(2, 5, 6, channels)), rng)
 
 
+WINOGRAD_CASES = [(3, 0, 8), (3, 1, 6), (5, 0, 10), (5, 2, 8), (1, 0, 6)]  # kernel, padding, size
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+@pytest.mark.parametrize("kernel,padding,size", WINOGRAD_CASES)
+def test_winograd_conv_matches_the_slow_loop(kernel, padding, size, channels):
+    rng = np.random.default_rng(kernel * 10 + padding)
+    conv = Conv2d(channels, 4, kernel, rng, padding=padding, algorithm="winograd")
+    conv.bias.data[:] = rng.normal(size=4)
+    x = rng.normal(size=(3, size, size, channels)).astype(np.float32)
+    expected = slow_conv(x.astype(np.float64), conv.weight.data.astype(np.float64),
+                         conv.bias.data.astype(np.float64), 1, padding)
+    np.testing.assert_allclose(conv.forward(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,padding,size", WINOGRAD_CASES)
+def test_winograd_conv_gradients(kernel, padding, size):
+    rng = np.random.default_rng(3)
+    conv = Conv2d(2, 3, kernel, rng, padding=padding, algorithm="winograd")
+    to_float64(conv)
+    check_module(conv, rng.normal(size=(2, size, size, 2)), rng)
+
+
+def test_winograd_conv_of_the_default_convnet_is_within_its_float32_bound_of_im2col():
+    """The second convolution's shapes in float32: Winograd's error (from the transforms'
+    constants) is bounded at 2e-5 of the largest value, against the float64 result."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 12, 12, 32)).astype(np.float32)
+    grad = rng.normal(size=(16, 8, 8, 64)).astype(np.float32)
+    results = {}
+    for algorithm in ("im2col", "winograd"):
+        conv = Conv2d(32, 64, 5, np.random.default_rng(1), algorithm=algorithm)
+        out = conv.forward(x).copy()
+        results[algorithm] = (out, conv.backward(grad).copy(), conv.weight.grad.copy())
+    exact = Conv2d(32, 64, 5, np.random.default_rng(1), algorithm="im2col")
+    to_float64(exact)
+    exact_out = exact.forward(x.astype(np.float64)).copy()
+    exact = (exact_out, exact.backward(grad.astype(np.float64)).copy(), exact.weight.grad)
+    for a, b, c in zip(results["im2col"], results["winograd"], exact):
+        scale = np.abs(c).max()
+        assert np.abs(b - c).max() < 2e-5 * scale
+        assert np.abs(a - c).max() < 2e-6 * scale  # im2col's, for scale
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_winograd_conv_split_across_its_chunks_gives_the_same_values(threads):
+    """Parts of the batch that start inside a chunk of samples (13 samples over 3 threads)
+    still find their own tiles' transforms in the backward pass."""
+    from trainkit.nn.schedule import planned, scheduled
+
+    x = np.random.default_rng(2).normal(size=(13, 10, 10, 8)).astype(np.float32)
+    grad = np.random.default_rng(3).normal(size=(13, 6, 6, 4)).astype(np.float32)
+
+    def step(threads):
+        conv = Conv2d(8, 4, 5, np.random.default_rng(1), algorithm="winograd")
+        with planned(threads, split_batch=True, split_small=True):
+            with scheduled():
+                out = conv.forward(x)
+            out = out.copy()
+            with scheduled():
+                grad_input = conv.backward(grad)
+        return out, grad_input.copy(), conv.weight.grad.copy(), conv.bias.grad.copy()
+
+    for a, b in zip(step(1), step(threads)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(a).max())
+
+
+def test_conv_algorithms_are_checked():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ShapeError, match="algorithm must be one of"):
+        Conv2d(2, 2, 3, rng, algorithm="fft")
+    with pytest.raises(ShapeError, match="stride 1 and an odd kernel"):
+        Conv2d(2, 2, 3, rng, stride=2, algorithm="winograd")
+    conv = Conv2d(2, 2, 3, rng, algorithm="winograd")
+    with pytest.raises(ShapeError, match="even output size"):
+        conv.forward(np.zeros((1, 5, 5, 2), np.float32))
+    auto = Conv2d(8, 2, 5, rng)  # where Winograd does not tile, auto falls back to im2col
+    assert auto.forward(np.ones((1, 7, 7, 8), np.float32)).shape == (1, 3, 3, 2)
+
+
 def test_a_first_conv_layer_skips_the_input_gradient():
     rng = np.random.default_rng(0)
     conv = Conv2d(1, 2, 3, rng, input_grad=False)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from trainkit.nn.schedule import complete, contiguous, over_batch, scheduled, wait
+from trainkit.nn.schedule import complete, contiguous, over_batch, scheduled, scratch, wait
 
 
 def no_products(self: Any, input_shape: tuple[int, ...]) -> int:
@@ -111,6 +111,11 @@ class Module:
                 del buffers[old]
             array = buffers[key] = np.empty(shape, dtype=dtype)
         return array
+
+    def scratch(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+        """A scratch array for work that ``over_batch`` may run on several threads at once: each
+        thread gets its own (``buffer``'s arrays are shared, and cut by sample)."""
+        return scratch(self, name, shape, dtype)
 
     def column_sums(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``x.sum(axis=0)`` of a 2-D array, computed as ``ones @ x``: a GEMV, about ten times

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
+import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -283,6 +285,21 @@ def over_batch(owner: Any, work: Callable[..., object], *arrays: np.ndarray | No
         schedule.add(parts)
     else:
         execute(parts)
+
+
+def scratch(owner: Any, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """``owner``'s scratch array ``name`` for the work running on this thread: parts of a batch
+    that run at once each get their own, which the same thread reuses (grown when too small)."""
+    try:
+        pools = owner._scratch
+    except AttributeError:
+        pools = owner._scratch = {}
+    arrays = pools.setdefault((threading.get_ident(), np.dtype(dtype)), {})
+    size = math.prod(shape)
+    array = arrays.get(name)
+    if array is None or array.size < size:
+        array = arrays[name] = np.empty(size, dtype)
+    return array[:size].reshape(shape)
 
 
 def wait() -> None:
