@@ -124,7 +124,7 @@ class Conv2d(Module):
         h_out, w_out, c_out = self.output_shape(x.shape[1:])
         winograd = self._winograd
         self._winograd_pass = winograd is not None and (
-            self.algorithm == "winograd" or winograd.fits(self, (h_out, w_out)))
+            self.algorithm == "winograd" or winograd.tile((h_out, w_out)) > 0)
         if self._winograd_pass:
             return winograd.forward(x)  # type: ignore[union-attr]
         padded = self.padded(x)

@@ -35,6 +35,7 @@ however the schedule cuts the batch over threads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,17 +46,24 @@ from trainkit.nn.module import ShapeError
 if TYPE_CHECKING:
     from trainkit.nn.conv import Conv2d
 
-#: Outputs per tile side.
-TILE = 2
+#: Outputs per tile side, by kernel size: F(4x4, 5x5) where it was measured faster than
+#: F(2x2, 5x5) (and as accurate, with the points +-1/2); F(2x2, k x k) elsewhere.
+TILES = {5: 4}
+
+
+POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0)
 
 
 def toom_cook(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(A^T, G, B^T)`` of F(m, r) for the correlation ``y[i] = sum_k d[i + k] g[k]``, in
-    float64: the points ``0, 1, -1, 2, -2, ...`` and infinity."""
+    float64: the points ``0, 1, -1, 2, -2, 1/2, -1/2, 3, -3`` (as many as it needs) and
+    infinity, small values and their inverses, which keep float32's error near im2col's."""
     a = m + r - 1
-    points = [0.0] + [s * float(v) for v in range(1, a) for s in (1, -1)][:a - 2]
+    if a > len(POINTS) + 1:
+        raise ValueError(f"F({m}, {r}) needs {a - 1} points; there are {len(POINTS)}")
+    points = POINTS[:a - 1]
 
-    def product(roots: list[float]) -> np.ndarray:  # coefficients of prod (x - root), low first
+    def product(roots: Sequence[float]) -> np.ndarray:  # coefficients of prod (x - root), low first
         coefficients = np.array([1.0])
         for root in roots:
             coefficients = np.polynomial.polynomial.polymul(coefficients, [-root, 1.0])
@@ -73,33 +81,37 @@ def toom_cook(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class Winograd:
-    """The convolution of ``layer`` (stride 1, an even output size) as F(2x2, k x k)."""
+    """The convolution of ``layer`` (stride 1, an odd kernel, an even output size) as
+    F(m x m, k x k), ``m`` as ``TILES`` says where the output divides by it, else 2."""
 
     #: Samples whose tiles are transformed and multiplied at a time (see the module's text).
     chunk = 8
 
     def __init__(self, layer: Conv2d) -> None:
         self.layer = layer
-        k = layer.kernel_size
-        self.a = TILE + k - 1
-        self._exact = toom_cook(TILE, k)
-        self._matrices: dict[np.dtype, tuple[np.ndarray, ...]] = {}
+        self._matrices: dict[tuple[int, np.dtype], tuple[np.ndarray, ...]] = {}
+        self.m = self.a = 0  # the tile of the last forward pass, which its backward pass uses
 
-    def matrices(self, dtype: np.dtype) -> tuple[np.ndarray, ...]:
-        """``(A^T, G, B^T, A, G^T, B)`` in ``dtype`` (the data's: float32 in training)."""
-        matrices = self._matrices.get(dtype)
+    def matrices(self, m: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+        """``(A^T, G, B^T, A, G^T, B)`` of F(m, k) in ``dtype`` (the data's: float32 in
+        training)."""
+        matrices = self._matrices.get((m, dtype))
         if matrices is None:
-            at, g, bt = (np.ascontiguousarray(m, dtype=dtype) for m in self._exact)
-            matrices = self._matrices[dtype] = (at, g, bt, *(np.ascontiguousarray(m.T)
-                                                           for m in (at, g, bt)))
+            exact = toom_cook(m, self.layer.kernel_size)
+            at, g, bt = (np.ascontiguousarray(q, dtype=dtype) for q in exact)
+            matrices = self._matrices[m, dtype] = (at, g, bt, *(np.ascontiguousarray(q.T)
+                                                              for q in (at, g, bt)))
         return matrices
 
-    @staticmethod
-    def fits(layer: Conv2d, output_shape: tuple[int, ...]) -> bool:
-        """Whether the layer (stride 1, an odd kernel) and its output (``(h, w, ...)``) tile by
-        2x2."""
-        return (layer.stride == 1 and layer.kernel_size % 2 == 1
-                and output_shape[0] % TILE == 0 and output_shape[1] % TILE == 0)
+    def tile(self, output_shape: tuple[int, ...]) -> int:
+        """Outputs per tile side for an output of ``(h, w, ...)``; 0 where none fits."""
+        k = self.layer.kernel_size
+        if self.layer.stride != 1 or k % 2 == 0:
+            return 0
+        for m in (TILES.get(k, 2), 2):
+            if output_shape[0] % m == 0 and output_shape[1] % m == 0:
+                return m
+        return 0
 
     def pieces(self, rows: np.ndarray) -> list[tuple[int, int]]:
         """The samples ``rows`` (a part of the batch) cut at multiples of ``chunk``."""
@@ -123,35 +135,37 @@ class Winograd:
         return rows
 
     def tiles(self, images: np.ndarray, t: int, t_w: int) -> np.ndarray:
-        """``(a, a, n, t, t_w, C)``: input pixel ``(2 ty + i, 2 tx + j)`` of tile ``(ty, tx)``,
+        """``(a, a, n, t, t_w, C)``: input pixel ``(m ty + i, m tx + j)`` of tile ``(ty, tx)``,
         a view."""
         sn, sh, sw, sc = images.strides
         return as_strided(images, (self.a, self.a, len(images), t, t_w, images.shape[3]),
-                          (sh, sw, sn, TILE * sh, TILE * sw, sc), writeable=False)
+                          (sh, sw, sn, self.m * sh, self.m * sw, sc), writeable=False)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        layer, a = self.layer, self.a
+        layer = self.layer
         n, h, w, c_in = x.shape
         h_out, w_out, c_out = layer.output_shape(x.shape[1:])
-        if not self.fits(layer, (h_out, w_out)):
+        m = self.tile((h_out, w_out))
+        if not m:
             raise ShapeError(f"a Winograd convolution needs stride 1, an odd kernel and an even "
                              f"output size, got stride {layer.stride}, kernel "
                              f"{layer.kernel_size} and output {h_out}x{w_out}")
-        t, p = h_out // TILE, layer.padding
-        dtype = x.dtype
-        at, g, bt = self.matrices(dtype)[:3]
         k = layer.kernel_size
+        self.m, self.a = m, a = m, m + k - 1
+        t, p = h_out // m, layer.padding
+        dtype = x.dtype
+        at, g, bt = self.matrices(m, dtype)[:3]
         u = layer.buffer("winograd_u", (a * a, c_in, c_out), dtype)  # U = G g G^T
         np.matmul(g, np.matmul(g, layer.weight.data.reshape(k, -1)).reshape(a, k, -1),
                   out=u.reshape(a, a, -1))
-        self._u, self._c_in, self._tiles = u, c_in, (t, w_out // TILE)
-        self._v = layer.buffer("winograd_v", (n, a * a * t * (w_out // TILE) * c_in), dtype)
+        self._u, self._c_in, self._tiles = u, c_in, (t, w_out // m)
+        self._v = layer.buffer("winograd_v", (n, a * a * t * (w_out // m) * c_in), dtype)
         padded = layer.padded(x)
         out = layer.buffer("out", (n, h_out, w_out, c_out), x.dtype)
         bias = None
         if layer.bias is not None:
             bias = layer.per_sample_row("bias_row", layer.bias.data, out.shape)
-        t_w = w_out // TILE
+        t_w = w_out // m
 
         def convolve(x: np.ndarray, padded: np.ndarray, rows: np.ndarray,
                      out: np.ndarray) -> None:
@@ -168,12 +182,12 @@ class Winograd:
                 np.matmul(bt, v1.reshape(a, a, -1), out=v.reshape(a, a, -1))  # ... B
                 products = layer.scratch("m", (a * a, s * t * t_w, c_out), dtype)
                 np.matmul(v, u, out=products)
-                y1 = layer.scratch("y1", (TILE, a * s * t * t_w * c_out), dtype)
+                y1 = layer.scratch("y1", (m, a * s * t * t_w * c_out), dtype)
                 np.matmul(at, products.reshape(a, -1), out=y1)  # A^T M, by rows
-                y = layer.scratch("y", (TILE, TILE, s * t * t_w * c_out), dtype)
-                np.matmul(at, y1.reshape(TILE, a, -1), out=y)  # ... A
-                np.copyto(out[lo - first:hi - first].reshape(s, t, TILE, t_w, TILE, c_out),
-                          y.reshape(TILE, TILE, s, t, t_w, c_out).transpose(2, 3, 0, 4, 1, 5))
+                y = layer.scratch("y", (m, m, s * t * t_w * c_out), dtype)
+                np.matmul(at, y1.reshape(m, a, -1), out=y)  # ... A
+                np.copyto(out[lo - first:hi - first].reshape(s, t, m, t_w, m, c_out),
+                          y.reshape(m, m, s, t, t_w, c_out).transpose(2, 3, 0, 4, 1, 5))
             if bias is not None:
                 samples = out.reshape(len(out), -1)
                 samples += bias
@@ -183,14 +197,14 @@ class Winograd:
         return out
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray | None:
-        layer, a = self.layer, self.a
+        layer, a, m = self.layer, self.a, self.m
         grad_output = layer.contiguous(grad_output)
         n, h_out, w_out, c_out = grad_output.shape
         _, h, w, c_in = layer._input_shape
         k, p = layer.kernel_size, layer.padding
         t, t_w = self._tiles
         dtype = grad_output.dtype
-        at_t, g_t, bt_t = self.matrices(dtype)[3:]  # A, G^T, B
+        at_t, g_t, bt_t = self.matrices(m, dtype)[3:]  # A, G^T, B
         u_t = self._u.transpose(0, 2, 1)
         grad_padded = None
         if layer.input_grad:
@@ -200,20 +214,20 @@ class Winograd:
         sums = {"winograd_grad": grad_u}
         if layer.bias is not None:
             sums["bias_grad"] = layer.bias.grad
-        half = a // TILE  # tile offsets i = TILE * i1 + i0
+        half = a // m  # tile offsets i = m * i1 + i0
 
         def gradients(g: np.ndarray, rows: np.ndarray, grad_padded: np.ndarray | None,
                       grad_u: np.ndarray, bias_grad: np.ndarray | None = None) -> None:
             first = int(rows[0])
             for index, (lo, hi) in enumerate(self.pieces(rows)):
                 s = hi - lo
-                g1 = layer.scratch("g1", (TILE, TILE, s, t, t_w, c_out), dtype)
-                np.copyto(g1, g[lo - first:hi - first].reshape(s, t, TILE, t_w, TILE, c_out)
+                g1 = layer.scratch("g1", (m, m, s, t, t_w, c_out), dtype)
+                np.copyto(g1, g[lo - first:hi - first].reshape(s, t, m, t_w, m, c_out)
                           .transpose(2, 4, 0, 1, 3, 5))
-                m1 = layer.scratch("y1", (a, TILE * s * t * t_w * c_out), dtype)
-                np.matmul(at_t, g1.reshape(TILE, -1), out=m1)  # A dY, by rows
+                m1 = layer.scratch("y1", (a, m * s * t * t_w * c_out), dtype)
+                np.matmul(at_t, g1.reshape(m, -1), out=m1)  # A dY, by rows
                 grad_m = layer.scratch("m", (a * a, s * t * t_w, c_out), dtype)
-                np.matmul(at_t, m1.reshape(a, TILE, -1), out=grad_m.reshape(a, a, -1))  # A^T
+                np.matmul(at_t, m1.reshape(a, m, -1), out=grad_m.reshape(a, a, -1))  # A^T
                 v = self.saved(lo, hi)
                 share = grad_u if index == 0 else layer.scratch("grad_u", grad_u.shape, dtype)
                 np.matmul(v.transpose(0, 2, 1), grad_m, out=share)
@@ -231,8 +245,8 @@ class Winograd:
                 # i = 2 i1 + i0, is row pair ty + i1, row i0 of the pair
                 target = grad_padded[lo - first:hi - first]
                 target.fill(0)
-                pairs = target.reshape(s, -1, TILE, target.shape[2] // TILE, TILE, c_in)
-                grad_d = grad_d.reshape(half, TILE, half, TILE, s, t, t_w, c_in)
+                pairs = target.reshape(s, -1, m, target.shape[2] // m, m, c_in)
+                grad_d = grad_d.reshape(half, m, half, m, s, t, t_w, c_in)
                 for i1 in range(half):
                     for j1 in range(half):
                         pairs[:, i1:i1 + t, :, j1:j1 + t_w] += (
