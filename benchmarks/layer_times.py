@@ -9,7 +9,8 @@ the pass needs at least on this machine, the larger of
 
 - its FLOPs (2 per multiply-add: a convolution's or a dense layer's products, once forward;
   twice backward, once for the weights and once for the input, once only for a first layer)
-  at the GEMM rate of one 1024x1024 float32 product, per thread; and
+  at the GEMM rate of one 1024x1024 float32 product, per thread (a Winograd convolution's
+  products are those of its transformed tiles; its transforms count as bytes); and
 - its compulsory bytes (forward: read the input, write the output; backward: read the
   gradient and what the pass saved, write the input's gradient) at the copy bandwidth that
   numpy reaches on arrays of that size (they sit in cache or not, as the layer's do).
@@ -84,6 +85,10 @@ def needs(layer, shape_in, shape_out, batch: int, first: bool) -> dict[str, tupl
     size_out = 4 * batch * int(np.prod(shape_out))
     products = isinstance(layer, (Conv2d, Linear))
     flops = 2 * batch * layer.multiply_adds(shape_in) if products else 0
+    if isinstance(layer, Conv2d) and layer.winograd_tile(shape_out):  # its products' FLOPs
+        m, k = layer.winograd_tile(shape_out), layer.kernel_size
+        tiles = (shape_out[0] // m) * (shape_out[1] // m)
+        flops = 2 * batch * (m + k - 1) ** 2 * tiles * layer.weight.data[0, 0].size
     saved = size_in if products or isinstance(layer, BatchNorm) else 0
     grad_in = 0 if first else size_in
     return {"forward": (flops, size_in + size_out),
@@ -123,13 +128,17 @@ def main() -> None:
     shape = network.input_shape
     for index, layer in enumerate(network.layers):
         out_shape = layer.output_shape(shape)
+        describe = layer.describe()
+        if isinstance(layer, Conv2d) and layer.winograd_tile(out_shape):
+            m = layer.winograd_tile(out_shape)
+            describe += f" Winograd F({m}x{m}, {layer.kernel_size}x{layer.kernel_size})"
         for name, (flops, nbytes) in needs(layer, shape, out_shape, args.batch,
                                            index == 0).items():
             seconds = median.get((index, name))
             if seconds is None:
                 continue
             needed = max(flops / peak, nbytes / (copy_bandwidth(nbytes, cache) * args.threads))
-            print(f"| {index} {layer.describe()} | {name} | {seconds * 1e3:.3f} | "
+            print(f"| {index} {describe} | {name} | {seconds * 1e3:.3f} | "
                   f"{seconds / total:.1%} | {flops / 1e9:.3f} | {nbytes / 1e6:.2f} | "
                   f"{needed * 1e3:.3f} | {seconds / needed:.1f} |")
         shape = out_shape

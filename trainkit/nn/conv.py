@@ -91,6 +91,13 @@ class Conv2d(Module):
         h_out, w_out, _ = self.output_shape(input_shape)
         return h_out * w_out * self.weight.data.size
 
+    def winograd_tile(self, output_shape: tuple[int, ...]) -> int:
+        """Outputs per tile side of the Winograd convolution that computes an output of
+        ``output_shape``; 0 when im2col does."""
+        if self._winograd is None:
+            return 0
+        return self._winograd.tile(output_shape)
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         k, s, p = self.kernel_size, self.stride, self.padding
         c_in, c_out = self.weight.data.shape[2:]
@@ -122,11 +129,9 @@ class Conv2d(Module):
         n = x.shape[0]
         k, s, p = self.kernel_size, self.stride, self.padding
         h_out, w_out, c_out = self.output_shape(x.shape[1:])
-        winograd = self._winograd
-        self._winograd_pass = winograd is not None and (
-            self.algorithm == "winograd" or winograd.tile((h_out, w_out)) > 0)
+        self._winograd_pass = self.algorithm == "winograd" or self.winograd_tile((h_out, w_out)) > 0
         if self._winograd_pass:
-            return winograd.forward(x)  # type: ignore[union-attr]
+            return self._winograd.forward(x)  # type: ignore[union-attr]
         padded = self.padded(x)
         c_in = padded.shape[3]
         if c_in == 1:
