@@ -32,7 +32,8 @@ def dense(input_shape, rng, units: int = 10, init: Literal["glorot", "he"] = "gl
 
 
 def conv2d(input_shape, rng, channels: int = 32, kernel: int = 3, stride: int = 1,
-           padding: int = 0, init: Literal["he", "glorot"] = "he", bias: bool = True):
+           padding: int = 0, init: Literal["he", "glorot"] = "he", bias: bool = True,
+           algorithm: Literal["auto", "im2col", "winograd"] = "auto"):
     """A 2-D convolution over channels-last images.
 
     Args:
@@ -42,6 +43,9 @@ def conv2d(input_shape, rng, channels: int = 32, kernel: int = 3, stride: int = 
         padding: zero pixels added on every side.
         init: weight initialisation: he (for ReLU) or glorot.
         bias: add a learned bias per channel (not needed before batch norm).
+        algorithm: how it is computed: im2col (one GEMM over the patches), winograd (fewer
+            multiply-adds, float32 error about 10x im2col's; stride 1, an odd kernel, an even
+            output size), or auto (Winograd for a 5x5 kernel over 8+ channels where it fits).
     """
     from trainkit.nn import Conv2d, ShapeError
 
@@ -49,7 +53,7 @@ def conv2d(input_shape, rng, channels: int = 32, kernel: int = 3, stride: int = 
         raise ShapeError(f"needs image input (height, width, channels), got "
                          f"{'x'.join(map(str, input_shape))}")
     return Conv2d(input_shape[-1], channels, kernel, rng, stride=stride, padding=padding,
-                  init=init, bias=bias)
+                  init=init, bias=bias, algorithm=algorithm)
 
 
 def max_pool(input_shape, rng, size: int = 2, stride: int = 0):

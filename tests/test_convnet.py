@@ -147,6 +147,11 @@ def test_a_plugin_registers_a_layer_type_for_the_sequential_model(synthetic_dir,
                                                      "has: units, init"),
     ([], '["flatten", {type = "dense", units = "ten"}]', "layer 2 (dense) units: 'ten' is invalid"),
     ([], '[3]', "layer 1: 3 is not a layer type or a table with a type"),
+    ([], '[{type = "conv2d", channels = 4, stride = 2, algorithm = "winograd"}]',
+     "layer 1 (conv2d): a Winograd convolution needs stride 1 and an odd kernel"),
+    ([], '[{type = "max-pool", size = 3}, {type = "conv2d", channels = 4, kernel = 3, '
+         'algorithm = "winograd"}]',
+     "layer 2 (conv2d): a Winograd convolution needs an even output size, got 7x7"),
 ])
 def test_impossible_networks_are_one_line_errors_naming_the_layer(synthetic_dir, tmp_path, args,
                                                                   layers, needle):

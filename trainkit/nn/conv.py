@@ -110,7 +110,11 @@ class Conv2d(Module):
         if k > h + 2 * p or k > w + 2 * p:
             raise ShapeError(f"kernel {k}x{k} is larger than its {h + 2 * p}x{w + 2 * p} "
                              f"(padded) input")
-        return (conv_output_size(h, k, s, p), conv_output_size(w, k, s, p), c_out)
+        shape = (conv_output_size(h, k, s, p), conv_output_size(w, k, s, p), c_out)
+        if self.algorithm == "winograd" and not self.winograd_tile(shape):
+            raise ShapeError(f"a Winograd convolution needs an even output size, got "
+                             f"{shape[0]}x{shape[1]}; use algorithm='im2col'")
+        return shape
 
     def padded(self, x: np.ndarray) -> np.ndarray:
         """The buffer for ``x`` with ``padding`` zeros around each image (``x`` itself without
