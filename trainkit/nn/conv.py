@@ -1,4 +1,5 @@
-"""``Conv2d``: a 2-D convolution on channels-last (NHWC) batches, as im2col plus one GEMM.
+"""``Conv2d``: a 2-D convolution on channels-last (NHWC) batches, as im2col plus one GEMM (or,
+for a 5x5 kernel over several channels, Winograd's algorithm: ``trainkit.nn.winograd``).
 
 Layout: inputs are ``(N, H, W, C)``, weights ``(k, k, C_in, C_out)``. Channels-last makes every
 step a plain matrix product: the ``k x k x C_in`` patch under each output pixel is one row of the
@@ -39,10 +40,10 @@ class Conv2d(Module):
     leaves the bias out (a batch norm right after it would cancel it anyway).
 
     ``algorithm`` is how it is computed: ``"im2col"`` (one GEMM over the patches),
-    ``"winograd"`` (``trainkit.nn.winograd``: F(2x2, k x k), 2.8x fewer multiply-adds for a 5x5
-    kernel, float32 error about 10x larger; stride 1, an odd kernel, an even output size), or
-    ``"auto"``: Winograd where it was measured faster (a 5x5 kernel over 8 channels or more,
-    where it fits), im2col elsewhere.
+    ``"winograd"`` (``trainkit.nn.winograd``: for a 5x5 kernel F(4x4, 5x5), 6.25x fewer
+    multiply-adds, float32 error about 6x im2col's; stride 1, an odd kernel, an even output
+    size), or ``"auto"``: Winograd where it was measured faster (a 5x5 kernel over 8 channels
+    or more, where it tiles), im2col elsewhere.
     """
 
     scheduled = True  # forward and backward hand their work to the schedule

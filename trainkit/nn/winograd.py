@@ -1,36 +1,37 @@
 """Winograd's minimal filtering: a stride-1 convolution with fewer multiplications.
 
-The maths (Lavin and Gray, 2016). In one dimension, two outputs of a correlation with an
-``r``-tap filter, ``y[i] = sum_k d[i + k] g[k]`` for ``i = 0, 1``, read ``a = r + 1`` inputs
+The maths (Lavin and Gray, 2016). In one dimension, ``m`` outputs of a correlation with an
+``r``-tap filter, ``y[i] = sum_k d[i + k] g[k]`` for ``i < m``, read ``a = m + r - 1`` inputs
 and are
 
     y = A^T [(G g) * (B^T d)]                      (``*`` element by element)
 
-with ``A^T`` (2 x a), ``G`` (a x r) and ``B^T`` (a x a) from the Toom-Cook construction at the
-points ``0, 1, -1, 2, -2, ...`` and infinity (``toom_cook``). In two dimensions a tile of
-``a x a`` inputs gives ``2 x 2`` outputs:
+with ``A^T`` (m x a), ``G`` (a x r) and ``B^T`` (a x a) from the Toom-Cook construction at
+``a - 1`` points and infinity (``toom_cook``). In two dimensions a tile of ``a x a`` inputs
+gives ``m x m`` outputs:
 
     Y = A^T [U * V] A,   U = G g G^T,   V = B^T d B.
 
 Over channels, ``U * V`` becomes a sum over the input channels: for each of the ``a * a``
-points, one matrix product ``V[point] (tiles, C_in) @ U[point] (C_in, C_out)``. A 5x5 kernel
-needs 36 products per tile of 4 outputs instead of 100: 2.8x fewer multiply-adds than im2col's
-GEMM, paid for by the transforms (small products by constant matrices) and by float32 error
-about 10x larger (1e-5 of the largest output against 1e-6; a test bounds it).
+points, one matrix product ``V[point] (tiles, C_in) @ U[point] (C_in, C_out)``. For a 5x5
+kernel, F(4x4, 5x5) makes 64 products per tile of 16 outputs where im2col's GEMM makes 400
+(6.25x fewer multiply-adds), paid for by the transforms (small products by constant matrices)
+and by float32 error about 6x larger (4e-6 of the largest output against 6e-7; a test bounds
+it). Its points ``0, +-1, +-2, +-1/2`` matter: ``+-3`` instead of ``+-1/2`` gives 4e-4.
 
 The backward pass is the adjoint of each linear step:
 
     dM = A dY A^T,   dU[point] = V[point]^T @ dM[point],   dg = G^T dU G,
     dV[point] = dM[point] @ U[point]^T,   dd = B dV B^T,
 
-and ``dd`` of the overlapping tiles (stride 2) is added back where they were read.
+and ``dd`` of the overlapping tiles (stride ``m``) is added back where they were read.
 
 The schedule: tiles go through the transforms ``chunk`` samples at a time, so that a chunk's
-tiles, transforms and products stay in cache (a step of the default convnet's second
-convolution, forward and backward, 9.4 ms against im2col's 19.8 at chunks of 8 samples, 16.0
-at one chunk of 64; one thread). Chunks start at multiples of ``chunk`` in the batch, so that
-the forward pass's ``V``, kept for the backward pass in chunk order, is laid out the same
-however the schedule cuts the batch over threads.
+tiles, transforms and products stay in cache (the default convnet's second convolution,
+forward and backward at batch 64 on one thread: 5.4 ms in chunks of 8 samples, 8.5 in chunks
+of 16; im2col's 18). Chunks start at multiples of ``chunk`` in the batch, so that the forward
+pass's ``V``, kept for the backward pass in chunk order, is laid out the same however the
+schedule cuts the batch over threads.
 """
 
 from __future__ import annotations
@@ -46,18 +47,18 @@ from trainkit.nn.module import ShapeError
 if TYPE_CHECKING:
     from trainkit.nn.conv import Conv2d
 
-#: Outputs per tile side, by kernel size: F(4x4, 5x5) where it was measured faster than
-#: F(2x2, 5x5) (and as accurate, with the points +-1/2); F(2x2, k x k) elsewhere.
+#: Outputs per tile side, by kernel size: F(4x4, 5x5), measured faster than F(2x2, 5x5)
+#: (5.4 ms against 10.0 for the default convnet's layer) and as accurate; F(2x2, k x k)
+#: elsewhere (not measured against im2col: ``auto`` picks only 5x5 kernels).
 TILES = {5: 4}
 
-
+#: Toom-Cook points, in the order they are taken: small values and their inverses.
 POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0)
 
 
 def toom_cook(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(A^T, G, B^T)`` of F(m, r) for the correlation ``y[i] = sum_k d[i + k] g[k]``, in
-    float64: the points ``0, 1, -1, 2, -2, 1/2, -1/2, 3, -3`` (as many as it needs) and
-    infinity, small values and their inverses, which keep float32's error near im2col's."""
+    float64: the first ``m + r - 2`` of ``POINTS``, and infinity."""
     a = m + r - 1
     if a > len(POINTS) + 1:
         raise ValueError(f"F({m}, {r}) needs {a - 1} points; there are {len(POINTS)}")
@@ -81,8 +82,8 @@ def toom_cook(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class Winograd:
-    """The convolution of ``layer`` (stride 1, an odd kernel, an even output size) as
-    F(m x m, k x k), ``m`` as ``TILES`` says where the output divides by it, else 2."""
+    """The convolution of ``layer`` (stride 1, an odd kernel ``k``, an even output size) as
+    F(m x m, k x k): ``m`` is ``TILES[k]`` where the output divides by it, else 2."""
 
     #: Samples whose tiles are transformed and multiplied at a time (see the module's text).
     chunk = 8
