@@ -215,7 +215,7 @@ class Winograd:
         sums = {"winograd_grad": grad_u}
         if layer.bias is not None:
             sums["bias_grad"] = layer.bias.grad
-        half = a // m  # tile offsets i = m * i1 + i0
+        spans = a // m  # blocks of m rows (and columns) a tile reads
 
         def gradients(g: np.ndarray, rows: np.ndarray, grad_padded: np.ndarray | None,
                       grad_u: np.ndarray, bias_grad: np.ndarray | None = None) -> None:
@@ -242,15 +242,15 @@ class Winograd:
                 np.matmul(bt_t, grad_v.reshape(a, -1), out=d1)  # B dV, by rows
                 grad_d = layer.scratch("d", (a, a, s * t * t_w * c_in), dtype)
                 np.matmul(bt_t, d1.reshape(a, a, -1), out=grad_d)  # ... B^T
-                # add each tile's gradient back where it was read: input row 2 ty + i, with
-                # i = 2 i1 + i0, is row pair ty + i1, row i0 of the pair
+                # add each tile's gradient back where it was read: input row m ty + i, with
+                # i = m i1 + i0, is row i0 of the block of m rows ty + i1
                 target = grad_padded[lo - first:hi - first]
                 target.fill(0)
-                pairs = target.reshape(s, -1, m, target.shape[2] // m, m, c_in)
-                grad_d = grad_d.reshape(half, m, half, m, s, t, t_w, c_in)
-                for i1 in range(half):
-                    for j1 in range(half):
-                        pairs[:, i1:i1 + t, :, j1:j1 + t_w] += (
+                blocks = target.reshape(s, -1, m, target.shape[2] // m, m, c_in)
+                grad_d = grad_d.reshape(spans, m, spans, m, s, t, t_w, c_in)
+                for i1 in range(spans):
+                    for j1 in range(spans):
+                        blocks[:, i1:i1 + t, :, j1:j1 + t_w] += (
                             grad_d[i1, :, j1].transpose(2, 3, 0, 4, 1, 5))
             if bias_grad is not None:
                 layer.column_sums(g.reshape(-1, c_out), out=bias_grad)
