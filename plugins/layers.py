@@ -44,7 +44,7 @@ def conv2d(input_shape, rng, channels: int = 32, kernel: int = 3, stride: int = 
         init: weight initialisation: he (for ReLU) or glorot.
         bias: add a learned bias per channel (not needed before batch norm).
         algorithm: how it is computed: im2col (one GEMM over the patches), winograd (fewer
-            multiply-adds, float32 error about 10x im2col's; stride 1, an odd kernel, an even
+            multiply-adds, float32 error about 6x im2col's; stride 1, an odd kernel, an even
             output size), or auto (Winograd for a 5x5 kernel over 8+ channels where it fits).
     """
     from trainkit.nn import Conv2d, ShapeError
