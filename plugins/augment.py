@@ -140,13 +140,17 @@ def warp(planes, rows, inverse, offsets, interpolation: str = "bilinear") -> Non
     padded[:, 2:h + 2, 2:w + 2] = planes[rows]
     yi = np.clip(y0, -2, h).astype(np.intp) + 2
     xi = np.clip(x0, -2, w).astype(np.intp) + 2
-    k = np.arange(n)[:, None, None]
+    # each source pixel's row in the padded images' (pixels, channels) table: one index array
+    # for np.take, 2-3x faster than indexing with three
+    pixels = padded.reshape(-1, c)
+    at = (np.arange(n)[:, None, None] * (h + 4) + yi) * (w + 4) + xi
     if nearest:  # one pixel each: the source point rounded
-        planes[rows] = padded[k, yi, xi]
+        planes[rows] = pixels.take(at, axis=0)
         return
     fy, fx = (sy - y0)[..., None], (sx - x0)[..., None]
-    top = padded[k, yi, xi] * (1 - fx) + padded[k, yi, xi + 1] * fx
-    bottom = padded[k, yi + 1, xi] * (1 - fx) + padded[k, yi + 1, xi + 1] * fx
+    below = at + (w + 4)
+    top = pixels.take(at, axis=0) * (1 - fx) + pixels.take(at + 1, axis=0) * fx
+    bottom = pixels.take(below, axis=0) * (1 - fx) + pixels.take(below + 1, axis=0) * fx
     planes[rows] = top * (1 - fy) + bottom * fy
 
 
