@@ -9,9 +9,9 @@ image's class and ``1 - lam`` of its partner's (written as soft targets, which i
 value and gradient as ``lam CE(y) + (1 - lam) CE(y')``). The training metrics count the
 class with the larger share (Keras' accuracy on mixed labels), so a training accuracy reads as
 it does without mixing. Validation and test are never mixed. The draws come from the run's
-seed and the global step, so a resume is exact. Under ddp each rank pairs the images of its own part
-of the global batch (a partner on another rank would cost an exchange of images every step),
-so 2 ranks of 32 mix differently from 1 process of 64: the same technique, other draws.
+seed and the global step, so a resume is exact. Under ddp each rank pairs the images of its
+own part of the global batch (a partner on another rank would cost an exchange of images every
+step), so 2 ranks of 32 mix differently from 1 process of 64: the same technique, other draws.
 """
 
 from __future__ import annotations

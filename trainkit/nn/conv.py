@@ -134,9 +134,10 @@ class Conv2d(Module):
         n = x.shape[0]
         k, s, p = self.kernel_size, self.stride, self.padding
         h_out, w_out, c_out = self.output_shape(x.shape[1:])
-        self._winograd_pass = self.algorithm == "winograd" or self.winograd_tile((h_out, w_out)) > 0
-        if self._winograd_pass:
-            return self._winograd.forward(x)  # type: ignore[union-attr]
+        tile = self.winograd_tile((h_out, w_out))  # an explicit "winograd" tiles (output_shape)
+        self._winograd_pass = tile > 0
+        if tile:
+            return self._winograd.forward(x, (h_out, w_out, c_out), tile)  # type: ignore[union-attr]
         padded = self.padded(x)
         c_in = padded.shape[3]
         if c_in == 1:

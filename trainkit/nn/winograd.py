@@ -42,8 +42,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from trainkit.nn.module import ShapeError
-
 if TYPE_CHECKING:
     from trainkit.nn.conv import Conv2d
 
@@ -142,15 +140,12 @@ class Winograd:
         return as_strided(images, (self.a, self.a, len(images), t, t_w, images.shape[3]),
                           (sh, sw, sn, self.m * sh, self.m * sw, sc), writeable=False)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, output_shape: tuple[int, int, int], m: int) -> np.ndarray:
+        """The layer's output for ``x``: ``output_shape`` per sample, in tiles of ``m x m``
+        (``tile``'s)."""
         layer = self.layer
         n, h, w, c_in = x.shape
-        h_out, w_out, c_out = layer.output_shape(x.shape[1:])
-        m = self.tile((h_out, w_out))
-        if not m:
-            raise ShapeError(f"a Winograd convolution needs stride 1, an odd kernel and an even "
-                             f"output size, got stride {layer.stride}, kernel "
-                             f"{layer.kernel_size} and output {h_out}x{w_out}")
+        h_out, w_out, c_out = output_shape
         k = layer.kernel_size
         self.m, self.a = m, a = m, m + k - 1
         t, p = h_out // m, layer.padding
