@@ -211,6 +211,33 @@ def test_augment_of_a_batchs_parts_equals_augment_of_the_whole_batch():
     assert not np.array_equal(whole, images)
 
 
+def test_augment_is_the_same_over_threads_and_with_its_workspace_reused():
+    # large enough images are warped over the run's threads, and each thread reuses its
+    # scratch arrays from batch to batch (batches of other sizes too): neither changes a bit
+    from trainkit.nn.schedule import planned
+    from trainkit.plugins.augment import Workspace, transform
+
+    rng = np.random.default_rng(2)
+    batches = [rng.random((n, 32, 32, 3), dtype=np.float32) for n in (64, 64, 21, 40)]
+
+    def augmented(threads, workspace, interpolation):
+        out = []
+        with planned(threads, split_batch=True):
+            for step, images in enumerate(batches):
+                images = images.copy()
+                transform(images, np.random.default_rng(step), 0.8, 0.2, 20.0, 0.2, None,
+                          interpolation, workspace)
+                out.append(images)
+        return out
+
+    for interpolation in ("bilinear", "nearest"):
+        alone = augmented(1, None, interpolation)
+        for threads in (1, 2, 3):
+            for got, want in zip(augmented(threads, Workspace(), interpolation), alone):
+                np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(alone[0], batches[0])
+
+
 def test_augment_draws_from_the_seed_and_step_and_leaves_evaluation_alone(synthetic_dir,
                                                                           tmp_path):
     from trainkit.plugins.augment import Augment
