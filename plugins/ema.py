@@ -40,6 +40,7 @@ class EMA:
         self.average = None  # float32: the parameters, then the state arrays
         self.updates = 0
         self._held = None  # the training weights while the model holds the average
+        self._step = None  # the update's scratch array
 
     def decay_at(self, step: int) -> float:
         """timm's ``get_decay``: the decay for the ``step``-th update (from 1)."""
@@ -69,9 +70,16 @@ class EMA:
         model, average = trainer.model, self.average
         rate = np.float32(1 - self.decay_at(self.updates))
         size = model.params.size
-        average[:size] += rate * (model.params - average[:size])
-        if model.states.size:
-            average[size:] += rate * (model.states - average[size:])
+        # average += rate * (weights - average), in place: one step's temporaries of the
+        # model's size page-faulted on every batch
+        if self._step is None or self._step.size != average.size:
+            self._step = np.empty_like(average)
+        for weights, part, step in ((model.params, average[:size], self._step[:size]),
+                                    (model.states, average[size:], self._step[size:])):
+            if weights.size:
+                np.subtract(weights, part, out=step)
+                step *= rate
+                part += step
 
     def swap_in(self, trainer) -> None:
         """The model takes the average; the training weights are held here."""

@@ -114,8 +114,11 @@ class Mixup:
         if cut and images.ndim >= 3:
             lam = paste_box(images, partner, lam, rng)
         else:
-            mixed = lam * x + (1 - lam) * x[partner]
-            x[...] = mixed
+            # x = lam * x + (1 - lam) * x[partner], in place (the same products and sum)
+            other = x.take(partner, axis=0)
+            other *= 1 - lam
+            x *= lam
+            x += other
         if lam < 0.5:  # the batch's labels become the larger share's: the metrics count them
             y[...] = y[partner]
             partner, lam = np.argsort(partner), 1 - lam  # the same mixed targets
