@@ -1,5 +1,5 @@
 """augment: random shifts, small rotations and scalings, and random erasing of training images,
-on the batch, in numpy and scipy.
+on the batch, in numpy.
 
 Each training batch (never validation or test) is changed in place before its forward pass:
 every image is, with ``probability``, moved by an affine map (a rotation within ``rotate``
