@@ -40,7 +40,6 @@ class EMA:
         self.average = None  # float32: the parameters, then the state arrays
         self.updates = 0
         self._held = None  # the training weights while the model holds the average
-        self._step = None  # the update's scratch array
 
     def decay_at(self, step: int) -> float:
         """timm's ``get_decay``: the decay for the ``step``-th update (from 1)."""
@@ -72,10 +71,11 @@ class EMA:
         size = model.params.size
         # average += rate * (weights - average), in place: one step's temporaries of the
         # model's size page-faulted on every batch
-        if self._step is None or self._step.size != average.size:
-            self._step = np.empty_like(average)
-        for weights, part, step in ((model.params, average[:size], self._step[:size]),
-                                    (model.states, average[size:], self._step[size:])):
+        from trainkit.nn.schedule import scratch
+
+        steps = scratch(self, "step", average.shape, average.dtype)
+        for weights, part, step in ((model.params, average[:size], steps[:size]),
+                                    (model.states, average[size:], steps[size:])):
             if weights.size:
                 np.subtract(weights, part, out=step)
                 step *= rate
