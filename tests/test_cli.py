@@ -170,7 +170,8 @@ def test_run_help_groups_options_by_component_and_plugin():
         assert heading in text
     assert text.index("Plugin checkpoint") < text.index("--checkpoint-every")
     assert "[default: (" not in text  # every default reads as a value, not a parameter name
-    assert ("learning rate. [default: 0.01 for sgd, momentum, rmsprop; 0.001 for adam, adamw]"
+    assert ("learning rate, or auto: the lr finder's suggestion (trainkit lr-find), found "
+            "before training. [default: 0.01 for sgd, momentum, rmsprop; 0.001 for adam, adamw]"
             in " ".join(text.split()))
 
 

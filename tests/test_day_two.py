@@ -318,6 +318,57 @@ def test_lr_find_suggests_the_valley_and_writes_the_curve(synthetic_dir, tmp_pat
     assert steepest(curve) in (curve.lrs[44], curve.lrs[45])
 
 
+def test_lr_auto_trains_as_the_lr_the_finder_prints(synthetic_dir, tmp_path):
+    import json
+    import re
+
+    sweep = invoke(["lr-find", "--dataset", "idx", "--data-dir", str(synthetic_dir),
+                    "--out", str(tmp_path / "sweep")])
+    printed = re.search(r"train with --lr (\S+)\.", sweep.output).group(1)
+    auto = invoke(quick(synthetic_dir, tmp_path / "auto", "--epochs", "2", "--lr", "auto"))
+    assert auto.exit_code == 0, auto.output
+    assert f"--lr auto: {printed}," in auto.output
+    given = invoke(quick(synthetic_dir, tmp_path / "given", "--epochs", "2", "--lr", printed))
+    assert given.exit_code == 0, given.output
+    # the sweep's copy of the run takes nothing from the run: not its seeds, not its optimizer
+    assert_same_training(tmp_path / "auto", tmp_path / "given")
+    record = json.loads((tmp_path / "auto" / "run.json").read_text())
+    assert record["config"]["lr"] == float(printed)
+    resumed = invoke(quick(synthetic_dir, tmp_path / "auto", "--epochs", "3", "--resume",
+                           str(tmp_path / "auto")))
+    assert resumed.exit_code == 0 and "--lr auto" not in resumed.output  # the found lr goes on
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--lr", "fast"], "'fast' is not a number or 'auto'"),
+    (["--lr", "auto", "--resume", "last"], "--lr auto picks the lr of a new run"),
+])
+def test_lr_auto_is_refused_where_it_cannot_work(synthetic_dir, tmp_path, extra, says):
+    first = invoke(quick(synthetic_dir, tmp_path / "run", "--epochs", "1"))
+    assert first.exit_code == 0, first.output
+    result = invoke(quick(synthetic_dir, tmp_path / "run", "--epochs", "2", *extra))
+    assert result.exit_code == 2 and says in result.output and "--lr" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_lr_auto_is_refused_under_ddp(synthetic_dir, tmp_path):
+    pytest.importorskip("mpi4py")
+    result = invoke(quick(synthetic_dir, tmp_path / "run", "--plugin", "ddp", "--lr", "auto"))
+    assert result.exit_code == 2 and "not under ddp" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_lr_auto_in_a_config_file_and_in_print_config(synthetic_dir, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('optimizer = "sgd"\nlr = "auto"\n')
+    shown = invoke(quick(synthetic_dir, tmp_path / "run", "--config", str(config),
+                         "--print-config"))
+    assert 'lr = "auto"' in shown.output
+    result = invoke(quick(synthetic_dir, tmp_path / "run", "--config", str(config),
+                          "--epochs", "1"))
+    assert result.exit_code == 0 and "--lr auto: " in result.output
+
+
 def test_mixup_loss_is_the_mix_of_the_two_classes_losses():
     from trainkit.plugins.losses import CrossEntropy
     from trainkit.plugins.mixup import MixedTargets

@@ -61,6 +61,20 @@ class ThreadsType(click.ParamType):
         return count
 
 
+class LrType(click.ParamType):
+    """``--lr``: a learning rate, or ``auto``: the lr finder's suggestion for the run."""
+
+    name = "FLOAT|auto"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float | str:
+        if isinstance(value, float) or str(value).strip().lower() == "auto":
+            return value if isinstance(value, float) else "auto"
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number or 'auto'", param, ctx)
+
+
 class LimitBatchesType(click.ParamType):
     """``--limit-batches N``; ``all`` (or 0) lifts a limit, a resumed smoke run's too."""
 
@@ -114,10 +128,12 @@ def envvar_of(name: str) -> str:
 
 
 def spec_option(param_name: str, spec, help_text: str, group: str,
-                hidden: bool = False) -> GroupedOption:
+                hidden: bool = False, type: Any = None) -> GroupedOption:
     flag = flag_of(param_name)
     decls = [f"{flag}/--no-{flag[2:]}"] if spec.is_flag else [flag]
-    return GroupedOption([*decls, param_name], type=None if spec.is_flag else click_type(spec),
+    if type is None and not spec.is_flag:
+        type = click_type(spec)
+    return GroupedOption([*decls, param_name], type=type,
                          default=None, help=help_text, envvar=envvar_of(param_name), group=group,
                          hidden=hidden)
 

@@ -17,6 +17,7 @@ from trainkit.cli.options import (
     GroupedCommand,
     GroupedOption,
     LimitBatchesType,
+    LrType,
     ThreadsType,
     describe_default,
     envvar_of,
@@ -176,8 +177,12 @@ def component_options(app: AppState, owners) -> list[click.Parameter]:
         else:
             default_text = "[default: " + "; ".join(
                 f"{d} for {', '.join(ns)}" for d, ns in defaults.items()) + "]"
-        params.append(spec_option(option_name, spec, f"{spec.help}  {default_text}".strip(),
-                                  KIND_TITLES[first_kind]))
+        help_text, type_ = spec.help, None
+        if option_name == "lr":  # every optimizer's; the session sweeps it for 'auto'
+            help_text, type_ = f"{help_text.rstrip('.')}, or auto: the lr finder's suggestion " \
+                "(trainkit lr-find), found before training.", LrType()
+        params.append(spec_option(option_name, spec, f"{help_text}  {default_text}".strip(),
+                                  KIND_TITLES[first_kind], type=type_))
     return params
 
 

@@ -123,6 +123,8 @@ def check_config_file(layer: dict[str, Any], registry: Registry, plugins_on, sou
         if key in RUN_DEFAULTS:
             continue
         if key in owners:
+            if key == "lr" and value == "auto":  # the session sweeps it (Session.resolve)
+                continue
             kind, name = owners[key][0]
             spec = next(s for s in registry.get(kind, name).options if s.name == key)
             check_file_value(spec, value, f"{source}: {key}")

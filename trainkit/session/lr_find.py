@@ -15,13 +15,15 @@ written but the curve, as CSV and PNG.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trainkit.errors import ConfigError
 
-__all__ = ["LrCurve", "find_lr"]
+__all__ = ["LrCurve", "check_lr_auto", "find_lr", "suggested_lr", "sweep",
+           "use_the_suggested_lr"]
 
 
 @dataclass
@@ -77,15 +79,63 @@ class LrCurve:
 
 
 def find_lr(session: Any, start: float = 1e-7, end: float = 10.0, steps: int = 200) -> LrCurve:
-    """Sweep the lr on the session's freshly built run (see the module's docstring)."""
+    """Sweep the lr on the session's freshly built run (see the module's docstring), on the
+    threads the run would train on: ``--lr auto`` then picks the lr this prints."""
+    from trainkit.session import assembly
+    from trainkit.session.threads import run_threads, using_threads
+
+    check_sweep(start, end, steps)
+    built = assembly.build(session.run or session.resolve(), session.pm)
+    threads, split_batch = run_threads(built, None, lambda message, error=False: None)
+    with using_threads(threads, split_batch):
+        return sweep(built, start, end, steps)
+
+
+def suggested_lr(built: Any) -> float:
+    """``--lr auto``: the default sweep's suggestion on ``built`` (a run built for it alone:
+    its model and optimizer are trained), to two significant figures: the value ``trainkit
+    lr-find`` prints, so that ``--lr auto`` trains as ``--lr <that value>`` does."""
+    curve = sweep(built)
+    if curve.suggestion is None:
+        raise ConfigError(f"--lr auto: the lr finder's sweep ended too soon to suggest an lr "
+                          f"(the loss diverged after {len(curve.lrs)} steps); run trainkit "
+                          f"lr-find with the same options to see the curve, and give --lr a "
+                          f"number", "lr")
+    return float(f"{curve.suggestion:.2g}")
+
+
+def use_the_suggested_lr(run: Any, copy: Any, pm: Any, say: Callable[..., None]) -> None:
+    """``--lr auto``: sweep on ``copy`` (the run's config made afresh: the sweep trains its
+    model and steps its optimizer), then give the built ``run`` the suggestion as its lr and
+    record it as the lr of its config."""
+    from trainkit.session import assembly
+
+    lr = suggested_lr(assembly.build(copy, pm))
+    run.trainer.optimizer.lr = run.config["lr"] = run.trainer.context.config["lr"] = lr
+    say(f"trainkit: --lr auto: {lr:g}, the lr finder's suggestion (trainkit lr-find with the "
+        f"same options draws its curve)", False)
+
+
+def check_lr_auto(run: Any, resume_from: Any) -> None:
+    """``--lr auto`` picks the lr of a new run in one process."""
+    if resume_from is not None:
+        raise ConfigError(f"--lr auto picks the lr of a new run; {resume_from} goes on with its "
+                          f"own (give --lr a number to change it)", "lr")
+    if "ddp" in run.plugins:
+        raise ConfigError("--lr auto sweeps the lr in one process, not under ddp: run trainkit "
+                          "lr-find with the same options and give --lr the lr it prints", "lr")
+
+
+def check_sweep(start: float, end: float, steps: int) -> None:
     if not 0 < start < end:
         raise ConfigError(f"the sweep needs 0 < start < end, got {start} and {end}", "start")
     if steps < 10:
         raise ConfigError(f"the sweep needs at least 10 steps, got {steps}", "steps")
-    from trainkit.session import assembly
 
-    run = session.run or session.resolve()
-    built = assembly.build(run, session.pm)
+
+def sweep(built: Any, start: float = 1e-7, end: float = 10.0, steps: int = 200) -> LrCurve:
+    """Train a built run (``assembly.build``) for ``steps`` batches on the growing lr."""
+    check_sweep(start, end, steps)
     model, loss, optimizer = built.trainer.model, built.trainer.loss, built.trainer.optimizer
     loader = built.train_loader
     loader.limit_batches = None

@@ -153,3 +153,14 @@ def set_aside_later_files(folder: Path, resumed: Path, epoch: int, global_step: 
         else:
             shutil.copy2(entry, aside / entry.name)
     return aside
+
+
+def refusal_of_a_used_folder(out: Path) -> str:
+    """Why a run folder holding an earlier run is not trained in, and what to do: resume it,
+    unless it left nothing to resume from (stopped before its first checkpoint)."""
+    if newest_checkpoint(out) is None:
+        return (f"{out} holds an earlier run that saved no checkpoint to resume from (stopped "
+                f"before the end of its first epoch); start afresh there with --overwrite, or "
+                f"train elsewhere with another --out")
+    return (f"{out} holds an earlier run; resume it with --resume {out}, train elsewhere with "
+            f"another --out, or clear it with --overwrite")

@@ -24,7 +24,6 @@ from typing import Any
 
 from trainkit.errors import ConfigError
 from trainkit.loop.formatting import format_value
-from trainkit.plugin import contract
 from trainkit.session import assembly, resume
 from trainkit.session import config as run_config
 
@@ -103,6 +102,7 @@ class Session:
         self.changes: list[str] = []
         self._saved: dict[str, Any] | None = None
         self._arrays: dict[str, Any] | None = None
+        self.lr_auto = False  # --lr auto, until the lr finder has run (fit)
 
     # ------------------------------------------------------------------ config
 
@@ -137,28 +137,43 @@ class Session:
             on = run_config.enabled_plugins(run_config.merge_configs(run_config.RUN_DEFAULTS, config),
                                         self.registry)
             run_config.check_config_file(file_layer, self.registry, on, str(self.config_file))
-        self.run = assembly.resolve(config, self.registry, ambient=self.ambient)
-        if self.data is not None:
-            if not hasattr(self.run.dataset, "arrays"):
-                raise ConfigError(f"data=... is read by dataset arrays, not "
-                                  f"{self.run.config['dataset']}", "dataset")
-            self.run.dataset.arrays = self.data
+        self.lr_auto = config.get("lr") == "auto"
+        if self.lr_auto:  # the optimizer is made with its default lr until the sweep has run
+            del config["lr"]
+        self.run = self.components_of(config)
+        if self.lr_auto:
+            from trainkit.session.lr_find import check_lr_auto
+
+            check_lr_auto(self.run, self.resume_from)
         if self.resume_from is not None:
             assert self._saved is not None and self.manifest is not None
             self.changes = resume.resume_changes(self._saved, self.run, str(self.resume_from))
             check_epochs_left(self.run.config["epochs"], self.manifest, self.resume_from)
         return self.run
 
+    def components_of(self, config: dict[str, Any]) -> assembly.Run:
+        """``config``'s components, made afresh, reading this session's ``data=`` if given."""
+        run = assembly.resolve(config, self.registry, ambient=self.ambient)
+        if self.data is not None:
+            if not hasattr(run.dataset, "arrays"):
+                raise ConfigError(f"data=... is read by dataset arrays, not "
+                                  f"{run.config['dataset']}", "dataset")
+            run.dataset.arrays = self.data
+        return run
+
     def effective_config(self) -> dict[str, Any]:
         """The full config this session trains with, every default included."""
-        return assembly.effective_config(self.run or self.resolve())
+        config = assembly.effective_config(self.run or self.resolve())
+        if self.lr_auto:  # not swept yet
+            config["lr"] = "auto"
+        return config
 
     # ------------------------------------------------------------------ build and fit
 
     def build(self) -> assembly.BuiltRun:
         """Refuse a folder that holds another run, load the data, build the trainer and
         restore the checkpoint being resumed."""
-        from trainkit.session.run_folder import holds_a_run
+        from trainkit.session.run_folder import holds_a_run, refusal_of_a_used_folder
 
         run = self.run or self.resolve()
         out = Path(run.config["out"]) if run.config.get("out") else None
@@ -235,15 +250,21 @@ class Session:
 
     def _train(self, run: assembly.BuiltRun) -> Outcome:
         from trainkit.session.status import write_status
-        from trainkit.session.threads import blas_kernels, using_threads
+        from trainkit.session.threads import blas_kernels, run_threads, using_threads
 
         trainer = run.trainer
         main = trainer.context.is_main_process
         say = self.report if main else (lambda message, error=False: None)
-        threads_wanted, split_batch = self.threads(run, say)
+        threads_wanted, split_batch = run_threads(run, self.manifest, say)
         if run.config["val_split"] == 0:
             say("trainkit: warning: --val-split 0 validates on the test split: best.npz, early "
                 "stopping and plateau schedules then pick on test data", True)
+        if self.lr_auto:  # swept on the run's threads: the lr is part of the run's bits
+            from trainkit.session.lr_find import use_the_suggested_lr
+
+            with using_threads(threads_wanted, split_batch):
+                use_the_suggested_lr(run, self.components_of(dict(run.config)), self.pm, say)
+            self.lr_auto = False
         status = "failed"
         if main:
             write_status(run, "running")
@@ -279,41 +300,6 @@ class Session:
         say(f"trainkit: {status} after epoch {trainer.state.epoch}{why}{scores}; "
             f"run folder {run.run_dir}", False)
         return outcome
-
-    def threads(self, run: assembly.BuiltRun, say) -> tuple[int, bool]:
-        """The thread count: ``threads`` from the config, else the checkpoint's, else a
-        plugin's preference (ddp: cores per rank), else the model's default; ``"auto"`` times it."""
-        from trainkit.session.threads import (
-            available_cores,
-            calibrate,
-            default_threads,
-            model_state_kept,
-            training_step_probe,
-        )
-
-        trainer = run.trainer
-        wanted = run.config.get("threads")
-        split_batch = getattr(trainer.model, "splits_batch", False)
-        cores = available_cores()
-        if isinstance(wanted, int) and wanted > cores:
-            say(f"trainkit: warning: --threads {wanted} is more than the {cores} cores this "
-                f"process can use: BLAS threads then wait for each other, and training can be "
-                f"many times slower", True)
-        if wanted is None and self.manifest is not None:
-            # before 0.2.0, "blas_threads" held trainkit's count
-            wanted = self.manifest.get("threads", self.manifest.get("blas_threads"))
-        preferred = [contract.read(p, "preferred_threads") for p in run.plugins.values()
-                     if contract.read(p, "preferred_threads")]
-        if wanted is None and preferred:
-            wanted = min(preferred)
-        if wanted is None:
-            wanted = default_threads(split_batch)
-        if wanted == "auto":
-            with model_state_kept(trainer.model):
-                wanted = calibrate(training_step_probe(
-                    trainer.model, trainer.loss, run.config["batch_size"], run.splits.input_size,
-                    trainer.optimizer), split_batch=split_batch)
-        return wanted, split_batch
 
     def announce(self, run: assembly.BuiltRun, threads: int, say) -> None:
         """The line that says what is being trained (and what a resume changed)."""
@@ -383,16 +369,3 @@ def check_epochs_left(epochs: int, manifest: dict[str, Any], source: Path) -> No
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def refusal_of_a_used_folder(out: Path) -> str:
-    """Why a run folder holding an earlier run is not trained in, and what to do: resume it,
-    unless it left nothing to resume from (stopped before its first checkpoint)."""
-    from trainkit.session.run_folder import newest_checkpoint
-
-    if newest_checkpoint(out) is None:
-        return (f"{out} holds an earlier run that saved no checkpoint to resume from (stopped "
-                f"before the end of its first epoch); start afresh there with --overwrite, or "
-                f"train elsewhere with another --out")
-    return (f"{out} holds an earlier run; resume it with --resume {out}, train elsewhere with "
-            f"another --out, or clear it with --overwrite")

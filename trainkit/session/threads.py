@@ -30,6 +30,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 
 def available_cores() -> int:
@@ -127,6 +128,38 @@ def training_step_probe(model, loss, batch_size: int, input_size: int,
             scratch.step()
 
     return step
+
+
+def run_threads(run: Any, manifest: dict[str, Any] | None, say: Callable[..., None]
+                ) -> tuple[int, bool]:
+    """A built run's thread count and whether its model splits the batch: ``threads`` from
+    the config, else the resumed checkpoint's (``manifest``), else a plugin's preference (ddp:
+    cores per rank), else the model's default; ``"auto"`` times it."""
+    from trainkit.plugin import contract
+
+    trainer = run.trainer
+    wanted = run.config.get("threads")
+    split_batch = getattr(trainer.model, "splits_batch", False)
+    cores = available_cores()
+    if isinstance(wanted, int) and wanted > cores:
+        say(f"trainkit: warning: --threads {wanted} is more than the {cores} cores this "
+            f"process can use: BLAS threads then wait for each other, and training can be "
+            f"many times slower", True)
+    if wanted is None and manifest is not None:
+        # before 0.2.0, "blas_threads" held trainkit's count
+        wanted = manifest.get("threads", manifest.get("blas_threads"))
+    preferred = [contract.read(p, "preferred_threads") for p in run.plugins.values()
+                 if contract.read(p, "preferred_threads")]
+    if wanted is None and preferred:
+        wanted = min(preferred)
+    if wanted is None:
+        wanted = default_threads(split_batch)
+    if wanted == "auto":
+        with model_state_kept(trainer.model):
+            wanted = calibrate(training_step_probe(
+                trainer.model, trainer.loss, run.config["batch_size"], run.splits.input_size,
+                trainer.optimizer), split_batch=split_batch)
+    return wanted, split_batch
 
 
 @contextlib.contextmanager
