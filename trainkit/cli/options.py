@@ -67,8 +67,8 @@ class LrType(click.ParamType):
     name = "FLOAT|auto"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> float | str:
-        if isinstance(value, float) or str(value).strip().lower() == "auto":
-            return value if isinstance(value, float) else "auto"
+        if str(value).strip().lower() == "auto":
+            return "auto"
         try:
             return float(value)
         except ValueError:
@@ -128,12 +128,12 @@ def envvar_of(name: str) -> str:
 
 
 def spec_option(param_name: str, spec, help_text: str, group: str,
-                hidden: bool = False, type: Any = None) -> GroupedOption:
+                hidden: bool = False, param_type: Any = None) -> GroupedOption:
     flag = flag_of(param_name)
     decls = [f"{flag}/--no-{flag[2:]}"] if spec.is_flag else [flag]
-    if type is None and not spec.is_flag:
-        type = click_type(spec)
-    return GroupedOption([*decls, param_name], type=type,
+    if param_type is None and not spec.is_flag:
+        param_type = click_type(spec)
+    return GroupedOption([*decls, param_name], type=param_type,
                          default=None, help=help_text, envvar=envvar_of(param_name), group=group,
                          hidden=hidden)
 

@@ -177,12 +177,13 @@ def component_options(app: AppState, owners) -> list[click.Parameter]:
         else:
             default_text = "[default: " + "; ".join(
                 f"{d} for {', '.join(ns)}" for d, ns in defaults.items()) + "]"
-        help_text, type_ = spec.help, None
+        help_text, param_type = spec.help, None
         if option_name == "lr":  # every optimizer's; the session sweeps it for 'auto'
-            help_text, type_ = f"{help_text.rstrip('.')}, or auto: the lr finder's suggestion " \
-                "(trainkit lr-find), found before training.", LrType()
+            help_text = (f"{help_text.rstrip('.')}, or auto: the lr finder's suggestion "
+                         "(trainkit lr-find), found before training.")
+            param_type = LrType()
         params.append(spec_option(option_name, spec, f"{help_text}  {default_text}".strip(),
-                                  KIND_TITLES[first_kind], type=type_))
+                                  KIND_TITLES[first_kind], param_type=param_type))
     return params
 
 
