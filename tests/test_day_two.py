@@ -318,6 +318,26 @@ def test_lr_find_suggests_the_valley_and_writes_the_curve(synthetic_dir, tmp_pat
     assert steepest(curve) in (curve.lrs[44], curve.lrs[45])
 
 
+def test_lr_find_with_accumulation_sweeps_the_batch_the_optimizer_sees(synthetic_dir, tmp_path):
+    """Two batches of 32 a step trace the curve of one batch of 64 (an MLP, to round-off)."""
+    import csv
+
+    def curve(name, *options):
+        result = invoke(["lr-find", "--dataset", "idx", "--data-dir", str(synthetic_dir),
+                         "--sweep-steps", "40", "--out", str(tmp_path / name), *options])
+        assert result.exit_code == 0, result.output
+        rows = list(csv.DictReader((tmp_path / name / "lr_find.csv").open()))
+        return [float(row["lr"]) for row in rows], [float(row["loss"]) for row in rows]
+
+    big_lrs, big = curve("big", "--batch-size", "64")
+    acc_lrs, acc = curve("acc", "--batch-size", "32", "--accumulate", "2")
+    one_lrs, one = curve("one", "--batch-size", "32")
+    assert acc_lrs == big_lrs and len(big) > 20
+    np.testing.assert_allclose(acc, big, rtol=1e-4)
+    n = min(len(one), len(big))
+    assert not np.allclose(one[:n], big[:n], rtol=1e-2)  # a batch of 32 traces another
+
+
 def test_lr_auto_trains_as_the_lr_the_finder_prints(synthetic_dir, tmp_path):
     import json
     import re

@@ -26,7 +26,8 @@ def make_lr_find_command(app: AppState) -> click.Command:
                          help="The last lr (the sweep stops sooner if the loss diverges).",
                          group=SWEEP),
            GroupedOption(["--sweep-steps"], type=int, default=200, show_default=True,
-                         help="Batches in the sweep.", group=SWEEP)]
+                         help="Optimizer steps in the sweep (each --accumulate batches).",
+                         group=SWEEP)]
 
     def callback(sweep_from: float, sweep_to: float, sweep_steps: int, **kwargs: Any) -> None:
         find_command(click.get_current_context(), app, run, kwargs, sweep_from, sweep_to,
@@ -36,9 +37,10 @@ def make_lr_find_command(app: AppState) -> click.Command:
         "lr-find", params=[*own, *run.params], callback=callback,
         short_help=LR_FIND_SHORT_HELP,
         help="Train the model `trainkit run` would build (same options and config file) for a "
-             "few hundred batches while the learning rate grows exponentially, then print the "
-             "lr where the loss falls fastest, and write the curve as lr_find.csv and "
-             "lr_find.png (into --out, else ./lr-find). The model is thrown away.")
+             "few hundred steps while the learning rate grows exponentially, then print the "
+             "suggested lr (fastai's valley) and the steepest descent, and write the curve as "
+             "lr_find.csv and lr_find.png (into --out, else ./lr-find). The model is thrown "
+             "away.")
 
 
 def find_command(ctx: click.Context, app: AppState, run: click.Command, kwargs: dict[str, Any],

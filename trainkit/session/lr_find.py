@@ -2,13 +2,14 @@
 and Lightning's ``Tuner.lr_find``.
 
 The run is built as ``trainkit run`` would build it (same options, same seed), then trained for
-``steps`` batches with the lr growing from ``start`` to ``end`` by the same factor every step;
-the sweep stops early once the loss passes four times its best (it has diverged). The loss is
-smoothed by fastai's and Lightning's running average (beta 0.98). The suggestion is fastai's
-default, the valley: two thirds of the way down the longest stretch over which the smoothed
-loss keeps falling. Lightning's steepest descent is given beside it: it suggested 0.029 for
-the MLP, where its loss had stopped falling, and the MLP then trained worse than at the
-default lr (BENCHMARKS.md). The model it trained is thrown away: nothing of the run is kept or
+``steps`` optimizer steps (batches, or groups of ``--accumulate`` batches) with the lr growing
+from ``start`` to ``end`` by the same factor every step; the sweep stops early once the loss
+passes four times its best (it has diverged). The loss is smoothed by fastai's and
+Lightning's running average (beta 0.98). The suggestion is fastai's default, the valley: two
+thirds of the way down the longest stretch over which the smoothed loss keeps falling.
+Lightning's steepest descent is given beside it: it suggested 0.029 for the MLP, where its
+loss had stopped falling, and the MLP then trained worse than at the default lr
+(BENCHMARKS.md). The model it trained is thrown away: nothing of the run is kept or
 written but the curve, as CSV and PNG.
 """
 
@@ -134,24 +135,41 @@ def check_sweep(start: float, end: float, steps: int) -> None:
 
 
 def sweep(built: Any, start: float = 1e-7, end: float = 10.0, steps: int = 200) -> LrCurve:
-    """Train a built run (``assembly.build``) for ``steps`` batches on the growing lr."""
+    """Train a built run (``assembly.build``) for ``steps`` optimizer steps on the growing lr.
+
+    With ``--accumulate N`` a step is N batches (fewer at an epoch's end), their gradients
+    averaged as in training, and its loss is the mean of theirs: the curve is that of the
+    batch the optimizer sees (Lightning's finder also counts optimizer steps)."""
     check_sweep(start, end, steps)
-    model, loss, optimizer = built.trainer.model, built.trainer.loss, built.trainer.optimizer
+    trainer = built.trainer
+    model, loss, optimizer = trainer.model, trainer.loss, trainer.optimizer
+    accumulation = trainer.accumulation
+    every = accumulation.every if accumulation is not None else 1
     loader = built.train_loader
     loader.limit_batches = None
     curve, factor = LrCurve(), (end / start) ** (1 / (steps - 1))
     average, best = 0.0, math.inf
 
-    def batches():
+    def batches():  # each with whether the optimizer steps after it, as in training
         while True:
-            yield from loader.batches(loader.new_epoch())
+            last = len(loader) - 1
+            for i, (x, y) in enumerate(loader.batches(loader.new_epoch())):
+                yield x, y, (i + 1) % every == 0 or i == last
 
     model.train(True)
-    for step, (x, y) in zip(range(steps), batches()):
+    stream = batches()
+    for step in range(steps):
         optimizer.lr = start * factor ** step
-        value = loss.forward(model.forward(x), y)
-        model.backward(loss.backward())
+        values = []
+        for x, y, steps_now in stream:
+            values.append(loss.forward(model.forward(x), y))
+            model.backward(loss.backward())
+            if accumulation is not None:
+                accumulation.ready(model.grads, last=steps_now)
+            if steps_now:
+                break
         optimizer.step()
+        value = sum(values) / len(values)
         average = 0.98 * average + 0.02 * value
         smoothed = average / (1 - 0.98 ** (step + 1))
         curve.lrs.append(optimizer.lr)
