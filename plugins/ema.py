@@ -64,7 +64,11 @@ class EMA:
 
     @hookimpl
     def on_batch_end(self, trainer):
-        """After the optimizer step: the average moves towards the new weights (a lerp)."""
+        """After the optimizer step: the average moves towards the new weights (a lerp). Once
+        per step: with ``--accumulate`` not between two micro-batches (timm and Lightning
+        also average per optimizer step)."""
+        if not trainer.optimizer_stepped:
+            return
         self.updates += 1
         model, average = trainer.model, self.average
         rate = np.float32(1 - self.decay_at(self.updates))

@@ -104,7 +104,7 @@ def test_ema_is_timms_update_with_its_warm_up():
     rng = np.random.default_rng(0)
     model = SimpleNamespace(params=rng.normal(size=20).astype(np.float32),
                             states=rng.normal(size=4).astype(np.float32))
-    trainer = SimpleNamespace(model=model)
+    trainer = SimpleNamespace(model=model, optimizer_stepped=True)
     ema = EMA(decay=0.99, power=0.75)
     ema.on_fit_start(trainer)
     expected = np.concatenate([model.params, model.states]).astype(np.float64)
@@ -463,16 +463,20 @@ def test_mixup_and_cutmix_resume_exactly_and_leave_evaluation_alone(synthetic_di
     assert refused.exit_code != 0 and "needs the cross-entropy loss" in refused.output
 
 
-def test_accumulating_two_batches_of_32_is_one_batch_of_64(synthetic_dir, tmp_path):
+@pytest.mark.parametrize("plugins", [[], ["--plugin", "ema", "--ema-decay", "0.9"]],
+                         ids=["alone", "ema"])
+def test_accumulating_two_batches_of_32_is_one_batch_of_64(synthetic_dir, tmp_path, plugins):
     """To round-off: the gradients are the same means, added in another order (an MLP: batch
-    norm would normalise each micro-batch by its own statistics)."""
+    norm would normalise each micro-batch by its own statistics). ``ema`` averages once per
+    optimizer step, as timm and Lightning do: the saved model is its average."""
     from trainkit.persist.checkpoint_io import load_checkpoint
 
     one = invoke(quick(synthetic_dir, tmp_path / "big", "--epochs", "2", "--batch-size", "64",
-                       "--lr-schedule", "warmup-cosine", "--lr-schedule-warmup-steps", "5"))
+                       "--lr-schedule", "warmup-cosine", "--lr-schedule-warmup-steps", "5",
+                       *plugins))
     two = invoke(quick(synthetic_dir, tmp_path / "acc", "--epochs", "2", "--batch-size", "32",
                        "--accumulate", "2", "--lr-schedule", "warmup-cosine",
-                       "--lr-schedule-warmup-steps", "5"))
+                       "--lr-schedule-warmup-steps", "5", *plugins))
     assert one.exit_code == two.exit_code == 0, one.output + two.output
     big = load_checkpoint(tmp_path / "big" / "final.npz")
     acc = load_checkpoint(tmp_path / "acc" / "final.npz")

@@ -160,9 +160,12 @@ def on_before_optimizer_step(trainer: Trainer, context: RunContext, step: int) -
 @hookspec
 def on_batch_end(trainer: Trainer, context: RunContext, step: int, batch: Batch,
                  logs: dict[str, float]) -> None:
-    """Called after the optimizer step of every training batch.
+    """Called after every training batch, after its optimizer step.
 
-    ``logs`` holds this batch's ``loss`` and metrics (``acc``, ...). Do not keep the dict.
+    With ``--accumulate N`` the optimizer steps on every N-th batch only (and on an epoch's
+    last): ``trainer.optimizer_stepped`` says whether it did on this one, for a plugin that
+    acts once per step (an average of the weights). ``logs`` holds this batch's ``loss`` and
+    metrics (``acc``, ...). Do not keep the dict.
     """
 
 

@@ -105,6 +105,10 @@ class Trainer(InterruptViews):
         self._hooks = HookCaller(plugin_manager)
         #: micro-batches per optimizer step (trainkit.loop.accumulation); None for one
         self.accumulation = Accumulation(accumulate) if accumulate > 1 else None
+        #: Whether the optimizer stepped on the current batch: always, but with ``accumulate``
+        #: only on a group's last micro-batch. A plugin that acts once per optimizer step in
+        #: ``on_batch_end`` (``ema``) reads it.
+        self.optimizer_stepped = False
         optimizer.bind(model.params, model.grads)
 
     # ------------------------------------------------------------------ control
@@ -296,7 +300,9 @@ class Trainer(InterruptViews):
             metric_set.update(batch_state, outputs, y, loss_fn.forward(outputs, y))
             model.backward(loss_fn.backward())
             accumulation = self.accumulation
-            if accumulation is None or accumulation.ready(model.grads, step == last):
+            self.optimizer_stepped = (accumulation is None
+                                      or accumulation.ready(model.grads, step == last))
+            if self.optimizer_stepped:
                 if before_step is not None:  # data-parallel training sums batch_state here
                     before_step(trainer=self, context=context, step=step)
                 optimizer.step()
