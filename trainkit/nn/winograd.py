@@ -47,7 +47,9 @@ if TYPE_CHECKING:
 
 #: Outputs per tile side, by kernel size: F(4x4, 5x5), measured faster than F(2x2, 5x5)
 #: (5.4 ms against 10.0 for the default convnet's layer) and as accurate; F(2x2, k x k)
-#: elsewhere (not measured against im2col: ``auto`` picks only 5x5 kernels).
+#: elsewhere (not measured against im2col: ``auto`` picks only 5x5 kernels). An ``m`` must
+#: divide ``k - 1``: the backward pass adds the tiles' gradients back in blocks of ``m`` rows
+#: (F(4x4, 3x3) would need that loop rewritten).
 TILES = {5: 4}
 
 #: Toom-Cook points, in the order they are taken: small values and their inverses.
