@@ -144,29 +144,26 @@ def sweep(built: Any, start: float = 1e-7, end: float = 10.0, steps: int = 200) 
     trainer = built.trainer
     model, loss, optimizer = trainer.model, trainer.loss, trainer.optimizer
     accumulation = trainer.accumulation
-    every = accumulation.every if accumulation is not None else 1
     loader = built.train_loader
     loader.limit_batches = None
     curve, factor = LrCurve(), (end / start) ** (1 / (steps - 1))
     average, best = 0.0, math.inf
 
-    def batches():  # each with whether the optimizer steps after it, as in training
+    def batches():  # each with whether it ends an epoch (a group of micro-batches ends there)
         while True:
             last = len(loader) - 1
             for i, (x, y) in enumerate(loader.batches(loader.new_epoch())):
-                yield x, y, (i + 1) % every == 0 or i == last
+                yield x, y, i == last
 
     model.train(True)
     stream = batches()
     for step in range(steps):
         optimizer.lr = start * factor ** step
         values = []
-        for x, y, steps_now in stream:
+        for x, y, ends_epoch in stream:  # as the Trainer steps: when the group is ready
             values.append(loss.forward(model.forward(x), y))
             model.backward(loss.backward())
-            if accumulation is not None:
-                accumulation.ready(model.grads, last=steps_now)
-            if steps_now:
+            if accumulation is None or accumulation.ready(model.grads, ends_epoch):
                 break
         optimizer.step()
         value = sum(values) / len(values)
