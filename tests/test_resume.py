@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from click.testing import CliRunner
 from trainkit import hookimpl
 from trainkit.cli import EXIT_INTERRUPTED, make_cli
 from trainkit.persist.checkpoint_io import load_checkpoint
+from trainkit.session import Session
 
 PLUGINS = ["--plugin", "checkpoint", "--plugin", "history", "--plugin", "early-stopping",
            "--plugin", "lr-schedule", "--lr-schedule-schedule", "exponential",
@@ -170,6 +173,51 @@ def test_ctrl_c_says_what_a_second_press_does_and_the_second_says_what_it_skippe
     assert "emergency checkpoint written" not in twice.output
     assert not (out / "emergency.npz").exists()
     assert load_checkpoint(out / "last.npz")[0]["epoch"] == 1  # the last good one is kept
+
+
+class SigintWhileWriting(io.RawIOBase):
+    """Standard error whose ``at``-th write is hit by a SIGINT: the handler then runs inside the
+    write, with the stream's buffer locked, as when Ctrl+C lands while a progress bar draws."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.writes, self.text = at, 0, bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.writes += 1
+        if self.writes == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+        self.text += bytes(data)
+        return len(data)
+
+
+class BarOnStderr:
+    """Draws on standard error after every batch, as a progress bar does."""
+
+    name = "bar-on-stderr"
+
+    @hookimpl
+    def on_batch_end(self, step):
+        sys.stderr.write(f"\rstep {step}")
+        sys.stderr.flush()
+
+
+def test_ctrl_c_while_a_bar_writes_to_stderr_stops_cleanly(synthetic_dir, tmp_path, monkeypatch):
+    # Printing from the signal handler in the middle of that write raised "RuntimeError:
+    # reentrant call" and failed the run: the handler records, the loop speaks.
+    raw = SigintWhileWriting(at=5)
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(io.BufferedWriter(raw), "utf-8",
+                                                        line_buffering=True))
+    out = tmp_path / "run"
+    outcome = Session({"dataset": "idx", "data_dir": str(synthetic_dir), "epochs": 2,
+                       "threads": 1, "out": str(out), "plugin": ["checkpoint"]},
+                      plugins=[BarOnStderr()]).fit()
+    sys.stderr.flush()
+    assert outcome.status == "interrupted"
+    assert "Ctrl+C: stopping after this batch" in raw.text.decode()
+    assert load_checkpoint(out / "emergency.npz")[0]["global_step"] == 5
 
 
 def test_resume_last_takes_the_newest_checkpoint_of_a_run_folder(synthetic_dir, tmp_path):

@@ -131,6 +131,7 @@ def test_ctrl_c_leaves_no_running_trial_and_resume_finishes_the_rest(synthetic_d
     rest = process.communicate(timeout=300)[0]
     assert process.returncode == 130, "".join(lines) + rest
     assert "--resume" in rest
+    assert "sweep: Ctrl+C: stopping the trial under way" in rest  # said, once out of the handler
     study = load(storage, "spec")
     assert optuna.trial.TrialState.RUNNING not in [t.state for t in study.get_trials()]
     cut = [t for t in study.get_trials() if t.user_attrs.get("fail_reason") == "interrupted"]

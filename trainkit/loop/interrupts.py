@@ -6,6 +6,14 @@ middle of a step, and nothing may be saved from it (``forced``). A plugin that c
 several processes (ddp) sets ``collective``: a local Ctrl+C then stops the loop only once that
 plugin calls ``request()`` at a step every process agrees on; acting on the local signal alone
 would leave the other processes waiting in a collective.
+
+The handler itself only records. It runs between two bytecodes of the main thread, which may be
+in the middle of a write to the very stream a message would go to (a progress bar's stderr:
+CPython refuses the nested write, ``RuntimeError: reentrant call``) or of an import (tqdm's
+first write imports multiprocessing; a nested import from the handler fails in Python 3.10's
+import lock with a ``KeyError``): a failure in place of a clean stop, and under ddp an abort.
+What a Ctrl+C does is said by the loop, through ``acknowledge()``, at the next batch boundary
+(or, after a second Ctrl+C, where the loop stops).
 """
 
 from __future__ import annotations
@@ -23,10 +31,12 @@ class Interrupts:
         self.say = say
         self.collective = False
         self.requested = self.signalled = self.forced = False
+        self._said = 0  # how many of the Ctrl+C presses have been said (0, 1 or 2)
         self._previous: Any = None
 
     def reset(self) -> None:
         self.requested = self.signalled = self.forced = False
+        self._said = 0
 
     def request(self) -> None:
         """Stop at the next batch boundary as if Ctrl+C had been pressed here."""
@@ -45,14 +55,23 @@ class Interrupts:
         self._previous = signal.signal(signal.SIGINT, self.handle)
 
     def handle(self, signum: int, frame: Any) -> None:
+        """The SIGINT handler: records the press, and raises on the second. No I/O here."""
         if self.signalled:  # a second Ctrl+C: stop right now
             self.forced = True
-            self.say("trainkit: second Ctrl+C: stopping now, without an emergency checkpoint",
-                     "warning")
             raise KeyboardInterrupt
         self.signalled = True
-        self.say("trainkit: Ctrl+C: stopping after this batch; press Ctrl+C again to stop now "
-                 "without an emergency checkpoint", "warning")
+
+    def acknowledge(self) -> None:
+        """Say, once each, what the Ctrl+C presses recorded so far do; called by the loop, where
+        writing is safe, never by the handler."""
+        if self.forced and self._said < 2:
+            self._said = 2
+            self.say("trainkit: second Ctrl+C: stopping now, without an emergency checkpoint",
+                     "warning")
+        elif self.signalled and self._said < 1:
+            self._said = 1
+            self.say("trainkit: Ctrl+C: stopping after this batch; press Ctrl+C again to stop "
+                     "now without an emergency checkpoint", "warning")
 
     def restore(self) -> None:
         if self._previous is not None:

@@ -169,6 +169,7 @@ class Trainer(InterruptViews):
             self.call_hook("on_fit_start")
             while self.state.epoch < epochs and self.stop_reason is None:
                 self._run_epoch(self.state.epoch + 1, train)
+                self.interrupts.acknowledge()  # a Ctrl+C during validation or the epoch's end
                 if self.interrupts.should_stop():
                     raise KeyboardInterrupt
             reason = self.stop_reason or "completed"
@@ -178,6 +179,8 @@ class Trainer(InterruptViews):
         except BaseException as e:
             in_flight = e
             reason = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            if self.interrupts.forced:  # said here, out of its signal handler
+                self.interrupts.acknowledge()
             self._notify_exception(e)
             raise
         finally:
@@ -312,8 +315,10 @@ class Trainer(InterruptViews):
             state.step_in_epoch = step + 1
             if batch_end is not None:
                 batch_end(trainer=self, context=context, step=step, batch=batch, logs=logs)
-            if (interrupts.signalled or interrupts.requested) and interrupts.should_stop():
-                raise KeyboardInterrupt
+            if interrupts.signalled or interrupts.requested:
+                interrupts.acknowledge()
+                if interrupts.should_stop():
+                    raise KeyboardInterrupt
             if self.stop_reason is not None:
                 return False
         return True

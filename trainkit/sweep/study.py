@@ -122,6 +122,7 @@ class Worker:
         self.spec, self.study, self.folder = spec, study, folder
         self.threads, self.say = threads, say
         self.interrupted = False
+        self.ctrl_c_said = False
         self.training = None  # the trainer of the trial under way, while it trains
 
     def optimize(self, trials: int, retry: Sequence[tuple[int, dict[str, Any]]] = ()) -> None:
@@ -149,16 +150,24 @@ class Worker:
                 signal.signal(signal.SIGINT, previous)
 
     def on_ctrl_c(self, signum, frame) -> None:
+        """The SIGINT handler: records, and asks the trial's trainer to stop; no I/O here (see
+        trainkit.loop.interrupts), the message is said by ``acknowledge``."""
         if self.interrupted:
             raise KeyboardInterrupt
         self.interrupted = True
-        self.say("sweep: Ctrl+C: stopping the trial under way at its next batch (its emergency "
-                 "checkpoint is written); Ctrl+C again stops at once")
         if self.training is not None:
             self.training.request_interrupt()
 
+    def acknowledge(self) -> None:
+        """Say, once, what the Ctrl+C does: from the sweep's own code, never its handler."""
+        if self.interrupted and not self.ctrl_c_said:
+            self.ctrl_c_said = True
+            self.say("sweep: Ctrl+C: stopping the trial under way at its next batch (its "
+                     "emergency checkpoint is written); Ctrl+C again stops at once")
+
     def stop_if_interrupted(self, study, trial) -> None:
         if self.interrupted:
+            self.acknowledge()
             study.stop()
 
     def stop_if_covered(self, study, trial) -> None:
@@ -173,6 +182,7 @@ class Worker:
 
         optuna = import_optuna()
         if self.interrupted:  # Ctrl+C between two trials: this one never starts
+            self.acknowledge()
             trial.set_user_attr("fail_reason", "interrupted")
             raise KeyboardInterrupt
         params = {s.key: s.suggest(trial) for s in self.spec.search}
@@ -205,6 +215,7 @@ class Worker:
         epochs = len(history)
         if outcome.status == "interrupted":
             trial.set_user_attr("fail_reason", "interrupted")
+            self.acknowledge()
             self.say(f"sweep: trial {trial.number} interrupted at epoch {epochs + 1}; "
                      f"`trainkit sweep --resume` runs it again")
             raise KeyboardInterrupt
