@@ -24,7 +24,7 @@ import sys
 import time
 
 from trainkit import hookimpl
-from trainkit.errors import ConfigError, TrainkitError
+from trainkit.errors import ConfigError, PluginError, TrainkitError
 from trainkit.lazy import lazy_import
 
 np = lazy_import("numpy")
@@ -147,10 +147,12 @@ class DDP:
     def check_weights(self, trainer) -> None:
         import hashlib
 
-        digest = hashlib.sha256(trainer.model.params.tobytes() + self._states.tobytes()).hexdigest()
-        digests = self.comm.allgather(digest)
-        if len(set(digests)) > 1:
-            differ = [r for r, d in enumerate(digests) if d != digests[0]]
+        digest = np.frombuffer(hashlib.sha256(trainer.model.params.tobytes()
+                                              + self._states.tobytes()).digest(), np.uint8)
+        digests = np.empty((self.world, digest.size), np.uint8)
+        self.comm.Allgather(digest, digests)  # the buffer call: the lower-case one pickles
+        differ = [r for r in range(1, self.world) if not np.array_equal(digests[r], digests[0])]
+        if differ:
             raise DivergenceError(
                 f"the weights of rank(s) {differ} differ from rank 0's at step "
                 f"{trainer.state.global_step}; the ranks no longer train the same model")
@@ -168,10 +170,16 @@ class DDP:
 
     @hookimpl(trylast=True)  # after the checkpoint plugin has written its emergency checkpoint
     def on_exception(self, trainer, exception):
-        # Raised at the same step on every rank: a Ctrl+C agreed through the allreduce, or a
-        # divergence every rank saw. Anything else may be this rank's alone.
-        consistent = isinstance(exception, DivergenceError) or (
-            isinstance(exception, KeyboardInterrupt) and trainer.interrupt_requested)
+        # Raised at the same step on every rank: a Ctrl+C agreed through the allreduce, or
+        # ddp's own errors (wrapped by the hook caller, naming ddp): a divergence every rank saw,
+        # a refused config, which every rank shares. Anything else may be this rank's alone.
+        own = exception.error if isinstance(exception, PluginError) and \
+            exception.plugin == self.name else None
+        consistent = isinstance(exception, DivergenceError) or \
+            isinstance(own, (DivergenceError, ConfigError)) or (  # the config is every rank's
+                isinstance(exception, KeyboardInterrupt) and trainer.interrupt_requested)
+        if consistent and not self.is_main_process and isinstance(exception, TrainkitError):
+            exception.reported_elsewhere = True  # rank 0 says it, once for the job
         if self.world > 1 and not consistent:  # every rank says it: it may be this one alone
             print(f"trainkit: rank {self.rank} failed ({type(exception).__name__}: {exception}); "
                   f"aborting all {self.world} ranks", file=sys.stderr, flush=True)

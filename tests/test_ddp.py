@@ -63,6 +63,16 @@ STOP_AT_STEP_37 = textwrap.dedent("""
             trainer.request_interrupt()  # as if Ctrl+C: an emergency checkpoint mid-epoch
 """)
 
+PERTURB_RANK_1 = textwrap.dedent("""
+    import os
+    from trainkit import hookimpl
+
+    @hookimpl
+    def on_batch_end(trainer):
+        if os.environ.get("PMI_RANK") == "1" and trainer.state.global_step == 5:
+            trainer.model.params[0] += 0.01  # on this rank alone: the ranks diverge
+""")
+
 
 @pytest.fixture
 def rank_dir(tmp_path, monkeypatch):
@@ -70,6 +80,7 @@ def rank_dir(tmp_path, monkeypatch):
     mods.mkdir()
     (mods / "rank_dump.py").write_text(RANK_DUMP)
     (mods / "stop_at_step_37.py").write_text(STOP_AT_STEP_37)
+    (mods / "perturb_rank_1.py").write_text(PERTURB_RANK_1)
     ranks = tmp_path / "ranks"
     ranks.mkdir()
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(mods),
@@ -216,6 +227,27 @@ def test_ctrl_c_stops_every_rank_at_the_same_step(synthetic_dir, rank_dir, tmp_p
     assert stderr.count("interrupted at epoch") == 1, stderr  # rank 0 speaks for the job
     manifest, _ = load_checkpoint(out / "emergency.npz")
     assert manifest["global_step"] >= 1
+
+
+def test_ranks_that_diverge_stop_together_and_rank_0_says_it_once(synthetic_dir, rank_dir,
+                                                                  tmp_path):
+    # Every rank sees the divergence at the same check: a consistent failure, not an abort of
+    # the job by each rank (which the hook caller's wrapping of ddp's error used to cause)
+    result = trainkit_run(2, "--dataset", "idx", "--data-dir", str(synthetic_dir),
+                          "--batch-size", "8", "--epochs", "3", "-p", "perturb_rank_1",
+                          "--ddp-check-every", "2", "--out", str(tmp_path / "run"))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("rank(s) [1] differ from rank 0's at step 6") == 1, result.stderr
+    assert "aborting" not in result.stderr, result.stderr
+
+
+def test_accumulate_under_ddp_is_refused_once_without_an_abort(synthetic_dir, rank_dir,
+                                                               tmp_path):
+    result = trainkit_run(2, "--dataset", "idx", "--data-dir", str(synthetic_dir),
+                          "--epochs", "1", "--accumulate", "2", "--out", str(tmp_path / "run"))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("--accumulate is not supported under ddp") == 1, result.stderr
+    assert "aborting" not in result.stderr, result.stderr
 
 
 CNN = ["--model", "cnn", "--channels", "4,8", "--dense", "16", "--threads", "1", "--epochs", "1"]

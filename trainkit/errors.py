@@ -12,6 +12,9 @@ class TrainkitError(Exception):
     """Base class of every error trainkit raises on purpose."""
 
     exit_code = 1
+    #: set on an error that another process reports for the job (under ddp, the same error
+    #: raised on every rank is said by rank 0): the CLI then exits without repeating it
+    reported_elsewhere = False
 
 
 class ConfigError(TrainkitError):

@@ -24,6 +24,8 @@ class cli_errors:
             return False
         if self.verbose:
             traceback.print_exception(exc_type, exc, tb)
+        if getattr(exc, "reported_elsewhere", False):  # rank 0 says it for the job
+            raise click.exceptions.Exit(getattr(exc, "exit_code", 1))
         if isinstance(exc, OSError):  # a disk or system failure nobody anticipated
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}") from None
