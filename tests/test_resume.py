@@ -176,18 +176,18 @@ def test_ctrl_c_says_what_a_second_press_does_and_the_second_says_what_it_skippe
 
 
 class SigintWhileWriting(io.RawIOBase):
-    """Standard error whose ``at``-th write is hit by a SIGINT: the handler then runs inside the
-    write, with the stream's buffer locked, as when Ctrl+C lands while a progress bar draws."""
+    """Standard error whose ``at``-th write of the bar is hit by a SIGINT: the handler then runs
+    inside the write, with the stream's buffer locked, as when Ctrl+C lands while a bar draws."""
 
     def __init__(self, at: int) -> None:
-        self.at, self.writes, self.text = at, 0, bytearray()
+        self.at, self.bar_writes, self.text = at, 0, bytearray()
 
     def writable(self) -> bool:
         return True
 
     def write(self, data) -> int:
-        self.writes += 1
-        if self.writes == self.at:
+        self.bar_writes += bytes(data).startswith(b"\rstep")
+        if self.bar_writes == self.at and bytes(data).startswith(b"\rstep"):
             os.kill(os.getpid(), signal.SIGINT)
         self.text += bytes(data)
         return len(data)
