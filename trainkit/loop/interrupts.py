@@ -12,8 +12,8 @@ in the middle of a write to the very stream a message would go to (a progress ba
 CPython refuses the nested write, ``RuntimeError: reentrant call``) or of an import (tqdm's
 first write imports multiprocessing; a nested import from the handler fails in Python 3.10's
 import lock with a ``KeyError``): a failure in place of a clean stop, and under ddp an abort.
-What a Ctrl+C does is said by the loop, through ``acknowledge()``, at the next batch boundary
-(or, after a second Ctrl+C, where the loop stops).
+What a Ctrl+C does is said by the loop at the next batch boundary (``stop_here()``) or, after
+a second Ctrl+C, where the loop unwinds (``acknowledge()``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,10 @@ class Interrupts:
         """Stop at the next batch boundary as if Ctrl+C had been pressed here."""
         self.requested = True
 
-    def should_stop(self) -> bool:
+    def stop_here(self) -> bool:
+        """At a batch or epoch boundary, where writing is safe: say what the presses so far do
+        (``acknowledge``), and whether the loop stops here."""
+        self.acknowledge()
         return self.requested or (self.signalled and not self.collective)
 
     def install(self) -> None:

@@ -169,8 +169,7 @@ class Trainer(InterruptViews):
             self.call_hook("on_fit_start")
             while self.state.epoch < epochs and self.stop_reason is None:
                 self._run_epoch(self.state.epoch + 1, train)
-                self.interrupts.acknowledge()  # a Ctrl+C during validation or the epoch's end
-                if self.interrupts.should_stop():
+                if self.interrupts.stop_here():  # a Ctrl+C during validation or the epoch end
                     raise KeyboardInterrupt
             reason = self.stop_reason or "completed"
             self.call_hook("on_train_end", reason=reason)
@@ -315,10 +314,8 @@ class Trainer(InterruptViews):
             state.step_in_epoch = step + 1
             if batch_end is not None:
                 batch_end(trainer=self, context=context, step=step, batch=batch, logs=logs)
-            if interrupts.signalled or interrupts.requested:
-                interrupts.acknowledge()
-                if interrupts.should_stop():
-                    raise KeyboardInterrupt
+            if (interrupts.signalled or interrupts.requested) and interrupts.stop_here():
+                raise KeyboardInterrupt
             if self.stop_reason is not None:
                 return False
         return True
