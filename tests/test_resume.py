@@ -186,11 +186,13 @@ class SigintWhileWriting(io.RawIOBase):
         return True
 
     def write(self, data) -> int:
-        self.bar_writes += bytes(data).startswith(b"\rstep")
-        if self.bar_writes == self.at and bytes(data).startswith(b"\rstep"):
-            os.kill(os.getpid(), signal.SIGINT)
-        self.text += bytes(data)
-        return len(data)
+        chunk = bytes(data)
+        if chunk.startswith(b"\rstep"):
+            self.bar_writes += 1
+            if self.bar_writes == self.at:
+                os.kill(os.getpid(), signal.SIGINT)
+        self.text += chunk
+        return len(chunk)
 
 
 class BarOnStderr:
