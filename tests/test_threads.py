@@ -18,15 +18,29 @@ def blas_threads_now() -> int:
     return max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
 
 
-@pytest.mark.parametrize("slow_count,expected", [(2, 1), (1, 2)])
-def test_calibrate_picks_the_faster_count(slow_count, expected, monkeypatch):
-    # the count calibrate sets, seen without asking threadpoolctl in every step (its own cost
-    # varies with the machine's load and could swamp the difference being measured)
+class Clock:
+    """A clock that moves only when a step says so: calibrate's choice without the machine's
+    noise (sleeps and real timers made these tests fail on a loaded CI machine)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def timed(monkeypatch):
+    """(clock, current): calibrate reads ``clock``, and ``current[-1]`` is the thread count it
+    has set, seen without asking threadpoolctl."""
     import contextlib
 
     import trainkit.session.threads
 
-    current = []
+    clock, current = Clock(), []
 
     @contextlib.contextmanager
     def fake_using_threads(count, split_batch=False):
@@ -34,18 +48,43 @@ def test_calibrate_picks_the_faster_count(slow_count, expected, monkeypatch):
         yield
         current.pop()
 
+    monkeypatch.setattr(trainkit.session.threads, "time", clock)
     monkeypatch.setattr(trainkit.session.threads, "using_threads", fake_using_threads)
+    return clock, current
+
+
+def steps_taking(timed, seconds, slowed_steps=0):
+    """A step that takes ``seconds[count]`` of the clock; the first ``slowed_steps`` steps on
+    every core (2) take three times as long, as if something else ran on the machine then."""
+    clock, current = timed
+    taken = {1: 0, 2: 0}
 
     def step():
-        time.sleep(0.002 if current[-1] == slow_count else 0.0002)
+        count = current[-1]
+        taken[count] += 1
+        slowed = count == 2 and taken[count] <= slowed_steps
+        clock.now += seconds[count] * (3 if slowed else 1)
 
+    return step
+
+
+@pytest.mark.parametrize("slow_count,expected", [(2, 1), (1, 2)])
+def test_calibrate_picks_the_faster_count(timed, slow_count, expected):
+    step = steps_taking(timed, {slow_count: 0.002, 3 - slow_count: 0.0002})
     assert calibrate(step, [1, 2]) == expected
 
 
-def test_all_cores_are_kept_unless_one_thread_is_clearly_faster():
-    def step():
-        time.sleep(0.001)  # the same either way: keep every core, run after run
+@pytest.mark.parametrize("one_thread_faster_by,expected", [(0.0, 2), (0.05, 2), (0.20, 1)])
+def test_all_cores_are_kept_unless_one_thread_is_clearly_faster(timed, one_thread_faster_by,
+                                                               expected):
+    step = steps_taking(timed, {1: 0.001 * (1 - one_thread_faster_by), 2: 0.001})
+    assert calibrate(step, [1, 2]) == expected
 
+
+def test_a_window_slowed_by_the_machine_does_not_change_the_pick(timed):
+    # every core is 20% faster, but its warm-up step, its first window (11 slowed steps) and
+    # half its second ran beside something else: the best window counts, not the mean
+    step = steps_taking(timed, {1: 0.001, 2: 0.0008}, slowed_steps=20)
     assert calibrate(step, [1, 2]) == 2
 
 
