@@ -318,6 +318,21 @@ def test_lr_find_suggests_the_valley_and_writes_the_curve(synthetic_dir, tmp_pat
     assert steepest(curve) in (curve.lrs[44], curve.lrs[45])
 
 
+def test_ctrl_c_in_lr_find_is_one_line_and_exit_130(synthetic_dir, tmp_path, monkeypatch):
+    import trainkit.session.lr_find
+    from trainkit.cli import EXIT_INTERRUPTED
+
+    def pressed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainkit.session.lr_find, "sweep", pressed)
+    result = invoke(["lr-find", "--dataset", "idx", "--data-dir", str(synthetic_dir),
+                     "--out", str(tmp_path / "sweep")])
+    assert result.exit_code == EXIT_INTERRUPTED == 130
+    assert result.output.strip() == "trainkit: lr-find interrupted (Ctrl+C)"  # not "Aborted!"
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_lr_find_with_accumulation_sweeps_the_batch_the_optimizer_sees(synthetic_dir, tmp_path):
     """Two batches of 32 a step trace the curve of one batch of 64 (an MLP, to round-off)."""
     import csv

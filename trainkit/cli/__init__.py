@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import click
 
 from trainkit import __version__
-from trainkit.cli.app import TrainkitGroup
+from trainkit.cli.app import EXIT_INTERRUPTED, TrainkitGroup
 from trainkit.cli.evaluate import make_evaluate_command
 from trainkit.cli.export import export_command
 from trainkit.cli.lr_find import make_lr_find_command
@@ -23,7 +23,7 @@ from trainkit.cli.new_plugin import new_plugin_command
 from trainkit.cli.options import PLUGIN_MODULE_HELP, STRICT_PLUGINS_HELP, VERBOSE_HELP
 from trainkit.cli.plugins import plugins_command
 from trainkit.cli.predict import predict_command
-from trainkit.cli.run import EXIT_INTERRUPTED, make_run_command
+from trainkit.cli.run import make_run_command
 from trainkit.cli.summary import make_summary_command
 from trainkit.cli.sweep import make_sweep_command
 

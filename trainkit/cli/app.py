@@ -108,6 +108,8 @@ def add_plugin_commands(pm, group: click.Group, strict: bool) -> None:
             pm.skip(impl.plugin_name, error, strict=strict, doing="register_commands")
 
 
+#: The exit code of a command stopped by Ctrl+C: the shell's own (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 RUN_SHORT_HELP = "Train a model."
 EVALUATE_SHORT_HELP = "Score a checkpoint: metrics and a per-class report."
 SWEEP_SHORT_HELP = "Search hyperparameters on Optuna, each trial a run."
@@ -130,6 +132,19 @@ class TrainkitGroup(click.Group):
         if ctx.obj is None and not version_only:  # --version needs no plugin
             ctx.obj = AppState.load(args, self)
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """A Ctrl+C that no command handled itself (``run`` stops at a batch boundary; the
+        others, ``lr-find`` among them, just end) is one line and exit code 130, not click's
+        "Aborted!" and 1."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            if isinstance(ctx.obj, AppState) and ctx.obj.verbose:
+                traceback.print_exc()
+            click.echo(f"trainkit: {ctx.invoked_subcommand or 'trainkit'} interrupted "
+                       f"(Ctrl+C)", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*DYNAMIC_COMMANDS, *super().list_commands(ctx)})

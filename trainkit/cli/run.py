@@ -8,7 +8,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from trainkit.cli.app import RUN_SHORT_HELP, AppState
+from trainkit.cli.app import EXIT_INTERRUPTED, RUN_SHORT_HELP, AppState
 from trainkit.cli.errors import cli_errors
 from trainkit.cli.options import (
     PLUGIN_MODULE_HELP,
@@ -33,7 +33,6 @@ from trainkit.session.config import RUN_DEFAULTS
 CORE_OPTIONS = tuple(RUN_DEFAULTS)
 #: --help's heading of each component kind's options: the kinds come from the registry.
 KIND_TITLES = {kind: f"{kind.capitalize()} options" for kind in KINDS if kind != "plugin"}
-EXIT_INTERRUPTED = 130
 
 
 def make_run_command(app: AppState) -> click.Command:

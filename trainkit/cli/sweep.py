@@ -8,10 +8,9 @@ from typing import Any
 
 import click
 
-from trainkit.cli.app import SWEEP_SHORT_HELP, AppState
+from trainkit.cli.app import EXIT_INTERRUPTED, SWEEP_SHORT_HELP, AppState
 from trainkit.cli.errors import cli_errors
 from trainkit.cli.options import GroupedCommand, GroupedOption
-from trainkit.cli.run import EXIT_INTERRUPTED
 
 
 def make_sweep_command(app: AppState) -> click.Command:

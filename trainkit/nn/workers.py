@@ -4,6 +4,12 @@ numpy runs a copy, a ufunc or (with BLAS on one thread) a GEMM on one core, but 
 GIL while it does, so Python threads really do work on parts of a batch at once. Which work is
 cut, and how, is the schedule's business (``trainkit.nn.schedule``); this module only runs the
 parts it is given, this thread taking the first.
+
+A Ctrl+C is held back while parts run (``ctrl_c_held``): Python raises ``KeyboardInterrupt`` in
+the main thread at whatever line it has reached, and one raised between a worker's hand-over and
+its bookkeeping left the caller waiting for a task that had already ended (``trainkit lr-find``
+hung on Ctrl+C), or a worker still writing into the batch after the caller had given up on it.
+The press is handed to the handler in place once every part has ended.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import functools
 import os
 import threading
 from collections.abc import Callable
+from typing import Any
 
 _workers: list[_Worker] = []
 _dispatch = threading.Lock()  # one split at a time: a second caller waits for the workers
@@ -51,18 +58,12 @@ class _Worker:
         self._go.release()
 
     def wait(self) -> None:
-        """Return once the task is over (even if a Ctrl+C lands meanwhile: the next task must
-        not start before it ends), raising what it raised."""
-        interrupted: BaseException | None = None
-        while True:
-            try:
-                self._done.acquire()
-                break
-            except BaseException as e:  # KeyboardInterrupt while waiting: raised afterwards
-                interrupted = interrupted or e
+        """Return once the task is over, raising what it raised (a Ctrl+C cannot land here:
+        ``on_threads`` holds it back)."""
+        self._done.acquire()
         error, self._error = self._error, None
-        if interrupted is not None or error is not None:
-            raise interrupted or error  # type: ignore[misc]
+        if error is not None:
+            raise error
 
 
 def start_workers(count: int) -> None:
@@ -80,14 +81,58 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_workers)
 
 
+try:  # signal's own functions without its enum conversions: 1 us a swap and back, against 17
+    import _signal as signals
+except ImportError:  # pragma: no cover - an interpreter without CPython's module
+    import signal as signals  # type: ignore[no-redef]
+
+_MAIN_THREAD = threading.main_thread().ident
+
+
+class ctrl_c_held:
+    """``with ctrl_c_held():`` SIGINT's Python handler only records a press inside the block
+    (in the main thread, where Python runs it), and the handler that was in place is called
+    for each press when the block ends: Python's own raises ``KeyboardInterrupt`` there, a
+    training run's records a stop. Nested blocks hold it once. (A class: a generator-based
+    context manager costs more, and this is entered on every split.)"""
+
+    __slots__ = ("_previous",)
+    _presses: list[tuple[int, Any]] = []
+    _holding = False
+
+    def __enter__(self) -> None:
+        self._previous: Any = None
+        if ctrl_c_held._holding or threading.get_ident() != _MAIN_THREAD:
+            return  # held already, or a thread Python never interrupts
+        previous = signals.getsignal(signals.SIGINT)
+        if not callable(previous):  # ignored, the default, or not Python's: nothing is raised
+            return
+        signals.signal(signals.SIGINT, self._record)  # no KeyboardInterrupt from here on
+        self._previous, ctrl_c_held._holding = previous, True
+
+    @staticmethod
+    def _record(signum: int, frame: Any) -> None:
+        ctrl_c_held._presses.append((signum, frame))
+
+    def __exit__(self, *exception: object) -> None:
+        previous = self._previous
+        if previous is None:
+            return
+        presses, ctrl_c_held._presses = ctrl_c_held._presses, []
+        ctrl_c_held._holding = False
+        signals.signal(signals.SIGINT, previous)  # a KeyboardInterrupt may come from here on
+        for signum, frame in presses:
+            previous(signum, frame)
+
+
 def on_threads(bounds: list[int], work: Callable[[int, int, int], object]) -> None:
     """Call ``work(part index, start, stop)`` for every part, in parallel, this thread taking the
-    first part."""
+    first part. Every part has ended when it returns or raises."""
     if len(bounds) <= 2 or getattr(_in_part, "active", False):
         for i in range(len(bounds) - 1):  # one part, or a split inside a part: on this thread
             work(i, bounds[i], bounds[i + 1])
         return
-    with _dispatch:
+    with ctrl_c_held(), _dispatch:
         start_workers(len(bounds) - 2)
         helpers = _workers[:len(bounds) - 2]
         _in_part.active = True
