@@ -23,6 +23,7 @@ from typing import Any
 _workers: list[_Worker] = []
 _dispatch = threading.Lock()  # one split at a time: a second caller waits for the workers
 _in_part = threading.local()  # set on a thread running a part: a split inside it runs inline
+_MAIN_THREAD = threading.main_thread().ident  # the one thread Python runs signal handlers in
 
 
 class _Worker:
@@ -72,9 +73,10 @@ def start_workers(count: int) -> None:
 
 
 def _forget_workers() -> None:  # in a forked child, whose copies of the threads do not run
-    global _dispatch
+    global _dispatch, _MAIN_THREAD
     _workers.clear()
     _dispatch = threading.Lock()
+    _MAIN_THREAD = threading.get_ident()  # the thread that forked is the child's main thread
 
 
 if hasattr(os, "register_at_fork"):
@@ -86,7 +88,6 @@ try:  # signal's own functions without its enum conversions: 1 us a swap and bac
 except ImportError:  # pragma: no cover - an interpreter without CPython's module
     import signal as signals  # type: ignore[no-redef]
 
-_MAIN_THREAD = threading.main_thread().ident
 
 
 class ctrl_c_held:
