@@ -444,31 +444,36 @@ model = CNN(channels=(8, 16), dense=32, dropout=0.0, conv_dropout=0.0).build(
     784, 10, rng, input_shape=(28, 28, 1))
 x = rng.normal(size=(64, 28, 28, 1)).astype(np.float32)
 g = rng.normal(size=(64, 10)).astype(np.float32)
+presses, caught = int(sys.argv[1]), 0
+passing, seen = threading.Event(), threading.Event()
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even where SIGINT came ignored
 
 def one_pass():
+    passing.set()
     out = model.forward(x)
     model.backward(g)
     return out.copy(), model.grads.copy()
 
-presses, caught, seen = int(sys.argv[1]), 0, threading.Event()
-signal.signal(signal.SIGINT, signal.default_int_handler)  # even where SIGINT came ignored
-
-def press():  # Ctrl+C at random moments, the next one once the last was seen
+def press():  # Ctrl+C at a random moment of the passes, once the last press was taken
     wait = random.Random(1)
     for _ in range(presses):
+        passing.wait()
         time.sleep(wait.uniform(0.0005, 0.02))
-        seen.clear()
         os.kill(os.getpid(), signal.SIGINT)
-        seen.wait(30)
+        seen.wait()
+        seen.clear()
 
 with schedule.planned(2, split_batch=True):
     reference = one_pass()
+    passing.clear()
     threading.Thread(target=press, daemon=True).start()
     while caught < presses:
-        try:
-            one_pass()
+        try:  # a press comes only once a pass has begun, so always inside this try
+            while True:
+                one_pass()
         except KeyboardInterrupt:
             caught += 1
+            passing.clear()
             seen.set()
     after = one_pass()
 assert all(np.array_equal(a, b) for a, b in zip(reference, after)), "the pass after differs"
