@@ -89,40 +89,35 @@ except ImportError:  # pragma: no cover - an interpreter without CPython's modul
     import signal as signals  # type: ignore[no-redef]
 
 
-
 class ctrl_c_held:
     """``with ctrl_c_held():`` SIGINT's Python handler only records a press inside the block
     (in the main thread, where Python runs it), and the handler that was in place is called
     for each press when the block ends: Python's own raises ``KeyboardInterrupt`` there, a
-    training run's records a stop. Nested blocks hold it once. (A class: a generator-based
-    context manager costs more, and this is entered on every split.)"""
+    training run's records a stop. (A class: a generator-based context manager costs more,
+    and this is entered on every split.)"""
 
-    __slots__ = ("_previous",)
-    _presses: list[tuple[int, Any]] = []
-    _holding = False
+    __slots__ = ("_previous", "_presses")
 
     def __enter__(self) -> None:
         self._previous: Any = None
-        if ctrl_c_held._holding or threading.get_ident() != _MAIN_THREAD:
-            return  # held already, or a thread Python never interrupts
+        if threading.get_ident() != _MAIN_THREAD:
+            return  # a thread Python never interrupts
         previous = signals.getsignal(signals.SIGINT)
         if not callable(previous):  # ignored, the default, or not Python's: nothing is raised
             return
+        self._presses: list[tuple[int, Any]] = []
         signals.signal(signals.SIGINT, self._record)  # no KeyboardInterrupt from here on
-        self._previous, ctrl_c_held._holding = previous, True
+        self._previous = previous
 
-    @staticmethod
-    def _record(signum: int, frame: Any) -> None:
-        ctrl_c_held._presses.append((signum, frame))
+    def _record(self, signum: int, frame: Any) -> None:
+        self._presses.append((signum, frame))
 
     def __exit__(self, *exception: object) -> None:
         previous = self._previous
         if previous is None:
             return
-        presses, ctrl_c_held._presses = ctrl_c_held._presses, []
-        ctrl_c_held._holding = False
         signals.signal(signals.SIGINT, previous)  # a KeyboardInterrupt may come from here on
-        for signum, frame in presses:
+        for signum, frame in self._presses:
             previous(signum, frame)
 
 
